@@ -1,0 +1,38 @@
+"""Errors shared by every Esper package, so callers can catch one family whatever raised it."""
+
+from __future__ import annotations
+
+
+class EsperError(Exception):
+    """Base class of every error Esper raises on purpose."""
+
+
+class InvalidStateMachineError(EsperError):
+    """The lifecycle reached a state the contracts say is impossible (e.g. an all-false action-mask row).
+
+    This is a bug in the caller's bookkeeping, never a condition to recover from silently.
+    """
+
+
+class InvalidTransitionError(InvalidStateMachineError):
+    """A seed was asked to move between two stages the transition table does not connect."""
+
+
+class InvalidSlotIdError(EsperError, ValueError):
+    """A slot id is not of the form ``r{row}c{col}`` or is not in the slot config."""
+
+
+class ConfigError(EsperError, ValueError):
+    """A configuration value or key is invalid (unknown key, out-of-range value, wrong type)."""
+
+
+class FeatureWidthError(EsperError, ValueError):
+    """An observation or feature tensor does not have the width the policy was built for."""
+
+
+class MaskShapeError(EsperError, ValueError):
+    """An action mask does not have the shape of its head."""
+
+
+class CheckpointError(EsperError):
+    """A checkpoint is unreadable, truncated, or was written for another configuration."""

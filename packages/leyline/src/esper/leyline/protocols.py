@@ -1,0 +1,197 @@
+"""The two seams between packages: ``Controller`` (anything that chooses actions) and ``PolicyBundle``
+(a trainable controller simic can run and update without knowing its network).
+
+Torch appears here for type checking only; importing this module never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
+
+from esper.leyline.actions import ActionHead, FactoredAction
+from esper.leyline.blueprints import Topology
+from esper.leyline.reports import EnvObservation
+from esper.leyline.slots import SlotConfig
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
+
+#: Recurrent state ``(h, c)``, each ``[num_layers, batch, hidden_dim]``.
+HiddenState: TypeAlias = "tuple[Tensor, Tensor]"
+
+
+@runtime_checkable
+class Controller(Protocol):
+    """Chooses lifecycle actions for a batch of environments, keeping per-environment state between steps.
+
+    ``start_episodes(n)`` forgets all per-env state and prepares envs ``0..n-1``; ``act`` is then called once
+    per host epoch with the ids of the envs still running (an env whose episode ended early is left out).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    def start_episodes(self, n_envs: int) -> None: ...
+
+    def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActionMasks:
+    """Physically possible actions for a batch (True = allowed).
+
+    - ``op``: ``[batch, num_ops]`` bool, op allowed in some slot;
+    - ``slot_by_op``: ``[batch, num_ops, num_slots]`` bool, the slots each op may target;
+    - ``heads``: ``[batch, head_size]`` bool for every other head (blueprint, style, tempo, alpha_target,
+      alpha_speed, alpha_curve), as seen by an op that uses the head.
+    """
+
+    op: Tensor
+    slot_by_op: Tensor
+    heads: Mapping[ActionHead, Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedObservations:
+    """Observations as tensors, before normalization (the bundle normalizes inside its forward).
+
+    - ``features``: ``[batch, feature_dim]`` float32;
+    - ``blueprint_indices``: ``[batch, num_slots]`` int64, ``Blueprint`` values (0 = no seed);
+    - ``masks``: the action masks of the same batch.
+    """
+
+    features: Tensor
+    blueprint_indices: Tensor
+    masks: ActionMasks
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What ``get_action`` returns; everything simic stores for the PPO update. Not differentiable.
+
+    - ``actions[head]``: ``[batch]`` int64 action index (placeholder when the head is irrelevant);
+    - ``log_probs[head]``: ``[batch]`` float32 (exactly 0 for irrelevant heads);
+    - ``masks[head]``: ``[batch, head_size]`` bool, the mask actually sampled from (op-conditioned slot mask,
+      placeholder-only rows for irrelevant heads), so the update scores the same distribution;
+    - ``values``: ``[batch]`` float32 state value V(s), in the policy's (normalized) return units;
+    - ``hidden``: the recurrent state after this step.
+    """
+
+    actions: Mapping[ActionHead, Tensor]
+    log_probs: Mapping[ActionHead, Tensor]
+    masks: Mapping[ActionHead, Tensor]
+    values: Tensor
+    hidden: HiddenState
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    """What ``evaluate_actions`` returns, with gradients.
+
+    - ``log_probs[head]``: ``[batch, time]`` float32;
+    - ``entropy[head]``: ``[batch, time]`` float32, normalized by ln(number of valid actions), 0 when one is valid;
+    - ``values``: ``[batch, time]`` float32.
+    """
+
+    log_probs: Mapping[ActionHead, Tensor]
+    entropy: Mapping[ActionHead, Tensor]
+    values: Tensor
+
+
+@runtime_checkable
+class PolicyBundle(Protocol):
+    """A trainable controller: observation encoding, normalizer statistics and network in one object.
+
+    Everything needed to run the policy standalone after training (normalizer statistics, feature-schema
+    version, slot config, sizes) is in ``state_dict()`` and ``build_config()``. Recurrent state is explicit:
+    callers keep it per env. Policies without recurrence report ``hidden_dim == 0`` and return zero-width
+    hidden tensors; they still accept and return them.
+
+    Device and buffers: ``device`` is where parameters *and* normalizer buffers live; inputs are moved there by
+    the bundle. Compilation (``compile``) happens after placement; moving a compiled bundle is an error.
+    """
+
+    @property
+    def kind(self) -> str:
+        """The registry name this bundle was created under."""
+        ...
+
+    @property
+    def slot_config(self) -> SlotConfig: ...
+
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of ``EncodedObservations.features``; inputs of another width are rejected."""
+        ...
+
+    @property
+    def hidden_dim(self) -> int: ...
+
+    @property
+    def feature_schema_version(self) -> int: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def is_compiled(self) -> bool: ...
+
+    def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
+        """Features and masks of a batch; raises ``InvalidStateMachineError`` on an all-false mask row."""
+        ...
+
+    def initial_hidden(self, batch_size: int) -> HiddenState:
+        """Zero recurrent state for ``batch_size`` new episodes (no gradient history)."""
+        ...
+
+    def get_action(
+        self, observations: EncodedObservations, hidden: HiddenState, deterministic: bool = False
+    ) -> ActionResult:
+        """Sample (or take the argmax of) every head, op first, in inference mode."""
+        ...
+
+    def evaluate_actions(
+        self,
+        features: Tensor,
+        blueprint_indices: Tensor,
+        actions: Mapping[ActionHead, Tensor],
+        masks: Mapping[ActionHead, Tensor],
+        hidden: HiddenState,
+    ) -> EvalResult:
+        """Re-score stored actions over whole sequences, with gradients.
+
+        ``features`` ``[batch, time, feature_dim]``; ``blueprint_indices`` ``[batch, time, num_slots]``;
+        ``actions[head]`` ``[batch, time]``; ``masks[head]`` ``[batch, time, head_size]`` (the masks stored
+        from ``get_action``); ``hidden`` is the state at the first step of each sequence.
+        """
+        ...
+
+    def update_normalizer(self, features: Tensor) -> None:
+        """Fold ``[n, feature_dim]`` raw features into the running statistics (call after an update, never
+        during a rollout, so a rollout and its update see the same normalization)."""
+        ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore weights and normalizer; raises ``CheckpointError`` naming what does not match."""
+        ...
+
+    def build_config(self) -> dict[str, Any]:
+        """JSON-serializable arguments that rebuild an identical (untrained) bundle through the factory."""
+        ...
+
+    def compile(self, mode: str) -> None:
+        """Compile the inner network in place (``mode`` as for ``torch.compile``). Failures propagate."""
+        ...
