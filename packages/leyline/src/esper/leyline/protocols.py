@@ -154,9 +154,16 @@ class PolicyBundle(Protocol):
         ...
 
     def get_action(
-        self, observations: EncodedObservations, hidden: HiddenState, deterministic: bool = False
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
     ) -> ActionResult:
-        """Sample (or take the argmax of) every head, op first, in inference mode."""
+        """Sample (or take the argmax of) every head, op first, in inference mode.
+
+        Random draws come from ``generator`` when given (reproducible rollouts), else torch's global RNG.
+        """
         ...
 
     def evaluate_actions(

@@ -61,8 +61,9 @@ class SeedMetrics:
     #: Global L2 norm of the seed's gradients in the last epoch, and its health score in [0, 1].
     gradient_norm: float | None = None
     gradient_health: float | None = None
-    #: Validation accuracy (percent) when the seed entered its current stage.
+    #: Validation accuracy (percent) when the seed entered its current stage, and when it was germinated.
     accuracy_at_stage_entry: float | None = None
+    accuracy_at_germination: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
