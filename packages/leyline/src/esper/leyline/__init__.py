@@ -168,6 +168,7 @@ __all__ = [
     "blueprint_from_name",
     "head_sizes",
     "is_relevant",
+    "is_valid_transition",
     "relevance_rows",
     "safe",
 ]

@@ -36,7 +36,8 @@ def safe(value: object, default: float = 0.0, bound: float = DEFAULT_SAFE_BOUND)
         try:
             item = value.item()
         except (ValueError, RuntimeError) as error:
-            raise TypeError(f"safe() needs a scalar, got a {type(value).__name__} with more than one element") from error
+            kind = type(value).__name__
+            raise TypeError(f"safe() needs a scalar, got a {kind} with more than one element") from error
         if not isinstance(item, bool | int | float):
             raise TypeError(f"safe() needs a real number, got {type(item).__name__} from {type(value).__name__}")
         number = float(item)
