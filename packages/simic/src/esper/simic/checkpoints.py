@@ -1,0 +1,94 @@
+"""PPO training checkpoints: written atomically after every update, validated on load.
+
+A checkpoint holds everything resume needs to continue exactly: the policy's state (weights, observation
+normalizer, schema version) and build config, the updater (optimizer, return normalizer, round counter), the RNG
+states, and the run config it was written under.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from esper.leyline import CheckpointError
+from esper.simic.atomic_files import torch_save_atomic
+
+CHECKPOINT_FORMAT = 1
+_REQUIRED_KEYS = ("format", "rounds_completed", "policy_state", "policy_build_config", "updater_state", "rng", "config")
+
+
+@dataclass
+class TrainingCheckpoint:
+    rounds_completed: int
+    policy_state: dict[str, Any]
+    policy_build_config: dict[str, Any]
+    updater_state: dict[str, Any]
+    rng: dict[str, Any]
+    config: dict[str, Any]
+
+
+def capture_rng_states() -> dict[str, Any]:
+    """Global RNG states (torch CPU, Python, numpy). Episode and sampling RNGs are derived per round from the
+    run seed, so these matter only for code that draws from the globals."""
+    name, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [name, [int(k) for k in keys], int(position), int(has_gauss), float(cached_gaussian)],
+    }
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, position, has_gauss, cached_gaussian = states["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+
+
+def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> None:
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "rounds_completed": checkpoint.rounds_completed,
+        "policy_state": checkpoint.policy_state,
+        "policy_build_config": checkpoint.policy_build_config,
+        "updater_state": checkpoint.updater_state,
+        "rng": checkpoint.rng,
+        "config": checkpoint.config,
+    }
+    torch_save_atomic(path, payload)
+
+
+def load_checkpoint(path: Path) -> TrainingCheckpoint:
+    """Read a checkpoint; a missing, truncated, foreign or incomplete file raises ``CheckpointError``.
+
+    Loading is restricted to tensors and plain containers (``weights_only``): a checkpoint cannot run code.
+    """
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from None
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"checkpoint {path} is not an Esper training checkpoint")
+    missing = [key for key in _REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is missing {missing}")
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint {path} has format {payload['format']}, this Esper reads {CHECKPOINT_FORMAT}")
+    return TrainingCheckpoint(
+        rounds_completed=int(payload["rounds_completed"]),
+        policy_state=payload["policy_state"],
+        policy_build_config=payload["policy_build_config"],
+        updater_state=payload["updater_state"],
+        rng=payload["rng"],
+        config=payload["config"],
+    )

@@ -1,0 +1,367 @@
+"""PPO on a ``PolicyBundle``: several epochs over minibatches of whole env sequences, per-head clipped surrogate
+with causal masks, value loss on normalized returns, normalized-entropy bonus, KL early stop, grad clipping.
+
+The bundle is injected; this module never builds or inspects a network. The joint policy of the factored action
+is the product of the heads that matter for the chosen op, so its score-function gradient is the sum of the
+relevant heads' gradients: each head gets its own clipped surrogate, averaged over all valid steps, and heads the
+op ignores (placeholder actions, log-prob exactly 0) are masked out of every term.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, PolicyBundle, relevance_rows
+from esper.simic.advantages import compute_gae
+from esper.simic.return_normalizer import ReturnNormalizer
+from esper.simic.rollout_buffer import RolloutBuffer
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyperparameters. ``minibatch_envs`` whole env sequences form one minibatch."""
+
+    learning_rate: float = 3e-4
+    lr_schedule: Literal["constant", "linear"] = "constant"
+    update_epochs: int = 4
+    minibatch_envs: int = 4
+    clip_ratio: float = 0.2
+    value_coef: float = 0.5
+    entropy_coef: float = 0.01
+    max_grad_norm: float = 0.5
+    target_kl: float | None = 0.03
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantages: bool = True
+    autocast_dtype: Literal["float32", "bfloat16"] = "float32"
+
+    def __post_init__(self) -> None:
+        positive = {
+            "learning_rate": self.learning_rate,
+            "update_epochs": self.update_epochs,
+            "minibatch_envs": self.minibatch_envs,
+            "clip_ratio": self.clip_ratio,
+            "max_grad_norm": self.max_grad_norm,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"ppo.{name} must be > 0, got {value}")
+        for name, value in {"gamma": self.gamma, "gae_lambda": self.gae_lambda}.items():
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"ppo.{name} must be in [0, 1], got {value}")
+        if self.value_coef < 0 or self.entropy_coef < 0:
+            raise ConfigError("ppo.value_coef and ppo.entropy_coef must be >= 0")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ConfigError(f"ppo.target_kl must be > 0 or None, got {self.target_kl}")
+        if self.lr_schedule not in ("constant", "linear"):
+            raise ConfigError(f"ppo.lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
+        if self.autocast_dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"ppo.autocast_dtype must be 'float32' or 'bfloat16', got {self.autocast_dtype!r}")
+
+
+@dataclass(frozen=True)
+class HeadStats:
+    """Health of one head over the steps where it mattered (``None`` when it never mattered this update)."""
+
+    entropy: float | None
+    approx_kl: float | None
+    clip_fraction: float | None
+    relevant_fraction: float
+
+
+@dataclass(frozen=True)
+class UpdateStats:
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    explained_variance: float
+    grad_norm: float
+    learning_rate: float
+    epochs_completed: int
+    minibatches: int
+    early_stopped: bool
+    #: max |ratio - 1| over the first minibatch, before any optimizer step (0 up to float error when the
+    #: stored log-probs and the re-evaluation agree).
+    first_ratio_deviation: float
+    transitions: int
+    heads: dict[str, HeadStats] = field(default_factory=dict)
+
+    def flat(self) -> dict[str, float | int | bool | None]:
+        """One level of keys (``heads.op.entropy``...) for logs and TensorBoard."""
+        out: dict[str, float | int | bool | None] = {k: v for k, v in asdict(self).items() if k != "heads"}
+        for head, stats in self.heads.items():
+            for key, value in asdict(stats).items():
+                out[f"heads.{head}.{key}"] = value
+        return out
+
+
+class _Accumulator:
+    """Sums of per-minibatch statistics (weighted by the number of contributing steps)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, key: str, total: float, weight: float) -> None:
+        if weight > 0:
+            self.sums[key] = self.sums.get(key, 0.0) + total
+            self.weights[key] = self.weights.get(key, 0.0) + weight
+
+    def mean(self, key: str) -> float | None:
+        weight = self.weights.get(key, 0.0)
+        return self.sums[key] / weight if weight > 0 else None
+
+
+class PPOUpdater:
+    """Owns the optimizer and return normalizer of one bundle; ``update`` consumes one round's buffer."""
+
+    def __init__(self, bundle: PolicyBundle, config: PPOConfig, total_rounds: int | None = None) -> None:
+        if config.lr_schedule == "linear" and (total_rounds is None or total_rounds < 1):
+            raise ConfigError("a linear learning-rate schedule needs total_rounds >= 1")
+        self.bundle = bundle
+        self.config = config
+        self.total_rounds = total_rounds
+        self.params = list(bundle.parameters())
+        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=1e-5)
+        self.returns = ReturnNormalizer()
+        self.rounds_done = 0
+        self._relevance = torch.tensor(relevance_rows(), dtype=torch.bool)  # [num_ops, num_heads]
+
+    def current_learning_rate(self) -> float:
+        if self.config.lr_schedule == "constant" or self.total_rounds is None:
+            return self.config.learning_rate
+        remaining = max(0.0, 1.0 - self.rounds_done / self.total_rounds)
+        return self.config.learning_rate * max(remaining, 0.05)
+
+    def update(self, buffer: RolloutBuffer, generator: torch.Generator) -> UpdateStats:
+        """Run the PPO epochs on ``buffer``, then fold its features into the bundle's observation normalizer
+        (after the update, so the rollout and its update used the same normalization)."""
+        buffer.check_complete()
+        cfg = self.config
+        valid = buffer.valid
+        n_valid = int(valid.sum())
+        raw_values = self.returns.denormalize(buffer.values)
+        advantages, returns = compute_gae(buffer.rewards, raw_values, buffer.terminals, valid, cfg.gamma, cfg.gae_lambda)
+        explained = _explained_variance(raw_values[valid], returns[valid])
+        self.returns.update(returns[valid])
+        value_targets = self.returns.normalize(returns)
+        if cfg.normalize_advantages and n_valid > 1:
+            flat = advantages[valid]
+            advantages = torch.where(valid, (advantages - flat.mean()) / (flat.std() + 1e-8), 0.0)
+        relevant = self._relevant_steps(buffer)  # [heads, env, time]
+
+        learning_rate = self.current_learning_rate()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate
+
+        acc = _Accumulator()
+        first_deviation = math.nan
+        minibatches = 0
+        epochs_completed = 0
+        early_stopped = False
+        for _ in range(cfg.update_epochs):
+            for env_rows in self._minibatches(buffer.n_envs, generator):
+                out = self._minibatch_loss(buffer, env_rows, advantages, value_targets, relevant)
+                if minibatches == 0:
+                    first_deviation = out.ratio_deviation
+                if cfg.target_kl is not None and out.approx_kl > 1.5 * cfg.target_kl:
+                    early_stopped = True
+                    break
+                self.optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()  # type: ignore[no-untyped-call]
+                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                self.optimizer.step()
+                minibatches += 1
+                out.accumulate(acc, float(grad_norm))
+            if early_stopped:
+                break
+            epochs_completed += 1
+
+        self.rounds_done += 1
+        self.bundle.update_normalizer(buffer.features[valid])
+        return self._stats(acc, explained, learning_rate, epochs_completed, minibatches, early_stopped,
+                           first_deviation, n_valid)
+
+    def _relevant_steps(self, buffer: RolloutBuffer) -> torch.Tensor:
+        ops = buffer.actions[ActionHead.OP]
+        per_head = self._relevance[ops]  # [env, time, heads]
+        return per_head.permute(2, 0, 1) & buffer.valid.unsqueeze(0)
+
+    def _minibatches(self, n_envs: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        order = torch.randperm(n_envs, generator=generator)
+        size = min(self.config.minibatch_envs, n_envs)
+        for start in range(0, n_envs, size):
+            yield order[start : start + size]
+
+    def _minibatch_loss(
+        self,
+        buffer: RolloutBuffer,
+        rows: torch.Tensor,
+        advantages: torch.Tensor,
+        value_targets: torch.Tensor,
+        relevant: torch.Tensor,
+    ) -> _MinibatchOutput:
+        cfg = self.config
+        device = self.bundle.device
+        valid = buffer.valid[rows].to(device)
+        n_valid = valid.sum().clamp(min=1)
+        hidden = (
+            buffer.initial_hidden[0][:, rows].to(device).contiguous(),
+            buffer.initial_hidden[1][:, rows].to(device).contiguous(),
+        )
+        autocast = cfg.autocast_dtype == "bfloat16"
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            evaluated = self.bundle.evaluate_actions(
+                buffer.features[rows].to(device),
+                buffer.blueprint_indices[rows].to(device),
+                {h: buffer.actions[h][rows].to(device) for h in HEAD_ORDER},
+                {h: buffer.masks[h][rows].to(device) for h in HEAD_ORDER},
+                hidden,
+            )
+        adv = advantages[rows].to(device)
+        policy_loss = torch.zeros((), device=device)
+        joint_log_ratio = torch.zeros_like(adv)
+        entropy_terms: list[torch.Tensor] = []
+        head_records: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        ratio_deviation = 0.0
+        for index, head in enumerate(HEAD_ORDER):
+            mask = relevant[index][rows].to(device)
+            old = buffer.log_probs[head][rows].to(device)
+            log_ratio = torch.where(mask, evaluated.log_probs[head].float() - old, 0.0)
+            ratio = log_ratio.exp()
+            clipped = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
+            surrogate = torch.minimum(ratio * adv, clipped * adv)
+            policy_loss = policy_loss - (surrogate * mask).sum() / n_valid
+            joint_log_ratio = joint_log_ratio + log_ratio
+            entropy = evaluated.entropy[head].float()
+            count = mask.sum()
+            if int(count) > 0:
+                entropy_terms.append((entropy * mask).sum() / count)
+                ratio_deviation = max(ratio_deviation, float(((ratio.detach() - 1.0).abs() * mask).max()))
+            head_records.append((head.value, mask, log_ratio.detach(), ratio.detach(), entropy.detach()))
+        values = evaluated.values.float()
+        targets = value_targets[rows].to(device)
+        value_loss = 0.5 * (((values - targets) ** 2) * valid).sum() / n_valid
+        entropy_bonus = torch.stack(entropy_terms).mean() if entropy_terms else torch.zeros((), device=device)
+        loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_bonus
+        joint = joint_log_ratio.detach()
+        approx_kl = float((((joint.exp() - 1.0) - joint) * valid).sum() / n_valid)
+        joint_clipped = float((((joint.exp() - 1.0).abs() > cfg.clip_ratio) & valid).sum() / n_valid)
+        return _MinibatchOutput(
+            loss=loss,
+            policy_loss=float(policy_loss.detach()),
+            value_loss=float(value_loss.detach()),
+            entropy=float(entropy_bonus.detach()),
+            approx_kl=approx_kl,
+            clip_fraction=joint_clipped,
+            ratio_deviation=ratio_deviation,
+            n_valid=float(n_valid),
+            heads=head_records,
+            clip_ratio=cfg.clip_ratio,
+        )
+
+    def _stats(
+        self,
+        acc: _Accumulator,
+        explained: float,
+        learning_rate: float,
+        epochs: int,
+        minibatches: int,
+        early_stopped: bool,
+        first_deviation: float,
+        transitions: int,
+    ) -> UpdateStats:
+        heads: dict[str, HeadStats] = {}
+        for head in HEAD_ORDER:
+            key = head.value
+            relevant_weight = acc.weights.get(f"{key}.entropy", 0.0)
+            total_weight = acc.weights.get("policy_loss", 0.0)
+            heads[key] = HeadStats(
+                entropy=acc.mean(f"{key}.entropy"),
+                approx_kl=acc.mean(f"{key}.kl"),
+                clip_fraction=acc.mean(f"{key}.clip"),
+                relevant_fraction=relevant_weight / total_weight if total_weight > 0 else 0.0,
+            )
+
+        def mean(key: str) -> float:
+            value = acc.mean(key)
+            return value if value is not None else math.nan
+
+        return UpdateStats(
+            policy_loss=mean("policy_loss"),
+            value_loss=mean("value_loss"),
+            entropy=mean("entropy"),
+            approx_kl=mean("approx_kl"),
+            clip_fraction=mean("clip_fraction"),
+            explained_variance=explained,
+            grad_norm=mean("grad_norm"),
+            learning_rate=learning_rate,
+            epochs_completed=epochs,
+            minibatches=minibatches,
+            early_stopped=early_stopped,
+            first_ratio_deviation=first_deviation,
+            transitions=transitions,
+            heads=heads,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "returns": self.returns.state_dict(),
+            "rounds_done": self.rounds_done,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.returns = ReturnNormalizer.from_state_dict(state["returns"])
+        self.rounds_done = int(state["rounds_done"])
+
+
+@dataclass
+class _MinibatchOutput:
+    loss: torch.Tensor
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    approx_kl: float
+    clip_fraction: float
+    ratio_deviation: float
+    n_valid: float
+    heads: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    clip_ratio: float
+
+    def accumulate(self, acc: _Accumulator, grad_norm: float) -> None:
+        n = self.n_valid
+        for key, value in (
+            ("policy_loss", self.policy_loss),
+            ("value_loss", self.value_loss),
+            ("entropy", self.entropy),
+            ("approx_kl", self.approx_kl),
+            ("clip_fraction", self.clip_fraction),
+        ):
+            acc.add(key, value * n, n)
+        acc.add("grad_norm", grad_norm, 1.0)
+        for name, mask, log_ratio, ratio, entropy in self.heads:
+            count = float(mask.sum())
+            if count == 0:
+                continue
+            acc.add(f"{name}.entropy", float((entropy * mask).sum()), count)
+            acc.add(f"{name}.kl", float((((ratio - 1.0) - log_ratio) * mask).sum()), count)
+            acc.add(f"{name}.clip", float((((ratio - 1.0).abs() > self.clip_ratio) & mask).sum()), count)
+
+
+def _explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
+    """1 - Var(target - predicted) / Var(target); NaN when the targets do not vary."""
+    if target.numel() < 2:
+        return math.nan
+    variance = float(target.var())
+    if variance <= 1e-12:
+        return math.nan
+    return 1.0 - float((target - predicted).var()) / variance

@@ -1,0 +1,72 @@
+"""The reward of one RL step (one host epoch after an action).
+
+Default: accuracy gained this epoch (as a fraction) minus a rent on the parameters of seeds that affect the
+output. Summed over an episode the accuracy terms telescope to "final minus initial accuracy", so the return
+rewards what users want. Other terms exist only as named options, each off by default.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from esper.leyline import ConfigError
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    #: Rent per epoch = rent_weight * ln(1 + active seed params / host params). Log-scaled so that a seed the
+    #: size of the host costs rent_weight * 0.69 per epoch whatever the host's absolute size.
+    rent_weight: float = 0.001
+    #: Reward of the terminal step when the governor rolls the episode back (negated).
+    rollback_penalty: float = 0.5
+    #: Named option: extra penalty when the chosen action could not be executed (gate refused, slot busy).
+    invalid_action_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rent_weight", "rollback_penalty", "invalid_action_penalty"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"reward.{name} must be a finite number >= 0, got {value}")
+
+
+@dataclass(frozen=True)
+class RewardTerms:
+    """The parts of one step's reward, kept for logs and ablations."""
+
+    accuracy_gain: float
+    rent: float
+    invalid_action: float
+    rollback: float
+
+    @property
+    def total(self) -> float:
+        return self.accuracy_gain - self.rent - self.invalid_action - self.rollback
+
+
+def parameter_rent(config: RewardConfig, active_seed_params: int, host_params: int) -> float:
+    if host_params <= 0:
+        raise ConfigError(f"host parameter count must be > 0, got {host_params}")
+    return config.rent_weight * math.log1p(active_seed_params / host_params)
+
+
+def step_reward(
+    config: RewardConfig,
+    accuracy_before: float,
+    accuracy_after: float,
+    active_seed_params: int,
+    host_params: int,
+    action_succeeded: bool,
+) -> RewardTerms:
+    """Reward of a normal step; accuracies are in percent."""
+    return RewardTerms(
+        accuracy_gain=(accuracy_after - accuracy_before) / 100.0,
+        rent=parameter_rent(config, active_seed_params, host_params),
+        invalid_action=0.0 if action_succeeded else config.invalid_action_penalty,
+        rollback=0.0,
+    )
+
+
+def rollback_reward(config: RewardConfig) -> RewardTerms:
+    """Reward of the terminal step of an episode the governor rolled back."""
+    return RewardTerms(accuracy_gain=0.0, rent=0.0, invalid_action=0.0, rollback=config.rollback_penalty)

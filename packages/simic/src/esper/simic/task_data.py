@@ -1,0 +1,57 @@
+"""The tensors of a classification task, as an environment consumes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from esper.leyline import ConfigError
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Training and validation sets, already normalized. Inputs ``[N, ...]`` float32, targets ``[N]`` int64.
+
+    Every env sees the full training set each epoch (in its own episode-seeded order) and the same validation set.
+    """
+
+    train_inputs: torch.Tensor
+    train_targets: torch.Tensor
+    val_inputs: torch.Tensor
+    val_targets: torch.Tensor
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for split, inputs, targets in (
+            ("train", self.train_inputs, self.train_targets),
+            ("validation", self.val_inputs, self.val_targets),
+        ):
+            if inputs.shape[0] == 0 or inputs.shape[0] != targets.shape[0]:
+                raise ConfigError(
+                    f"{split} set: need as many targets as inputs (> 0), got {inputs.shape[0]} and {targets.shape[0]}"
+                )
+            if not inputs.is_floating_point():
+                raise ConfigError(f"{split} inputs must be floating point, got {inputs.dtype}")
+            if targets.dtype != torch.int64 or targets.dim() != 1:
+                raise ConfigError(f"{split} targets must be a 1-D int64 tensor, got {targets.dtype} {tuple(targets.shape)}")
+            if int(targets.min()) < 0 or int(targets.max()) >= self.num_classes:
+                raise ConfigError(f"{split} targets must lie in [0, {self.num_classes})")
+        if self.train_inputs.shape[1:] != self.val_inputs.shape[1:]:
+            raise ConfigError(
+                f"train and validation inputs differ in shape: {tuple(self.train_inputs.shape[1:])} "
+                f"vs {tuple(self.val_inputs.shape[1:])}"
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train_inputs.shape[1:])
+
+    def to(self, device: torch.device) -> TaskData:
+        return TaskData(
+            self.train_inputs.to(device),
+            self.train_targets.to(device),
+            self.val_inputs.to(device),
+            self.val_targets.to(device),
+            self.num_classes,
+        )

@@ -1,0 +1,219 @@
+"""Test doubles for simic's own tests: a small honest ``PolicyBundle`` (simic never imports tamiyo) and
+synthetic observations. The real LSTM bundle is exercised against simic in the top-level integration tests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from esper.leyline import (
+    HEAD_ORDER,
+    HEAD_PLACEHOLDERS,
+    ActionHead,
+    ActionMasks,
+    ActionResult,
+    EncodedObservations,
+    EnvObservation,
+    EvalResult,
+    SeedStage,
+    SlotConfig,
+    SlotReport,
+    Topology,
+    head_sizes,
+    relevance_rows,
+)
+from esper.leyline.protocols import HiddenState
+
+_NUM_STAGES = len(SeedStage)
+
+
+class TinyBundle:
+    """An LSTM policy with linear heads. Masks allow every op in every slot (invalid actions simply fail in the
+    env), except NOOP for the blueprint head; irrelevant heads are reduced to their placeholder."""
+
+    def __init__(self, slot_config: SlotConfig, hidden: int = 16, seed: int = 0) -> None:
+        torch.manual_seed(seed)
+        self._slot_config = slot_config
+        self.sizes = head_sizes(slot_config, Topology.CNN)
+        self._feature_dim = 2 + slot_config.num_slots * _NUM_STAGES
+        self.lstm = nn.LSTM(self._feature_dim, hidden, batch_first=True)
+        self.heads = nn.ModuleDict({h.value: nn.Linear(hidden, self.sizes[h]) for h in HEAD_ORDER})
+        self.value = nn.Linear(hidden, 1)
+        self.mean = torch.zeros(self._feature_dim)
+        self.normalizer_updates = 0
+        self._relevance = torch.tensor(relevance_rows(), dtype=torch.bool)
+
+    kind = "tiny"
+
+    @property
+    def slot_config(self) -> SlotConfig:
+        return self._slot_config
+
+    @property
+    def topology(self) -> Topology:
+        return Topology.CNN
+
+    @property
+    def feature_dim(self) -> int:
+        return self._feature_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.lstm.hidden_size
+
+    @property
+    def feature_schema_version(self) -> int:
+        return 1
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32
+
+    @property
+    def is_compiled(self) -> bool:
+        return self._compiled
+
+    def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
+        batch = len(observations)
+        features = torch.zeros(batch, self._feature_dim)
+        for row, obs in enumerate(observations):
+            features[row, 0] = obs.epoch / obs.max_epochs
+            features[row, 1] = obs.val_accuracy / 100.0
+            for index, slot in enumerate(obs.slots):
+                features[row, 2 + index * _NUM_STAGES + int(slot.stage)] = 1.0
+        n_ops = self.sizes[ActionHead.OP]
+        heads = {h: torch.ones(batch, self.sizes[h], dtype=torch.bool) for h in HEAD_ORDER[1:-1]}
+        heads[ActionHead.BLUEPRINT][:, 0] = False
+        masks = ActionMasks(
+            op=torch.ones(batch, n_ops, dtype=torch.bool),
+            slot_by_op=torch.ones(batch, n_ops, self._slot_config.num_slots, dtype=torch.bool),
+            heads=heads,
+        )
+        return EncodedObservations(features, torch.zeros(batch, self._slot_config.num_slots, dtype=torch.int64), masks)
+
+    def initial_hidden(self, batch_size: int) -> HiddenState:
+        zeros = torch.zeros(1, batch_size, self.lstm.hidden_size)
+        return zeros, zeros.clone()
+
+    def _forward(self, features: torch.Tensor, hidden: HiddenState) -> tuple[dict[ActionHead, torch.Tensor], torch.Tensor, HiddenState]:
+        with torch.autocast(features.device.type, enabled=False):  # oneDNN has no bf16 LSTM on CPU
+            out, new_hidden = self.lstm((features - self.mean).float(), (hidden[0].float(), hidden[1].float()))
+        logits = {h: self.heads[h.value](out) for h in HEAD_ORDER}
+        return logits, self.value(out).squeeze(-1), (new_hidden[0], new_hidden[1])
+
+    def get_action(
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ActionResult:
+        with torch.inference_mode():
+            logits, values, new_hidden = self._forward(observations.features.unsqueeze(1), hidden)
+            batch = observations.features.shape[0]
+            masks: dict[ActionHead, torch.Tensor] = {ActionHead.OP: observations.masks.op}
+            actions: dict[ActionHead, torch.Tensor] = {}
+            op = _choose(logits[ActionHead.OP][:, 0], masks[ActionHead.OP], deterministic, generator)
+            actions[ActionHead.OP] = op
+            relevant = self._relevance[op]
+            for index, head in enumerate(HEAD_ORDER[:-1]):
+                if head is ActionHead.SLOT:
+                    full = observations.masks.slot_by_op[torch.arange(batch), op]
+                    placeholder = full.float().argmax(dim=1)
+                else:
+                    full = observations.masks.heads[head]
+                    placeholder = torch.full((batch,), HEAD_PLACEHOLDERS[head])
+                only = torch.nn.functional.one_hot(placeholder, self.sizes[head]).bool()
+                mask = torch.where(relevant[:, index : index + 1], full, only)
+                masks[head] = mask
+                actions[head] = _choose(logits[head][:, 0], mask, deterministic, generator)
+            log_probs = {h: _log_prob(logits[h][:, 0], masks[h], actions[h]) for h in HEAD_ORDER}
+        return ActionResult(actions, log_probs, masks, values[:, 0], new_hidden)
+
+    def evaluate_actions(
+        self,
+        features: torch.Tensor,
+        blueprint_indices: torch.Tensor,
+        actions: Mapping[ActionHead, torch.Tensor],
+        masks: Mapping[ActionHead, torch.Tensor],
+        hidden: HiddenState,
+    ) -> EvalResult:
+        logits, values, _ = self._forward(features, hidden)
+        log_probs = {h: _log_prob(logits[h], masks[h], actions[h]) for h in HEAD_ORDER}
+        entropy = {h: _normalized_entropy(logits[h], masks[h]) for h in HEAD_ORDER}
+        return EvalResult(log_probs, entropy, values)
+
+    def update_normalizer(self, features: torch.Tensor) -> None:
+        self.mean = 0.5 * self.mean + 0.5 * features.mean(dim=0)
+        self.normalizer_updates += 1
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.lstm.parameters()
+        yield from self.heads.parameters()
+        yield from self.value.parameters()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "lstm": self.lstm.state_dict(),
+            "heads": self.heads.state_dict(),
+            "value": self.value.state_dict(),
+            "mean": self.mean.clone(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.lstm.load_state_dict(state["lstm"])
+        self.heads.load_state_dict(state["heads"])
+        self.value.load_state_dict(state["value"])
+        self.mean = state["mean"].clone()
+
+    def build_config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "slots": list(self._slot_config.names()), "hidden": self.lstm.hidden_size}
+
+    def compile(self, mode: str) -> None:
+        self.lstm = torch.compile(self.lstm, mode=mode)  # type: ignore[assignment]
+        self._compiled = True
+
+    _compiled = False
+
+
+def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.log_softmax(logits.float().masked_fill(~mask, -1e4), dim=-1)
+
+
+def _log_prob(logits: torch.Tensor, mask: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    return _masked(logits, mask).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+
+def _normalized_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    log_p = _masked(logits, mask)
+    entropy = -(log_p.exp() * log_p * mask).sum(-1)
+    valid = mask.sum(-1)
+    return torch.where(valid > 1, entropy / valid.clamp(min=2).float().log(), torch.zeros_like(entropy))
+
+
+def _choose(
+    logits: torch.Tensor, mask: torch.Tensor, deterministic: bool, generator: torch.Generator | None
+) -> torch.Tensor:
+    log_p = _masked(logits, mask)
+    if deterministic:
+        return log_p.argmax(dim=-1)
+    return torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(-1)
+
+
+def empty_observation(slot_config: SlotConfig, epoch: int = 0, max_epochs: int = 4, accuracy: float = 10.0) -> EnvObservation:
+    return EnvObservation(
+        epoch=epoch,
+        max_epochs=max_epochs,
+        val_loss=math.log(10),
+        val_accuracy=accuracy,
+        slots=tuple(SlotReport.empty(s) for s in slot_config.slot_ids),
+        germinations_remaining=3,
+    )
