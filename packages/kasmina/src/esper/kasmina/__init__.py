@@ -1,1 +1,52 @@
-"""placeholder."""
+"""Kasmina: hosts, seed slots, the seed lifecycle, blueprints, alpha blending, counterfactuals and the governor.
+
+A trainer uses ``MorphogeneticModel`` (forward, execute, tick, counterfactuals, gradient health, parameter
+groups, reports, snapshots and checkpoints) and ``Governor``; the rest is exported for tests and tools.
+"""
+
+from esper.kasmina.alpha import AlphaController, curve_value
+from esper.kasmina.blending import BlendGate, blend, incubate
+from esper.kasmina.blueprints import BLUEPRINTS, BlueprintRegistry, BlueprintSpec, SeedModule
+from esper.kasmina.checkpoint import CHECKPOINT_FORMAT, ModelSnapshot
+from esper.kasmina.counterfactual import CounterfactualPlan, CounterfactualRow, RowKind, count_correct
+from esper.kasmina.gates import GateCheck, GateConfig, GateResult
+from esper.kasmina.governor import Governor, GovernorConfig, GovernorVerdict, RollbackReason
+from esper.kasmina.gradient_health import GradientSummary, gradient_health
+from esper.kasmina.hosts import CNN_HOST_PRESETS, CNNHost, CNNHostConfig
+from esper.kasmina.model import MorphogeneticModel
+from esper.kasmina.seed import Seed
+from esper.kasmina.slot import ExecutionResult, SeedSlot
+
+__all__ = [
+    "BLUEPRINTS",
+    "CHECKPOINT_FORMAT",
+    "CNN_HOST_PRESETS",
+    "AlphaController",
+    "BlendGate",
+    "BlueprintRegistry",
+    "BlueprintSpec",
+    "CNNHost",
+    "CNNHostConfig",
+    "CounterfactualPlan",
+    "CounterfactualRow",
+    "ExecutionResult",
+    "GateCheck",
+    "GateConfig",
+    "GateResult",
+    "Governor",
+    "GovernorConfig",
+    "GovernorVerdict",
+    "GradientSummary",
+    "ModelSnapshot",
+    "MorphogeneticModel",
+    "RollbackReason",
+    "RowKind",
+    "Seed",
+    "SeedModule",
+    "SeedSlot",
+    "blend",
+    "count_correct",
+    "curve_value",
+    "gradient_health",
+    "incubate",
+]

@@ -1,0 +1,237 @@
+"""A seed slot: at most one seed, its lifecycle stage, the one per-epoch tick, and the slot's forward.
+
+Every stage change goes through ``_move_to``, which enforces leyline's transition table. Every epoch counter
+(seed age, epochs in stage, embargo and reset dwell, alpha ramp steps, measurement freshness) is advanced by
+``tick`` and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from esper.kasmina.blending import blend, incubate
+from esper.kasmina.gates import GateConfig, check_gate
+from esper.kasmina.seed import Seed
+from esper.leyline import (
+    ADVANCE_TARGETS,
+    ALPHA_TOLERANCE,
+    FAILURE_DWELL_EPOCHS,
+    FAILURE_STAGES,
+    FOSSILIZABLE_STAGES,
+    LIVE_STAGES,
+    MIN_PRUNE_AGE,
+    PRUNABLE_STAGES,
+    SEED_BEARING_STAGES,
+    STYLE_TABLE,
+    TEMPO_EPOCHS,
+    AlphaCurve,
+    BlendStyle,
+    InvalidStateMachineError,
+    InvalidTransitionError,
+    SeedStage,
+    SlotId,
+    SlotReport,
+    is_valid_transition,
+)
+from torch import Tensor, nn
+
+#: Stages whose seed is wired into the forward (a GERMINATED seed exists but is not yet connected).
+WIRED_STAGES: frozenset[SeedStage] = SEED_BEARING_STAGES - {SeedStage.GERMINATED}
+
+#: Stages in which SET_ALPHA_TARGET may steer alpha (domain.md section 2).
+ALPHA_STEERABLE_STAGES: frozenset[SeedStage] = frozenset({SeedStage.BLENDING, SeedStage.HOLDING})
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionResult:
+    """Outcome of one lifecycle action. A refused action (``success=False``) changed nothing."""
+
+    success: bool
+    reason: str
+
+
+def _refused(reason: str) -> ExecutionResult:
+    return ExecutionResult(False, reason)
+
+
+class SeedSlot(nn.Module):
+    """One injection point. Its forward (called by the host's hook) is the identity unless a seed is wired in."""
+
+    def __init__(self, slot_id: SlotId, channels: int, gate_config: GateConfig) -> None:
+        super().__init__()
+        self.slot_id = slot_id
+        self.channels = channels
+        self.gate_config = gate_config
+        self.seed: Seed | None = None
+        self.stage = SeedStage.DORMANT
+        #: Epochs left in the current failure stage (0 elsewhere, and in PRUNED, which has no dwell of its own).
+        self.dwell_remaining = 0
+        #: Bumped whenever the seed object changes, so trainers know when to rebuild seed optimizers.
+        self.generation = 0
+        #: Per-sample alphas [N, 1, ...] set only during a counterfactual forward.
+        self.alpha_override: Tensor | None = None
+
+    # ----------------------------------------------------------------------------------------------- queries
+    @property
+    def wired(self) -> bool:
+        """The seed takes part in the forward (the model hooks this slot into the host only then)."""
+        return self.stage in WIRED_STAGES
+
+    @property
+    def affects_output(self) -> bool:
+        """The seed changes the model's output: alpha > 0, or fossilized."""
+        seed = self.seed
+        return seed is not None and self.wired and (self.stage is SeedStage.FOSSILIZED or seed.alpha.value > 0.0)
+
+    def require_seed(self) -> Seed:
+        if self.seed is None:
+            raise InvalidStateMachineError(f"slot {self.slot_id} in {self.stage.name} has no seed")
+        return self.seed
+
+    # ----------------------------------------------------------------------------------------------- actions
+    def germinate(self, seed: Seed, val_accuracy: float) -> ExecutionResult:
+        if self.stage is not SeedStage.DORMANT:
+            return _refused(f"slot {self.slot_id} is busy ({self.stage.name})")
+        self._move_to(SeedStage.GERMINATED)
+        self._set_seed(seed)
+        seed.record_germination(val_accuracy)
+        return ExecutionResult(True, f"germinated {seed.blueprint.registry_name} in {self.slot_id}")
+
+    def advance(self, val_accuracy: float) -> ExecutionResult:
+        target = ADVANCE_TARGETS.get(self.stage)
+        if target is None:
+            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot ADVANCE")
+        seed = self.require_seed()
+        gate = check_gate(target, seed, self.gate_config)
+        if not gate.passed:
+            return _refused(f"{target.name} gate refused ({gate.check}): {gate.reason}")
+        self._move_to(target)
+        seed.begin_stage(val_accuracy)
+        if target is SeedStage.BLENDING:
+            curve = STYLE_TABLE[seed.style][0]
+            seed.ramp_alpha(seed.blend_target, TEMPO_EPOCHS[seed.tempo], curve)
+        return ExecutionResult(True, f"{self.slot_id} advanced to {target.name}")
+
+    def fossilize(self, val_accuracy: float) -> ExecutionResult:
+        if self.stage not in FOSSILIZABLE_STAGES:
+            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot FOSSILIZE")
+        seed = self.require_seed()
+        gate = check_gate(SeedStage.FOSSILIZED, seed, self.gate_config)
+        if not gate.passed:
+            return _refused(f"FOSSILIZED gate refused ({gate.check}): {gate.reason}")
+        self._move_to(SeedStage.FOSSILIZED)
+        seed.begin_stage(val_accuracy)
+        return ExecutionResult(True, f"{self.slot_id} fossilized")
+
+    def prune(self, steps: int, curve: AlphaCurve) -> ExecutionResult:
+        """Instant when ``steps`` is 0 (or alpha is already 0); else alpha ramps down over ``steps`` ticks with
+        the seed frozen, and the prune completes at the ramp's last tick."""
+        if self.stage not in PRUNABLE_STAGES:
+            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot be pruned")
+        seed = self.require_seed()
+        if seed.age < MIN_PRUNE_AGE:
+            return _refused(f"seed age {seed.age} < MIN_PRUNE_AGE {MIN_PRUNE_AGE}")
+        if seed.alpha.ramping:
+            return _refused(f"alpha is ramping {seed.alpha.mode.name}")
+        if steps == 0 or seed.alpha.value == 0.0:
+            self._move_to(SeedStage.PRUNED)
+            return ExecutionResult(True, f"{self.slot_id} pruned")
+        seed.ramp_alpha(0.0, steps, curve)
+        seed.prune_pending = True
+        return ExecutionResult(True, f"{self.slot_id} prune scheduled over {steps} epochs")
+
+    def force_prune(self) -> None:
+        """Prune a live seed now, whatever its age or ramp (a governor rollback); fossils and empty slots stay."""
+        if self.stage in LIVE_STAGES:
+            self._move_to(SeedStage.PRUNED)
+
+    def set_alpha_target(
+        self, target: float, steps: int, curve: AlphaCurve, style: BlendStyle, val_accuracy: float
+    ) -> ExecutionResult:
+        """Ramp alpha to ``target`` and re-select the blend operator from ``style``. A target below 1 in HOLDING
+        moves the seed back to BLENDING."""
+        if self.stage not in ALPHA_STEERABLE_STAGES:
+            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot SET_ALPHA_TARGET")
+        seed = self.require_seed()
+        if seed.alpha.ramping:
+            return _refused(f"alpha is ramping {seed.alpha.mode.name}; retarget only in HOLD")
+        if self.stage is SeedStage.HOLDING and 1.0 - target > ALPHA_TOLERANCE:
+            self._move_to(SeedStage.BLENDING)
+            seed.begin_stage(val_accuracy)
+        seed.select_style(style)
+        seed.ramp_alpha(target, steps, curve)
+        return ExecutionResult(True, f"{self.slot_id} alpha -> {target} over {steps} epochs")
+
+    # ------------------------------------------------------------------------------------------------- epoch
+    def tick(self) -> None:
+        """One epoch passes: the only place any of this slot's counters move."""
+        if self.stage in FAILURE_STAGES:
+            self._tick_failure()
+        elif self.seed is not None and self.seed.tick():
+            self._move_to(SeedStage.PRUNED)
+
+    def _tick_failure(self) -> None:
+        # PRUNED has no dwell of its own: this tick is already the first epoch of the next stage.
+        while self.stage in FAILURE_STAGES and self.dwell_remaining == 0:
+            self._enter_next_failure_stage()
+        if self.stage in FAILURE_STAGES:
+            self.dwell_remaining -= 1
+            if self.dwell_remaining == 0:
+                self._enter_next_failure_stage()
+
+    def _enter_next_failure_stage(self) -> None:
+        (successor,) = (s for s in SeedStage if is_valid_transition(self.stage, s))
+        self._move_to(successor)
+        self.dwell_remaining = FAILURE_DWELL_EPOCHS.get(successor, 0)
+
+    # --------------------------------------------------------------------------------------------- internals
+    def _move_to(self, target: SeedStage) -> None:
+        if not is_valid_transition(self.stage, target):
+            raise InvalidTransitionError(
+                f"slot {self.slot_id}: {self.stage.name} -> {target.name} is not in the transition table"
+            )
+        self.stage = target
+        if target not in SEED_BEARING_STAGES and self.seed is not None:
+            self._set_seed(None)
+
+    def _set_seed(self, seed: Seed | None) -> None:
+        self.seed = seed
+        self.generation += 1
+
+    def restore_state(self, stage: SeedStage, dwell_remaining: int, seed: Seed | None) -> None:
+        """Put the slot in a stage read from a checkpoint or snapshot (time travel, not a transition)."""
+        if (stage in SEED_BEARING_STAGES) != (seed is not None):
+            raise InvalidStateMachineError(f"slot {self.slot_id}: stage {stage.name} and seed presence disagree")
+        self.stage = stage
+        self.dwell_remaining = dwell_remaining
+        if seed is not self.seed:
+            self._set_seed(seed)
+
+    # ----------------------------------------------------------------------------------------------- forward
+    def forward(self, h: Tensor) -> Tensor:
+        """Slot output for the host activation ``h`` ([B, C, H, W] or [B, T, C]), same shape."""
+        seed = self.require_seed()
+        fossil = self.stage is SeedStage.FOSSILIZED
+        h_in = h if fossil else h.detach()
+        s: Tensor = seed.module(h_in)
+        alpha: float | Tensor
+        if self.alpha_override is not None:
+            alpha = self.alpha_override
+        elif self.stage is SeedStage.TRAINING:
+            return incubate(h, s)
+        else:
+            alpha = seed.alpha.value
+        return blend(seed.operator, h, h_in, s, alpha, seed.gate)
+
+    def host_hook(self, _module: nn.Module, _args: tuple[object, ...], output: Tensor) -> Tensor:
+        """Forward hook on the host submodule this slot sits after: replaces its output by the slot's."""
+        return self.forward(output)
+
+    def report(self) -> SlotReport:
+        seed = self.seed
+        return SlotReport(
+            slot_id=self.slot_id,
+            stage=self.stage,
+            seed=seed.report() if seed is not None else None,
+            dwell_remaining=self.dwell_remaining,
+        )
