@@ -1,0 +1,104 @@
+"""The factored action distribution: op first, then every other head under its canonical mask.
+
+``sample_actions`` is the rollout side (one step per env), ``score_actions`` the update side (whole sequences).
+Both score all heads through the same padded ``canonical_masks`` and the same ``MaskedCategorical``, so a stored
+action gets exactly the log-prob it was sampled with. The joint log-prob of an action is the sum over heads
+(irrelevant heads add exactly 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, InvalidStateMachineError
+from esper.tamiyo.canonical import canonical_masks
+from esper.tamiyo.distributions import MaskedCategorical
+from esper.tamiyo.head_layout import HEAD_INDEX, HeadLayout
+
+_OP = HEAD_INDEX[ActionHead.OP]
+
+
+@dataclass(frozen=True, slots=True)
+class SampledActions:
+    """Per head: ``actions`` ``[batch]`` int64, ``log_probs`` ``[batch]`` float32 and ``masks`` ``[batch, n]``
+    bool (the canonical mask the action was drawn from, which the update must score with)."""
+
+    actions: dict[ActionHead, torch.Tensor]
+    log_probs: dict[ActionHead, torch.Tensor]
+    masks: dict[ActionHead, torch.Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredActions:
+    """Per head, ``[batch, time]`` float32 log-probs and normalized entropies of stored actions."""
+
+    log_probs: dict[ActionHead, torch.Tensor]
+    entropy: dict[ActionHead, torch.Tensor]
+
+
+def _draw(distribution: MaskedCategorical, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
+    return distribution.mode() if deterministic else distribution.sample(generator)
+
+
+def sample_actions(
+    logits: torch.Tensor,
+    masks: ActionMasks,
+    layout: HeadLayout,
+    *,
+    deterministic: bool,
+    generator: torch.Generator | None,
+    validate: bool,
+) -> SampledActions:
+    """Draw one factored action per row from padded ``logits`` ``[batch, H, width]``: the op first, then every
+    other head under the masks that op implies."""
+    op_mask = layout.pad_row(masks.op, ActionHead.OP)
+    op_distribution = MaskedCategorical(logits[:, _OP], op_mask, validate=validate, name="op")
+    ops = _draw(op_distribution, deterministic, generator)
+    slot_mask = masks.slot_by_op[torch.arange(ops.shape[0], device=ops.device), ops]
+    canonical = canonical_masks(
+        ops, layout.pad_masks({**masks.heads, ActionHead.SLOT: slot_mask, ActionHead.OP: masks.op})
+    )
+    distribution = MaskedCategorical(logits, canonical, validate=validate, name="head")
+    actions = _draw(distribution, deterministic, generator)
+    actions[:, _OP] = ops
+    return SampledActions(
+        actions=layout.columns(actions),
+        log_probs=layout.columns(distribution.log_prob(actions)),
+        masks=layout.split(canonical),
+    )
+
+
+def score_actions(
+    logits: torch.Tensor,
+    actions: Mapping[ActionHead, torch.Tensor],
+    masks: Mapping[ActionHead, torch.Tensor],
+    layout: HeadLayout,
+    *,
+    validate: bool,
+) -> ScoredActions:
+    """Log-probs and normalized entropies of stored ``actions[head]`` ``[batch, time]`` under the stored
+    ``masks[head]`` ``[batch, time, n]``, from padded ``logits`` ``[batch, time, H, width]`` (the stored masks
+    are re-canonicalized from the stored ops, which is idempotent)."""
+    stacked = torch.stack([actions[head] for head in HEAD_ORDER], dim=-1)
+    canonical = canonical_masks(stacked[..., _OP], layout.pad_masks(masks))
+    distribution = MaskedCategorical(logits, canonical, validate=validate, name="stored")
+    if validate:
+        _check_actions_allowed(canonical, stacked)
+    return ScoredActions(
+        log_probs=layout.columns(distribution.log_prob(stacked)),
+        entropy=layout.columns(distribution.entropy()),
+    )
+
+
+def _check_actions_allowed(masks: torch.Tensor, actions: torch.Tensor) -> None:
+    """A stored action its stored mask forbids means rollout and update disagree (reads on the host: a sync)."""
+    allowed = masks.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+    if not bool(allowed.all()):
+        heads = [
+            head.value
+            for head, ok in zip(HEAD_ORDER, allowed.flatten(0, -2).all(dim=0).tolist(), strict=True)
+            if not ok
+        ]
+        raise InvalidStateMachineError(f"stored actions of heads {heads} are forbidden by their stored masks")

@@ -1,0 +1,343 @@
+"""``LSTMPolicyBundle``: leyline's ``PolicyBundle`` around the factored recurrent actor-critic.
+
+It owns everything a trained policy needs to run standalone: the slot config and topology (action space), the
+feature schema version, the network sizes and the network with its observation normalizer. Simic sees it only
+through the protocol. Device placement comes first, compilation after; a compiled bundle cannot move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
+
+import torch
+from esper.leyline import (
+    HEAD_ORDER,
+    ActionHead,
+    ActionResult,
+    CheckpointError,
+    ConfigError,
+    EncodedObservations,
+    EnvObservation,
+    EvalResult,
+    HiddenState,
+    SlotConfig,
+    Topology,
+    head_sizes,
+)
+from esper.tamiyo.factored_heads import sample_actions, score_actions
+from esper.tamiyo.feature_layout import FEATURE_SCHEMA_VERSION, feature_dim
+from esper.tamiyo.features import encode_features
+from esper.tamiyo.input_checks import (
+    check_blueprint_indices,
+    check_features,
+    check_hidden,
+    check_sequence_heads,
+    check_step_masks,
+)
+from esper.tamiyo.masks import build_action_masks
+from esper.tamiyo.network import FactoredRecurrentActorCritic, NetworkOutput, NetworkSizes
+
+#: ``torch.compile`` modes a bundle accepts.
+COMPILE_MODES: Final = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+#: Identifies the checkpoint layout written by ``state_dict``.
+STATE_FORMAT: Final = "esper.tamiyo.lstm_policy/1"
+_STATE_KEYS: Final = ("format", "kind", "feature_schema_version", "slot_config", "topology", "sizes", "network")
+
+
+class LSTMPolicyBundle:
+    """A recurrent factored policy. ``validate_masks`` (per instance, off by default) checks every mask row and
+    every stored action on the host, which costs a device sync per head; masks built by ``encode`` are always
+    checked on the CPU while they are built, so the tensor-side check is for masks from elsewhere."""
+
+    def __init__(
+        self,
+        slot_config: SlotConfig,
+        *,
+        kind: str = "lstm",
+        topology: Topology = Topology.CNN,
+        sizes: NetworkSizes | None = None,
+        validate_masks: bool = False,
+    ) -> None:
+        self._kind = kind
+        self._slot_config = slot_config
+        self._topology = topology
+        self._sizes = sizes if sizes is not None else NetworkSizes()
+        self._head_sizes = MappingProxyType(head_sizes(slot_config, topology))
+        self._feature_dim = feature_dim(slot_config.num_slots)
+        self._network = FactoredRecurrentActorCritic(
+            feature_dim=self._feature_dim,
+            num_slots=slot_config.num_slots,
+            head_sizes=self._head_sizes,
+            sizes=self._sizes,
+        )
+        self._placement = torch.device("cpu")
+        self._compiled: Callable[..., NetworkOutput] | None = None
+        self._compile_mode: str | None = None
+        self.validate_masks = validate_masks
+
+    @classmethod
+    def build(
+        cls, *, kind: str, slot_config: SlotConfig, topology: Topology, sizes: Mapping[str, int]
+    ) -> LSTMPolicyBundle:
+        """The registry's constructor: keyword sizes as in ``NetworkSizes`` (unknown names raise)."""
+        return cls(slot_config, kind=kind, topology=topology, sizes=NetworkSizes.from_mapping(sizes))
+
+    # --- identity -------------------------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> str:
+        return self._kind
+
+    @property
+    def slot_config(self) -> SlotConfig:
+        return self._slot_config
+
+    @property
+    def topology(self) -> Topology:
+        return self._topology
+
+    @property
+    def feature_dim(self) -> int:
+        return self._feature_dim
+
+    @property
+    def hidden_dim(self) -> int:
+        return self._sizes.hidden_dim
+
+    @property
+    def sizes(self) -> NetworkSizes:
+        return self._sizes
+
+    @property
+    def feature_schema_version(self) -> int:
+        return FEATURE_SCHEMA_VERSION
+
+    @property
+    def head_sizes(self) -> Mapping[ActionHead, int]:
+        return self._head_sizes
+
+    @property
+    def network(self) -> FactoredRecurrentActorCritic:
+        """The underlying module, never the compiled wrapper (optimizers and gradient clipping use this)."""
+        return self._network
+
+    # --- placement and compilation --------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where parameters and normalizer buffers live (the last placement if the module had neither)."""
+        for parameter in self._network.parameters():
+            return parameter.device
+        for buffer in self._network.buffers():
+            return buffer.device
+        return self._placement
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the floating parameters (float32 for a module without any)."""
+        for tensor in self._network.parameters():
+            if tensor.is_floating_point():
+                return tensor.dtype
+        return torch.float32
+
+    @property
+    def is_compiled(self) -> bool:
+        """True once ``compile`` succeeded (tracked here, not guessed from wrapper attributes)."""
+        return self._compiled is not None
+
+    def to(self, device: torch.device | str) -> LSTMPolicyBundle:
+        """Move parameters and buffers; only before ``compile`` (a compiled graph is specialized to its device)."""
+        if self.is_compiled:
+            raise ConfigError("cannot move a compiled policy bundle: place it on its device before compile()")
+        self._placement = torch.device(device)
+        self._network.to(self._placement)
+        return self
+
+    def compile(self, mode: str) -> None:
+        """Wrap the network's forward in ``torch.compile(fullgraph=True)``.
+
+        Failures propagate: an unknown mode raises ``ConfigError`` and an error from ``torch.compile`` propagates
+        with the bundle left uncompiled. Tracing is lazy, so a tracing error surfaces from the first
+        ``get_action``/``evaluate_actions`` call; with ``fullgraph=True`` a graph break is such an error, never a
+        silent fallback to eager. Compiling again with the same mode does nothing; another mode raises.
+        """
+        if mode not in COMPILE_MODES:
+            raise ConfigError(f"unknown compile mode {mode!r}; expected one of {list(COMPILE_MODES)}")
+        if self._compiled is not None:
+            if mode != self._compile_mode:
+                raise ConfigError(f"bundle already compiled with mode {self._compile_mode!r}, asked for {mode!r}")
+            return
+        self._compiled = torch.compile(self._network, mode=mode, fullgraph=True)
+        self._compile_mode = mode
+
+    def _forward(self, features: torch.Tensor, blueprint_indices: torch.Tensor, hidden: HiddenState) -> NetworkOutput:
+        network = self._compiled if self._compiled is not None else self._network
+        return network(features, blueprint_indices, hidden)
+
+    # --- acting ---------------------------------------------------------------------------------------------
+
+    def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
+        """Raw features ``[batch, feature_dim]``, blueprint indices ``[batch, num_slots]`` and masks, on
+        ``device``; raises ``InvalidStateMachineError`` on an all-false mask row."""
+        batch = encode_features(observations, self._slot_config)
+        masks = build_action_masks(observations, self._slot_config, self._topology, self.device)
+        return EncodedObservations(
+            features=batch.features.to(self.device),
+            blueprint_indices=batch.blueprint_indices.to(self.device),
+            masks=masks,
+        )
+
+    def initial_hidden(self, batch_size: int) -> HiddenState:
+        """Zeros ``[num_layers, batch_size, hidden_dim]`` on ``device`` in ``dtype``: ordinary tensors with no
+        gradient history, so callers may write per-env rows into them in place."""
+        return self._network.initial_hidden(batch_size, device=self.device, dtype=self.dtype)
+
+    def get_action(
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ActionResult:
+        """One step for a batch of envs, in ``torch.inference_mode``: the returned log-probs and values are not
+        differentiable (they are the stored old log-probs of PPO); training values and log-probs come from
+        ``evaluate_actions``. ``deterministic`` takes each head's most probable allowed action."""
+        (batch,) = check_features(observations.features, 2, self._feature_dim)
+        check_blueprint_indices(observations.blueprint_indices, (batch,), self._slot_config.num_slots)
+        check_step_masks(observations.masks, batch, self._head_sizes)
+        check_hidden(hidden, (self._sizes.num_layers, batch, self._sizes.hidden_dim))
+        device = self.device
+        with torch.inference_mode():
+            # The one place a single step becomes a length-1 sequence ([batch, 1, ...]) and back.
+            output = self._forward(
+                observations.features.to(device).unsqueeze(1),
+                observations.blueprint_indices.to(device).unsqueeze(1),
+                (hidden[0].to(device), hidden[1].to(device)),
+            )
+            sampled = sample_actions(
+                output.logits[:, 0],
+                observations.masks,
+                self._network.layout,
+                deterministic=deterministic,
+                generator=generator,
+                validate=self.validate_masks,
+            )
+            values = output.values[:, 0].float()
+        return ActionResult(
+            actions=MappingProxyType(sampled.actions),
+            log_probs=MappingProxyType(sampled.log_probs),
+            masks=MappingProxyType(sampled.masks),
+            values=values,
+            hidden=output.hidden,
+        )
+
+    def evaluate_actions(
+        self,
+        features: torch.Tensor,
+        blueprint_indices: torch.Tensor,
+        actions: Mapping[ActionHead, torch.Tensor],
+        masks: Mapping[ActionHead, torch.Tensor],
+        hidden: HiddenState,
+    ) -> EvalResult:
+        """Re-score stored sequences with gradients: ``features`` ``[batch, time, feature_dim]``,
+        ``blueprint_indices`` ``[batch, time, num_slots]``, ``actions[head]`` ``[batch, time]``, ``masks[head]``
+        ``[batch, time, head_size]`` (as returned by ``get_action``), ``hidden`` the state before the first step
+        (an inference-mode tensor is copied first, since autograd cannot save it)."""
+        leading = check_features(features, 3, self._feature_dim)
+        check_blueprint_indices(blueprint_indices, leading, self._slot_config.num_slots)
+        check_sequence_heads(actions, masks, leading, self._head_sizes)
+        check_hidden(hidden, (self._sizes.num_layers, leading[0], self._sizes.hidden_dim))
+        device = self.device
+        initial = tuple(t.clone() if t.is_inference() else t for t in hidden)
+        output = self._forward(
+            features.to(device), blueprint_indices.to(device), (initial[0].to(device), initial[1].to(device))
+        )
+        scored = score_actions(
+            output.logits,
+            {head: actions[head].to(device) for head in HEAD_ORDER},
+            {head: masks[head].to(device) for head in HEAD_ORDER},
+            self._network.layout,
+            validate=self.validate_masks,
+        )
+        return EvalResult(
+            log_probs=MappingProxyType(scored.log_probs),
+            entropy=MappingProxyType(scored.entropy),
+            values=output.values.float(),
+        )
+
+    # --- learning state -------------------------------------------------------------------------------------
+
+    def update_normalizer(self, features: torch.Tensor) -> None:
+        """Fold ``[n, feature_dim]`` raw features into the running statistics (rows with NaN/inf are skipped).
+        The statistics change only here."""
+        check_features(features, 2, self._feature_dim)
+        self._network.normalizer.update(features)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return self._network.parameters()
+
+    def build_config(self) -> dict[str, Any]:
+        """Arguments of ``create_policy`` that rebuild this bundle untrained (JSON-serializable)."""
+        return {
+            "kind": self._kind,
+            "slot_config": list(self._slot_config.names()),
+            "topology": self._topology.value,
+            "sizes": self._sizes.as_dict(),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Configuration (to check on load) plus the network's weights and normalizer buffers. The network part
+        never carries a compiled wrapper's key prefix: it is taken from the underlying module."""
+        config = self.build_config()
+        return {
+            "format": STATE_FORMAT,
+            "kind": config["kind"],
+            "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "slot_config": config["slot_config"],
+            "topology": config["topology"],
+            "sizes": config["sizes"],
+            "network": self._network.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore weights and normalizer after checking everything first: nothing is changed unless the whole
+        checkpoint fits. Raises ``CheckpointError`` naming what does not match."""
+        if not isinstance(state, Mapping):
+            raise CheckpointError(f"policy checkpoint must be a mapping, got {type(state).__name__}")
+        missing = [key for key in _STATE_KEYS if key not in state]
+        if missing:
+            raise CheckpointError(f"policy checkpoint lacks {missing}")
+        expected = self.state_dict()
+        differences = [
+            f"{key}: checkpoint has {state[key]!r}, this bundle has {expected[key]!r}"
+            for key in _STATE_KEYS
+            if key != "network" and state[key] != expected[key]
+        ]
+        if differences:
+            raise CheckpointError("policy checkpoint does not match this bundle: " + "; ".join(differences))
+        weights = state["network"]
+        if not isinstance(weights, Mapping):
+            raise CheckpointError(f"checkpoint 'network' must be a mapping of tensors, got {type(weights).__name__}")
+        _check_tensors(weights, expected["network"])
+        self._network.load_state_dict(dict(weights), strict=True)
+
+
+def _check_tensors(weights: Mapping[str, object], expected: Mapping[str, torch.Tensor]) -> None:
+    """Same names, shapes and dtypes as the live network, and only finite values."""
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"network weights differ: missing {missing}, unexpected {unexpected}")
+    for name, reference in expected.items():
+        value = weights[name]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"network weight {name} is a {type(value).__name__}, not a tensor")
+        if value.shape != reference.shape or value.dtype != reference.dtype:
+            raise CheckpointError(
+                f"network weight {name} is {value.dtype} {list(value.shape)}, "
+                f"expected {reference.dtype} {list(reference.shape)}"
+            )
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"network weight {name} contains NaN or infinite values (corrupt checkpoint)")
