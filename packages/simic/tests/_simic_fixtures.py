@@ -8,8 +8,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import nn
-
 from esper.leyline import (
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
@@ -27,6 +25,7 @@ from esper.leyline import (
     relevance_rows,
 )
 from esper.leyline.protocols import HiddenState
+from torch import nn
 
 _NUM_STAGES = len(SeedStage)
 
@@ -103,7 +102,9 @@ class TinyBundle:
         zeros = torch.zeros(1, batch_size, self.lstm.hidden_size)
         return zeros, zeros.clone()
 
-    def _forward(self, features: torch.Tensor, hidden: HiddenState) -> tuple[dict[ActionHead, torch.Tensor], torch.Tensor, HiddenState]:
+    def _forward(
+        self, features: torch.Tensor, hidden: HiddenState
+    ) -> tuple[dict[ActionHead, torch.Tensor], torch.Tensor, HiddenState]:
         with torch.autocast(features.device.type, enabled=False):  # oneDNN has no bf16 LSTM on CPU
             out, new_hidden = self.lstm((features - self.mean).float(), (hidden[0].float(), hidden[1].float()))
         logits = {h: self.heads[h.value](out) for h in HEAD_ORDER}
@@ -208,7 +209,9 @@ def _choose(
     return torch.multinomial(log_p.exp(), 1, generator=generator).squeeze(-1)
 
 
-def empty_observation(slot_config: SlotConfig, epoch: int = 0, max_epochs: int = 4, accuracy: float = 10.0) -> EnvObservation:
+def empty_observation(
+    slot_config: SlotConfig, epoch: int = 0, max_epochs: int = 4, accuracy: float = 10.0
+) -> EnvObservation:
     return EnvObservation(
         epoch=epoch,
         max_epochs=max_epochs,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from esper.simic.advantages import compute_gae
 
 
@@ -45,5 +44,11 @@ def test_gamma_one_lambda_one_gives_reward_to_go() -> None:
 
 def test_shape_mismatch_is_rejected() -> None:
     with pytest.raises(ValueError, match="one \\[env, time\\] shape"):
-        compute_gae(torch.zeros(2, 3), torch.zeros(2, 4), torch.zeros(2, 3, dtype=torch.bool),
-                    torch.ones(2, 3, dtype=torch.bool), 0.9, 0.9)
+        compute_gae(
+            torch.zeros(2, 3),
+            torch.zeros(2, 4),
+            torch.zeros(2, 3, dtype=torch.bool),
+            torch.ones(2, 3, dtype=torch.bool),
+            0.9,
+            0.9,
+        )

@@ -7,8 +7,15 @@ from collections.abc import Callable
 import pytest
 import torch
 from _simic_fixtures import TinyBundle, empty_observation
-
-from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, FactoredAction, InvalidStateMachineError, LifecycleOp, SlotConfig
+from esper.leyline import (
+    HEAD_ORDER,
+    ActionHead,
+    ConfigError,
+    FactoredAction,
+    InvalidStateMachineError,
+    LifecycleOp,
+    SlotConfig,
+)
 from esper.simic.policy_controller import PolicyController
 from esper.simic.ppo import PPOConfig, PPOUpdater
 from esper.simic.rollout_buffer import RolloutBuffer
@@ -20,7 +27,9 @@ def collect(
     bundle: TinyBundle, n_envs: int, steps: int, reward: Callable[[FactoredAction], float], seed: int = 0
 ) -> RolloutBuffer:
     controller = PolicyController(bundle, generator=torch.Generator().manual_seed(seed))
-    buffer = RolloutBuffer(n_envs, steps, bundle.feature_dim, SLOTS.num_slots, bundle.sizes, bundle.initial_hidden(n_envs))
+    buffer = RolloutBuffer(
+        n_envs, steps, bundle.feature_dim, SLOTS.num_slots, bundle.sizes, bundle.initial_hidden(n_envs)
+    )
     controller.recorder = buffer
     controller.start_episodes(n_envs)
     ids = list(range(n_envs))

@@ -104,8 +104,7 @@ class SlotReport:
         bears_seed = self.stage in SEED_BEARING_STAGES
         if bears_seed != (self.seed is not None):
             raise ConfigError(
-                f"slot {self.slot_id}: stage {self.stage.name} "
-                f"{'needs' if bears_seed else 'cannot have'} a seed report"
+                f"slot {self.slot_id}: stage {self.stage.name} {'needs' if bears_seed else 'cannot have'} a seed report"
             )
         if self.dwell_remaining < 0 or (self.dwell_remaining > 0 and self.stage not in FAILURE_STAGES):
             raise ConfigError(f"slot {self.slot_id}: dwell_remaining only counts down in failure stages")

@@ -62,9 +62,7 @@ FAILURE_PATH: tuple[SeedStage, ...] = _failure_path()
 FAILURE_STAGES: frozenset[SeedStage] = frozenset(FAILURE_PATH)
 
 #: Stages a PRUNE may leave.
-PRUNABLE_STAGES: frozenset[SeedStage] = frozenset(
-    s for s, nxt in VALID_TRANSITIONS.items() if SeedStage.PRUNED in nxt
-)
+PRUNABLE_STAGES: frozenset[SeedStage] = frozenset(s for s, nxt in VALID_TRANSITIONS.items() if SeedStage.PRUNED in nxt)
 
 #: Stages a FOSSILIZE may leave.
 FOSSILIZABLE_STAGES: frozenset[SeedStage] = frozenset(
@@ -73,9 +71,7 @@ FOSSILIZABLE_STAGES: frozenset[SeedStage] = frozenset(
 
 #: Stages where a seed module is alive and still developing (neither empty, failed, nor terminal).
 LIVE_STAGES: frozenset[SeedStage] = frozenset(
-    s
-    for s in SeedStage
-    if s is not SeedStage.DORMANT and s not in FAILURE_STAGES and s not in TERMINAL_STAGES
+    s for s in SeedStage if s is not SeedStage.DORMANT and s not in FAILURE_STAGES and s not in TERMINAL_STAGES
 )
 
 #: Where ADVANCE moves a live seed: its successor that is live and later in the lifecycle.

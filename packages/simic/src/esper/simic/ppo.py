@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
-
 from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, PolicyBundle, relevance_rows
 from esper.simic.advantages import compute_gae
 from esper.simic.return_normalizer import ReturnNormalizer
@@ -148,7 +147,9 @@ class PPOUpdater:
         valid = buffer.valid
         n_valid = int(valid.sum())
         raw_values = self.returns.denormalize(buffer.values)
-        advantages, returns = compute_gae(buffer.rewards, raw_values, buffer.terminals, valid, cfg.gamma, cfg.gae_lambda)
+        advantages, returns = compute_gae(
+            buffer.rewards, raw_values, buffer.terminals, valid, cfg.gamma, cfg.gae_lambda
+        )
         explained = _explained_variance(raw_values[valid], returns[valid])
         self.returns.update(returns[valid])
         value_targets = self.returns.normalize(returns)
@@ -186,8 +187,9 @@ class PPOUpdater:
 
         self.rounds_done += 1
         self.bundle.update_normalizer(buffer.features[valid])
-        return self._stats(acc, explained, learning_rate, epochs_completed, minibatches, early_stopped,
-                           first_deviation, n_valid)
+        return self._stats(
+            acc, explained, learning_rate, epochs_completed, minibatches, early_stopped, first_deviation, n_valid
+        )
 
     def _relevant_steps(self, buffer: RolloutBuffer) -> torch.Tensor:
         ops = buffer.actions[ActionHead.OP]

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-
 from esper.leyline import HEAD_ORDER, ActionHead, ActionResult, EncodedObservations, InvalidStateMachineError
 from esper.leyline.protocols import HiddenState
 

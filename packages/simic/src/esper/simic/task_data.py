@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-
 from esper.leyline import ConfigError
 
 
@@ -34,7 +33,9 @@ class TaskData:
             if not inputs.is_floating_point():
                 raise ConfigError(f"{split} inputs must be floating point, got {inputs.dtype}")
             if targets.dtype != torch.int64 or targets.dim() != 1:
-                raise ConfigError(f"{split} targets must be a 1-D int64 tensor, got {targets.dtype} {tuple(targets.shape)}")
+                raise ConfigError(
+                    f"{split} targets must be a 1-D int64 tensor, got {targets.dtype} {tuple(targets.shape)}"
+                )
             if int(targets.min()) < 0 or int(targets.max()) >= self.num_classes:
                 raise ConfigError(f"{split} targets must lie in [0, {self.num_classes})")
         if self.train_inputs.shape[1:] != self.val_inputs.shape[1:]:
@@ -55,3 +56,9 @@ class TaskData:
             self.val_targets.to(device),
             self.num_classes,
         )
+
+    def shared(self) -> TaskData:
+        """Move the tensors to shared memory (in place), so worker processes map them instead of copying."""
+        for tensor in (self.train_inputs, self.train_targets, self.val_inputs, self.val_targets):
+            tensor.share_memory_()  # type: ignore[no-untyped-call]
+        return self

@@ -1,0 +1,70 @@
+"""CIFAR-10 from the standard "python version" batches in a directory the user names.
+
+Expected files (as unpacked from ``cifar-10-python.tar.gz``): ``data_batch_1`` .. ``data_batch_5`` and
+``test_batch``, each a pickled dict with ``b"data"`` (uint8 ``[10000, 3072]``, channel-major 32x32) and
+``b"labels"``. The directory may be ``cifar-10-batches-py`` itself or its parent. The test batch is the
+validation set. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from esper.app.datasets.splits import standardized_task
+from esper.leyline import ConfigError
+from esper.simic.task_data import TaskData
+
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+_IMAGE_VALUES = 3 * 32 * 32
+
+
+class DatasetError(ConfigError):
+    """A dataset directory is missing, incomplete or malformed."""
+
+
+def locate_cifar10(data_dir: Path) -> Path:
+    """The directory holding the batch files, or a ``DatasetError`` that names what was expected where."""
+    candidates = [data_dir, data_dir / "cifar-10-batches-py"]
+    for candidate in candidates:
+        if all((candidate / name).is_file() for name in (*TRAIN_FILES, TEST_FILE)):
+            return candidate
+    if not data_dir.is_dir():
+        raise DatasetError(f"CIFAR-10 directory {data_dir} does not exist (pass --data-dir)")
+    missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (data_dir / name).is_file()]
+    raise DatasetError(
+        f"CIFAR-10 python batches not found in {data_dir} or {data_dir / 'cifar-10-batches-py'}: "
+        f"missing {', '.join(missing)} (unpack cifar-10-python.tar.gz there)"
+    )
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with path.open("rb") as handle:
+            batch = pickle.load(handle, encoding="bytes")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {error}") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DatasetError(f"{path} is not a CIFAR-10 python batch (needs b'data' and b'labels')")
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.ndim != 2 or data.shape[1] != _IMAGE_VALUES or data.shape[0] != labels.shape[0]:
+        raise DatasetError(f"{path}: expected data [N, {_IMAGE_VALUES}] and N labels, got {data.shape}, {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise DatasetError(f"{path}: labels must be in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def load_cifar10_task(data_dir: Path, train_limit: int | None = None) -> TaskData:
+    """Load all five training batches and the test batch; ``train_limit`` keeps the first N training images."""
+    directory = locate_cifar10(data_dir)
+    parts = [_read_batch(directory / name) for name in TRAIN_FILES]
+    train_images = np.concatenate([images for images, _ in parts])
+    train_labels = np.concatenate([labels for _, labels in parts])
+    if train_limit is not None:
+        train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
+    test_images, test_labels = _read_batch(directory / TEST_FILE)
+    return standardized_task(train_images / 255.0, train_labels, test_images / 255.0, test_labels, num_classes=10)

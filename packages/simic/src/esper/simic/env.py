@@ -1,0 +1,292 @@
+"""One host-training environment: a morphogenetic model trained on a task for a fixed number of epochs.
+
+RL step t (``step(action)``): execute the controller's action through kasmina, tick every slot once, train one
+epoch on the full training set (episode-seeded order), validate once with the counterfactual configurations
+fused into one batched forward, let the governor judge the epoch, then compute the reward (accuracy gained by
+this epoch minus seed rent) and the next observation. ``reset(seed)`` builds a fresh model and observes the
+untrained host (epoch 0), so every one of the ``max_epochs`` decisions affects training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+
+import torch
+import torch.nn.functional as F
+from esper.kasmina import Governor, GovernorConfig, MorphogeneticModel, count_correct
+from esper.leyline import (
+    FAILURE_STAGES,
+    HISTORY_LENGTH,
+    LIVE_STAGES,
+    EnvObservation,
+    FactoredAction,
+    InvalidStateMachineError,
+    LastAction,
+    LifecycleOp,
+    SeedStage,
+)
+from esper.simic.env_config import EnvConfig
+from esper.simic.episode_records import EpisodeSummary, LifecycleEvent, StepResult
+from esper.simic.model_factories import ModelFactory
+from esper.simic.rewards import rollback_reward, step_reward
+from esper.simic.task_data import TaskData
+
+
+class HostTrainingEnv:
+    """Not thread-safe; one instance per env. ``reset`` must be called before ``step``."""
+
+    def __init__(self, task: TaskData, model_factory: ModelFactory, config: EnvConfig) -> None:
+        self.config = config
+        self.device = torch.device(config.device)
+        self.task = task.to(self.device)
+        self.model_factory = model_factory
+        self._model: MorphogeneticModel | None = None
+        self._governor: Governor | None = None
+        self._done = True
+
+    # ------------------------------------------------------------------------------------------- episode API
+    @property
+    def model(self) -> MorphogeneticModel:
+        if self._model is None:
+            raise InvalidStateMachineError("the environment has no model yet: call reset(seed) first")
+        return self._model
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def reset(self, seed: int) -> EnvObservation:
+        """Start an episode: the seed fixes host and seed initialization and the data order."""
+        self._seed = seed
+        self._model = self.model_factory(seed).to(self.device)
+        self._model.train()
+        self._data_generator = torch.Generator().manual_seed(seed)
+        self._governor = Governor(self._model, GovernorConfig(num_classes=self.task.num_classes))
+        self._host_optimizer = self._sgd(list(self._model.host_parameters()), self.config.host_lr)
+        self._seed_optimizers: dict[int, tuple[tuple[int, ...], torch.optim.SGD]] = {}
+        self._seed_param_version = -1
+        self._sync_seed_optimizers()
+        self._epoch = 0
+        self._germinations = 0
+        self._loss_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
+        self._accuracy_history: deque[float] = deque(maxlen=HISTORY_LENGTH)
+        self._last_action: LastAction | None = None
+        self._events: list[LifecycleEvent] = []
+        self._op_counts: Counter[str] = Counter()
+        self._invalid = 0
+        self._total_reward = 0.0
+        self._rollback_reason: str | None = None
+        self._val_loss, self._val_accuracy = self._validate()
+        self._curve = [self._val_accuracy]
+        self._done = False
+        return self._observation()
+
+    def step(self, action: FactoredAction) -> StepResult:
+        if self._done:
+            raise InvalidStateMachineError("step() on a finished episode: call reset(seed) first")
+        model = self.model
+        accuracy_before = self._val_accuracy
+        self._loss_history.append(self._val_loss)
+        self._accuracy_history.append(self._val_accuracy)
+        stages_before = model.stages()
+        blueprints_before = self._blueprints()
+        success, detail = self._execute(action)
+        model.tick()
+        self._sync_seed_optimizers()
+        train_loss = self._train_epoch()
+        self._val_loss, self._val_accuracy = self._validate()
+        self._epoch += 1
+        self._curve.append(self._val_accuracy)
+        verdict = self._require_governor().check(self._val_loss)
+        if verdict.rollback:
+            self._require_governor().rollback()
+            self._reset_optimizers()
+            self._rollback_reason = f"{verdict.reason}: {verdict.detail}"
+            terms = rollback_reward(self.config.reward)
+        else:
+            terms = step_reward(
+                self.config.reward,
+                accuracy_before,
+                self._val_accuracy,
+                model.active_seed_param_count(),
+                model.host_param_count(),
+                success,
+            )
+        events = self._lifecycle_events(stages_before, blueprints_before)
+        self._events.extend(events)
+        self._op_counts[action.op.name] += 1
+        self._invalid += 0 if success else 1
+        self._total_reward += terms.total
+        self._last_action = LastAction(action.op, action.slot, success)
+        self._done = verdict.rollback or self._epoch >= self.config.max_epochs
+        observation = self._observation()
+        return StepResult(
+            observation=observation,
+            reward=terms.total,
+            reward_terms=terms,
+            terminal=self._done,
+            action=action,
+            action_success=success,
+            action_detail=detail,
+            train_loss=train_loss,
+            rolled_back=verdict.rollback,
+            events=events,
+        )
+
+    def summary(self) -> EpisodeSummary:
+        model = self.model
+        stages = [event.target for event in self._events]
+        return EpisodeSummary(
+            seed=self._seed,
+            epochs_run=self._epoch,
+            initial_accuracy=self._curve[0],
+            final_accuracy=self._curve[-1],
+            best_accuracy=max(self._curve),
+            host_params=model.host_param_count(),
+            params_added=sum(model.seed_param_count(slot) for slot in model.slot_config.slot_ids),
+            germinated=stages.count(SeedStage.GERMINATED),
+            fossilized=stages.count(SeedStage.FOSSILIZED),
+            pruned=sum(1 for e in self._events if e.source in LIVE_STAGES and e.target in FAILURE_STAGES),
+            invalid_actions=self._invalid,
+            rolled_back=self._rollback_reason is not None,
+            rollback_reason=self._rollback_reason,
+            total_reward=self._total_reward,
+            accuracy_curve=tuple(self._curve),
+            op_counts=dict(self._op_counts),
+            events=tuple(self._events),
+        )
+
+    # ------------------------------------------------------------------------------------------------ steps
+    def _execute(self, action: FactoredAction) -> tuple[bool, str]:
+        if action.op is LifecycleOp.GERMINATE and self._germinations >= self.config.max_germinations:
+            return False, f"seed cap reached ({self.config.max_germinations} germinations per episode)"
+        result = self.model.execute(action, self._val_accuracy)
+        if result.success and action.op is LifecycleOp.GERMINATE:
+            self._germinations += 1
+        return result.success, result.reason
+
+    def _train_epoch(self) -> float:
+        model = self.model
+        task = self.task
+        n = task.train_inputs.shape[0]
+        order = torch.randperm(n, generator=self._data_generator).to(self.device)
+        optimizers = [self._host_optimizer, *(opt for _, opt in self._seed_optimizers.values())]
+        factor = self.config.lr_factor(self._epoch)
+        for optimizer in optimizers:
+            base = self.config.host_lr if optimizer is self._host_optimizer else self.config.seed_lr
+            for group in optimizer.param_groups:
+                group["lr"] = base * factor
+        parameters = [p for group in optimizers for g in group.param_groups for p in g["params"]]
+        total = torch.zeros((), device=self.device)
+        seen = 0
+        for start in range(0, n, self.config.batch_size):
+            index = order[start : start + self.config.batch_size]
+            if index.numel() < 2:  # BatchNorm cannot train on a single sample
+                continue
+            loss = F.cross_entropy(model(task.train_inputs[index]), task.train_targets[index])
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            model.observe_seed_gradients()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(parameters, self.config.grad_clip)
+            for optimizer in optimizers:
+                optimizer.step()
+            total += loss.detach() * index.numel()
+            seen += index.numel()
+        return float(total) / max(seen, 1)
+
+    def _validate(self) -> tuple[float, float]:
+        """Validation loss and accuracy (percent) of the current model; records the counterfactuals."""
+        model = self.model
+        task = self.task
+        plan = model.counterfactual_plan()
+        correct = torch.zeros(len(plan.rows), dtype=torch.int64, device=self.device)
+        loss_sum = torch.zeros((), device=self.device)
+        n = task.val_inputs.shape[0]
+        model.eval()
+        try:
+            for start in range(0, n, self.config.val_batch_size):
+                inputs = task.val_inputs[start : start + self.config.val_batch_size]
+                targets = task.val_targets[start : start + self.config.val_batch_size]
+                logits = model.forward_with_alphas(inputs, plan.alphas)
+                correct += count_correct(logits, targets)
+                loss_sum += F.cross_entropy(logits[0].float(), targets, reduction="sum")
+        finally:
+            model.train()
+        accuracies = correct.double() * (100.0 / n)
+        model.record_counterfactuals(plan, accuracies)
+        loss = float(loss_sum) / n
+        return loss, float(accuracies[0])
+
+    # ------------------------------------------------------------------------------------------ optimizers
+    def _sgd(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.SGD:
+        return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay)
+
+    def _sync_seed_optimizers(self) -> None:
+        """One SGD per seed: created at germination, dropped when its seed goes, kept (momentum and all)
+        while the same seed lives on."""
+        model = self.model
+        if model.seed_parameter_version == self._seed_param_version:
+            return
+        self._seed_param_version = model.seed_parameter_version
+        current: dict[int, tuple[tuple[int, ...], torch.optim.SGD]] = {}
+        for index, slot in enumerate(model.slot_config.slot_ids):
+            params = list(model.seed_parameters(slot))
+            if not params:
+                continue
+            identity = tuple(id(p) for p in params)
+            known = self._seed_optimizers.get(index)
+            current[index] = (
+                known
+                if known is not None and known[0] == identity
+                else (
+                    identity,
+                    self._sgd(params, self.config.seed_lr),
+                )
+            )
+        self._seed_optimizers = current
+
+    def _reset_optimizers(self) -> None:
+        """After a rollback: momentum points the way that diverged, and the seed set changed."""
+        self._host_optimizer = self._sgd(list(self.model.host_parameters()), self.config.host_lr)
+        self._seed_optimizers = {}
+        self._seed_param_version = -1
+        self._sync_seed_optimizers()
+
+    # ------------------------------------------------------------------------------------------ bookkeeping
+    def _require_governor(self) -> Governor:
+        if self._governor is None:
+            raise InvalidStateMachineError("the environment has no governor yet: call reset(seed) first")
+        return self._governor
+
+    def _blueprints(self) -> list[str | None]:
+        return [None if r.seed is None else r.seed.blueprint.registry_name for r in self.model.slot_reports()]
+
+    def _lifecycle_events(
+        self, before: tuple[SeedStage, ...], blueprints_before: list[str | None]
+    ) -> tuple[LifecycleEvent, ...]:
+        after = self.model.stages()
+        blueprints_after = self._blueprints()
+        events = []
+        for index, slot in enumerate(self.model.slot_config.slot_ids):
+            if before[index] is not after[index]:
+                blueprint = blueprints_after[index] or blueprints_before[index]
+                events.append(LifecycleEvent(self._epoch - 1, str(slot), before[index], after[index], blueprint))
+        return tuple(events)
+
+    def _observation(self) -> EnvObservation:
+        model = self.model
+        return EnvObservation(
+            epoch=self._epoch,
+            max_epochs=self.config.max_epochs,
+            val_loss=self._val_loss if math.isfinite(self._val_loss) else math.inf,
+            val_accuracy=self._val_accuracy,
+            slots=model.slot_reports(),
+            loss_history=tuple(self._loss_history),
+            accuracy_history=tuple(self._accuracy_history),
+            germinations_remaining=max(self.config.max_germinations - self._germinations, 0),
+            last_action=self._last_action,
+            host_param_count=model.host_param_count(),
+        )

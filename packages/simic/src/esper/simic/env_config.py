@@ -1,0 +1,55 @@
+"""Settings of a host-training environment, with defaults that suit the embedded digits task."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from esper.leyline import DIGITS_EPISODE_EPOCHS, ConfigError
+from esper.simic.rewards import RewardConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """One env = one host trained for ``max_epochs`` epochs; one RL step = one epoch."""
+
+    max_epochs: int = DIGITS_EPISODE_EPOCHS
+    batch_size: int = 64
+    val_batch_size: int = 1024
+    #: SGD with momentum for the host and for every seed (each seed has its own optimizer).
+    host_lr: float = 0.02
+    seed_lr: float = 0.02
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    #: Learning-rate schedule over the episode, applied to host and seeds alike: "cosine" anneals from the
+    #: base rate to 0 at ``max_epochs`` (stable final accuracy on small hosts), "constant" keeps it.
+    lr_schedule: str = "cosine"
+    #: Global gradient-norm clip over host and seed parameters (0 disables).
+    grad_clip: float = 5.0
+    #: Germinations allowed per episode (the seed cap the masks and observations see).
+    max_germinations: int = 6
+    device: str = "cpu"
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("max_epochs", "batch_size", "val_batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"env.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("host_lr", "seed_lr"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"env.{name} must be > 0, got {value}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"env.momentum must be in [0, 1), got {self.momentum}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ConfigError(f"env.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("env.weight_decay and env.grad_clip must be >= 0")
+        if self.max_germinations < 0:
+            raise ConfigError(f"env.max_germinations must be >= 0, got {self.max_germinations}")
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the base learning rates while training epoch ``epoch`` (0-based)."""
+        if self.lr_schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / self.max_epochs))

@@ -1,0 +1,193 @@
+"""Backends that hold N environments on one machine: in-process, or spread over worker processes.
+
+Both expose the same three calls (``reset``, ``step``, ``summaries``), so the vectorized loop and every controller
+run through one code path whichever backend is used. Worker processes pay off when an env epoch costs more than
+the round trip (measured by ``tools/bench``); each worker runs its envs sequentially with ``threads_per_worker``
+torch threads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing.connection
+import os
+import traceback
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+import torch.multiprocessing as mp
+from esper.leyline import ConfigError, EnvObservation, EsperError, FactoredAction
+from esper.simic.env import HostTrainingEnv
+from esper.simic.env_config import EnvConfig
+from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.model_factories import ModelFactory
+from esper.simic.task_data import TaskData
+
+
+class EnvPool(Protocol):
+    """N environments addressed by index ``0..n_envs-1``."""
+
+    @property
+    def n_envs(self) -> int: ...
+
+    def reset(self, env_ids: Sequence[int], seeds: Sequence[int]) -> list[EnvObservation]: ...
+
+    def step(self, env_ids: Sequence[int], actions: Sequence[FactoredAction]) -> list[StepResult]: ...
+
+    def summaries(self, env_ids: Sequence[int]) -> list[EpisodeSummary]: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessPool:
+    """Every env in this process, stepped one after another."""
+
+    def __init__(self, n_envs: int, task: TaskData, factory: ModelFactory, config: EnvConfig) -> None:
+        if n_envs < 1:
+            raise ConfigError(f"need at least one env, got {n_envs}")
+        self._envs = [HostTrainingEnv(task, factory, config) for _ in range(n_envs)]
+
+    @property
+    def n_envs(self) -> int:
+        return len(self._envs)
+
+    def env(self, env_id: int) -> HostTrainingEnv:
+        return self._envs[env_id]
+
+    def reset(self, env_ids: Sequence[int], seeds: Sequence[int]) -> list[EnvObservation]:
+        return [self._envs[i].reset(seed) for i, seed in zip(env_ids, seeds, strict=True)]
+
+    def step(self, env_ids: Sequence[int], actions: Sequence[FactoredAction]) -> list[StepResult]:
+        return [self._envs[i].step(action) for i, action in zip(env_ids, actions, strict=True)]
+
+    def summaries(self, env_ids: Sequence[int]) -> list[EpisodeSummary]:
+        return [self._envs[i].summary() for i in env_ids]
+
+    def close(self) -> None:
+        self._envs = []
+
+
+def _worker(
+    connection: multiprocessing.connection.Connection,
+    n_local: int,
+    task: TaskData,
+    factory: ModelFactory,
+    config: EnvConfig,
+    threads: int,
+) -> None:
+    """Serve commands for ``n_local`` envs until told to close; errors are sent back, never swallowed."""
+    torch.set_num_threads(threads)
+    envs = [HostTrainingEnv(task, factory, config) for _ in range(n_local)]
+    while True:
+        command, payload = connection.recv()
+        try:
+            if command == "close":
+                connection.send(("ok", None))
+                return
+            if command == "reset":
+                result: Any = [envs[i].reset(seed) for i, seed in payload]
+            elif command == "step":
+                result = [envs[i].step(action) for i, action in payload]
+            elif command == "summary":
+                result = [envs[i].summary() for i in payload]
+            else:
+                raise EsperError(f"unknown worker command {command!r}")
+            connection.send(("ok", result))
+        except Exception as error:  # the parent re-raises it with the worker's message and traceback
+            connection.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"))
+
+
+class WorkerError(EsperError):
+    """An environment failed inside a worker process."""
+
+
+class ProcessPool:
+    """Envs split into contiguous blocks over ``n_workers`` spawned processes."""
+
+    def __init__(
+        self,
+        n_envs: int,
+        task: TaskData,
+        factory: ModelFactory,
+        config: EnvConfig,
+        n_workers: int | None = None,
+        threads_per_worker: int = 1,
+    ) -> None:
+        if n_envs < 1:
+            raise ConfigError(f"need at least one env, got {n_envs}")
+        workers = min(n_envs, n_workers if n_workers is not None else (os.cpu_count() or 1))
+        if workers < 1:
+            raise ConfigError(f"need at least one worker, got {n_workers}")
+        self._n_envs = n_envs
+        base, extra = divmod(n_envs, workers)
+        sizes = [base + (1 if w < extra else 0) for w in range(workers)]
+        self._owner: list[tuple[int, int]] = [(w, local) for w, size in enumerate(sizes) for local in range(size)]
+        context = mp.get_context("spawn")
+        shared = task.shared()
+        self._connections: list[multiprocessing.connection.Connection] = []
+        self._processes = []
+        for size in sizes:
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(child, size, shared, factory, config, threads_per_worker), daemon=True
+            )
+            process.start()
+            child.close()
+            self._connections.append(parent)
+            self._processes.append(process)
+
+    @property
+    def n_envs(self) -> int:
+        return self._n_envs
+
+    def _scatter(self, command: str, env_ids: Sequence[int], items: Sequence[Any]) -> list[Any]:
+        per_worker: dict[int, list[tuple[int, Any]]] = {}
+        positions: dict[int, list[int]] = {}
+        for position, (env_id, item) in enumerate(zip(env_ids, items, strict=True)):
+            worker, local = self._owner[env_id]
+            per_worker.setdefault(worker, []).append((local, item))
+            positions.setdefault(worker, []).append(position)
+        for worker, payload in per_worker.items():
+            self._connections[worker].send((command, payload))
+        results: list[Any] = [None] * len(env_ids)
+        errors = []
+        for worker in per_worker:
+            status, value = self._connections[worker].recv()
+            if status != "ok":
+                errors.append(f"worker {worker}: {value}")
+                continue
+            for position, result in zip(positions[worker], value, strict=True):
+                results[position] = result
+        if errors:
+            raise WorkerError("; ".join(errors))
+        return results
+
+    def reset(self, env_ids: Sequence[int], seeds: Sequence[int]) -> list[EnvObservation]:
+        return self._scatter("reset", env_ids, seeds)
+
+    def step(self, env_ids: Sequence[int], actions: Sequence[FactoredAction]) -> list[StepResult]:
+        return self._scatter("step", env_ids, actions)
+
+    def summaries(self, env_ids: Sequence[int]) -> list[EpisodeSummary]:
+        return self._scatter("summary", env_ids, [None] * len(env_ids))
+
+    def close(self) -> None:
+        for connection in self._connections:
+            try:
+                connection.send(("close", None))
+                connection.recv()
+            except (BrokenPipeError, EOFError, OSError):
+                pass
+            connection.close()
+        for process in self._processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+        self._connections = []
+        self._processes = []
+
+    def __enter__(self) -> ProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""What an environment reports: per-step results, lifecycle events, and the summary of a finished episode."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from esper.leyline import EnvObservation, FactoredAction, SeedStage
+from esper.simic.rewards import RewardTerms
+
+
+@dataclass(frozen=True)
+class LifecycleEvent:
+    """A slot changed stage during ``epoch`` (the epoch whose step caused it)."""
+
+    epoch: int
+    slot: str
+    source: SeedStage
+    target: SeedStage
+    blueprint: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "slot": self.slot,
+            "from": self.source.name,
+            "to": self.target.name,
+            "blueprint": self.blueprint,
+        }
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """Outcome of one RL step: the action was executed, slots ticked, one epoch trained and validated."""
+
+    observation: EnvObservation
+    reward: float
+    reward_terms: RewardTerms
+    terminal: bool
+    action: FactoredAction
+    action_success: bool
+    action_detail: str
+    train_loss: float
+    rolled_back: bool
+    events: tuple[LifecycleEvent, ...]
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    """One finished episode. Accuracies in percent; ``params_added`` counts every seed present at the end."""
+
+    seed: int
+    epochs_run: int
+    initial_accuracy: float
+    final_accuracy: float
+    best_accuracy: float
+    host_params: int
+    params_added: int
+    germinated: int
+    fossilized: int
+    pruned: int
+    invalid_actions: int
+    rolled_back: bool
+    rollback_reason: str | None
+    total_reward: float
+    accuracy_curve: tuple[float, ...]
+    op_counts: dict[str, int]
+    events: tuple[LifecycleEvent, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["events"] = [event.as_dict() for event in self.events]
+        out["accuracy_curve"] = list(self.accuracy_curve)
+        return out

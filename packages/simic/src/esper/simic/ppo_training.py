@@ -1,0 +1,144 @@
+"""PPO training rounds: collect one episode per env with the current policy, update, checkpoint, repeat.
+
+Every source of randomness of a round (episode seeds, action sampling, minibatch order) is derived from the run
+seed and the round index, so a resumed run continues exactly where an uninterrupted one would be.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from esper.leyline import ConfigError, PolicyBundle, head_sizes
+from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
+from esper.simic.env_pool import EnvPool
+from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
+from esper.simic.policy_controller import PolicyController
+from esper.simic.ppo import PPOConfig, PPOUpdater, UpdateStats
+from esper.simic.rollout_buffer import RolloutBuffer
+from esper.simic.vectorized import StepObserver, run_episodes
+
+
+@dataclass(frozen=True)
+class PPORunConfig:
+    rounds: int
+    n_envs: int
+    episode_epochs: int
+    seed: int
+    ppo: PPOConfig
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1 or self.n_envs < 1 or self.episode_epochs < 1:
+            raise ConfigError(
+                f"rounds, envs and epochs must be >= 1, got {self.rounds}, {self.n_envs}, {self.episode_epochs}"
+            )
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    round_index: int
+    episodes: list[EpisodeSummary]
+    update: UpdateStats
+    seconds: float
+
+    @property
+    def mean_final_accuracy(self) -> float:
+        return sum(e.final_accuracy for e in self.episodes) / len(self.episodes)
+
+    @property
+    def mean_reward(self) -> float:
+        return sum(e.total_reward for e in self.episodes) / len(self.episodes)
+
+
+class PPOTraining:
+    """Owns the updater of an injected bundle and drives rounds through an env pool."""
+
+    def __init__(
+        self,
+        bundle: PolicyBundle,
+        pool: EnvPool,
+        run: PPORunConfig,
+        *,
+        checkpoint_path: Path | None,
+        run_config: dict[str, Any],
+    ) -> None:
+        if pool.n_envs != run.n_envs:
+            raise ConfigError(f"the pool holds {pool.n_envs} envs but the run asks for {run.n_envs}")
+        self.bundle = bundle
+        self.pool = pool
+        self.run_settings = run
+        self.checkpoint_path = checkpoint_path
+        self.run_config = run_config
+        self.updater = PPOUpdater(bundle, run.ppo, total_rounds=run.rounds)
+        self.rounds_completed = 0
+
+    def resume(self, checkpoint: TrainingCheckpoint) -> None:
+        """Continue from ``checkpoint``: policy, optimizer, normalizers, RNG states and round counter."""
+        if checkpoint.rounds_completed > self.run_settings.rounds:
+            raise ConfigError(
+                f"the checkpoint has {checkpoint.rounds_completed} rounds, "
+                f"more than the {self.run_settings.rounds} asked"
+            )
+        self.bundle.load_state_dict(checkpoint.policy_state)
+        self.updater.load_state_dict(checkpoint.updater_state)
+        restore_rng_states(checkpoint.rng)
+        self.rounds_completed = checkpoint.rounds_completed
+
+    def run(
+        self,
+        on_round: Callable[[RoundReport], None] | None = None,
+        on_step: StepObserver | None = None,
+    ) -> list[RoundReport]:
+        reports = []
+        for round_index in range(self.rounds_completed, self.run_settings.rounds):
+            report = self.run_round(round_index, on_step)
+            self.rounds_completed = round_index + 1
+            if self.checkpoint_path is not None:
+                save_checkpoint(self.checkpoint_path, self.checkpoint())
+            reports.append(report)
+            if on_round is not None:
+                on_round(report)
+        return reports
+
+    def run_round(self, round_index: int, on_step: StepObserver | None = None) -> RoundReport:
+        started = time.perf_counter()
+        run = self.run_settings
+        bundle = self.bundle
+        controller = PolicyController(
+            bundle, generator=torch.Generator(device=bundle.device).manual_seed(sampling_seed(run.seed, round_index))
+        )
+        buffer = RolloutBuffer(
+            run.n_envs,
+            run.episode_epochs,
+            bundle.feature_dim,
+            bundle.slot_config.num_slots,
+            head_sizes(bundle.slot_config, bundle.topology),
+            bundle.initial_hidden(run.n_envs),
+        )
+        controller.recorder = buffer
+
+        def record(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
+            buffer.record_outcome(env_ids, [r.reward for r in results], [r.terminal for r in results])
+            if on_step is not None:
+                on_step(env_ids, results)
+
+        episodes = run_episodes(
+            self.pool, controller, training_episode_seeds(run.seed, round_index, run.n_envs), record
+        )
+        stats = self.updater.update(buffer, torch.Generator().manual_seed(minibatch_seed(run.seed, round_index)))
+        return RoundReport(round_index, episodes, stats, time.perf_counter() - started)
+
+    def checkpoint(self) -> TrainingCheckpoint:
+        return TrainingCheckpoint(
+            rounds_completed=self.rounds_completed,
+            policy_state=self.bundle.state_dict(),
+            policy_build_config=self.bundle.build_config(),
+            updater_state=self.updater.state_dict(),
+            rng=capture_rng_states(),
+            config=self.run_config,
+        )

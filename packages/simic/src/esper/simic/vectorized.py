@@ -1,0 +1,50 @@
+"""The vectorized loop: any leyline ``Controller`` drives a batch of episodes through an ``EnvPool``.
+
+Heuristic, random, static and learned controllers all go through ``run_episodes``; PPO collection is the same
+loop with a ``StepObserver`` that stores rewards (the learned controller records its own tensors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from esper.leyline import ConfigError, Controller
+from esper.simic.env_pool import EnvPool
+from esper.simic.episode_records import EpisodeSummary, StepResult
+
+#: Called after every step with the env ids that acted and their results (same order).
+StepObserver = Callable[[Sequence[int], Sequence[StepResult]], None]
+
+
+def run_episodes(
+    pool: EnvPool,
+    controller: Controller,
+    seeds: Sequence[int],
+    on_step: StepObserver | None = None,
+) -> list[EpisodeSummary]:
+    """Run one episode per seed, ``pool.n_envs`` at a time; summaries come back in seed order."""
+    if not seeds:
+        raise ConfigError("run_episodes needs at least one episode seed")
+    summaries: list[EpisodeSummary] = []
+    for start in range(0, len(seeds), pool.n_envs):
+        batch = list(seeds[start : start + pool.n_envs])
+        summaries.extend(_run_batch(pool, controller, batch, on_step))
+    return summaries
+
+
+def _run_batch(
+    pool: EnvPool, controller: Controller, seeds: list[int], on_step: StepObserver | None
+) -> list[EpisodeSummary]:
+    env_ids = list(range(len(seeds)))
+    observations = dict(zip(env_ids, pool.reset(env_ids, seeds), strict=True))
+    controller.start_episodes(len(seeds))
+    active = env_ids
+    while active:
+        actions = controller.act(active, [observations[i] for i in active])
+        results = pool.step(active, actions)
+        if on_step is not None:
+            on_step(active, results)
+        for env_id, result in zip(active, results, strict=True):
+            observations[env_id] = result.observation
+        active = [env_id for env_id, result in zip(active, results, strict=True) if not result.terminal]
+    return pool.summaries(env_ids)
