@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+from hypothesis import strategies as st
+
 from esper.leyline import (
     FAILURE_STAGES,
     HISTORY_LENGTH,
@@ -26,7 +29,7 @@ from esper.leyline import (
     Tempo,
     Topology,
 )
-from hypothesis import strategies as st
+from esper.tamiyo import LSTMPolicyBundle
 
 SLOTS = SlotConfig.after_blocks(3)
 ONE_SLOT = SlotConfig.after_blocks(1)
@@ -161,7 +164,7 @@ def observations(draw: st.DrawFn, config: SlotConfig = SLOTS) -> EnvObservation:
             st.builds(LastAction, st.sampled_from(LifecycleOp), st.integers(0, config.num_slots - 1), st.booleans()),
         )
     )
-    history = st.lists(_anything.filter(lambda v: v is not None), max_size=HISTORY_LENGTH).map(tuple)
+    history = st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=HISTORY_LENGTH).map(tuple)
     return EnvObservation(
         epoch=draw(st.integers(0, max_epochs)),
         max_epochs=max_epochs,
@@ -174,3 +177,32 @@ def observations(draw: st.DrawFn, config: SlotConfig = SLOTS) -> EnvObservation:
         last_action=last,
         host_param_count=draw(st.integers(0, 10**6)),
     )
+
+
+def varied_observations(epoch: int = 10) -> list[EnvObservation]:
+    """Four envs in different situations, between them allowing every op."""
+    blending = seed(alpha=AlphaSnapshot(0.7, 0.7), age=12)
+    return [
+        observation(epoch=epoch),
+        observation([slot(0, SeedStage.TRAINING), slot(1), slot(2, SeedStage.EMBARGOED, dwell=2)], epoch=epoch),
+        observation([slot(0, SeedStage.BLENDING, blending), slot(1, SeedStage.HOLDING), slot(2)], epoch=epoch),
+        observation(
+            [slot(0, SeedStage.FOSSILIZED), slot(1, SeedStage.HOLDING, seed(alpha=HELD_FULL)), slot(2)],
+            epoch=epoch,
+            germinations_remaining=0,
+            last_action=LastAction(LifecycleOp.GERMINATE, 2, True),
+        ),
+    ]
+
+
+def perturbed_bundle(config: SlotConfig = SLOTS, *, seed_value: int = 0, **sizes: int) -> LSTMPolicyBundle:
+    """A bundle whose weights and normalizer look trained (non-uniform policy), so comparisons mean something."""
+    torch.manual_seed(seed_value)
+    bundle = LSTMPolicyBundle.build(kind="lstm", slot_config=config, topology=Topology.CNN, sizes=sizes)
+    with torch.no_grad():
+        for parameter in bundle.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    observations_for_stats = [o for epoch in (3, 20, 40) for o in varied_observations(epoch)]
+    if config == SLOTS:
+        bundle.update_normalizer(bundle.encode(observations_for_stats).features)
+    return bundle

@@ -11,6 +11,7 @@ from __future__ import annotations
 from functools import cache
 
 import torch
+
 from esper.leyline import HEAD_ORDER, HEAD_PLACEHOLDERS, ActionHead, relevance_rows
 from esper.tamiyo.head_layout import HEAD_INDEX
 

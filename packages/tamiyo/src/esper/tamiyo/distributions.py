@@ -8,6 +8,7 @@ network ran in. Masked actions are excluded structurally from sampling and argma
 from __future__ import annotations
 
 import torch
+
 from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
+
 from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, InvalidStateMachineError
 from esper.tamiyo.canonical import canonical_masks
 from esper.tamiyo.distributions import MaskedCategorical

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+
 from esper.leyline import ConfigError, PolicyBundle, SlotConfig, Topology
 from esper.tamiyo.registry import get_policy_class
 

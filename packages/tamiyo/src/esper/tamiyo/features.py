@@ -14,6 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 import torch
+
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
     FAILURE_DWELL_EPOCHS,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from esper.leyline import HEAD_ORDER, ActionHead, ConfigError
 from torch.nn import functional
+
+from esper.leyline import HEAD_ORDER, ActionHead, ConfigError
 
 #: Column of each head in the padded layout.
 HEAD_INDEX: Mapping[ActionHead, int] = {head: index for index, head in enumerate(HEAD_ORDER)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+
 from esper.leyline import (
     HEAD_ORDER,
     ActionHead,

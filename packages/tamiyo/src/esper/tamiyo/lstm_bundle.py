@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 import torch
+
 from esper.leyline import (
     HEAD_ORDER,
     ActionHead,
@@ -78,9 +79,7 @@ class LSTMPolicyBundle:
         self.validate_masks = validate_masks
 
     @classmethod
-    def build(
-        cls, *, kind: str, slot_config: SlotConfig, topology: Topology, sizes: Mapping[str, int]
-    ) -> LSTMPolicyBundle:
+    def build(cls, *, kind: str, slot_config: SlotConfig, topology: Topology, sizes: Mapping[str, int]) -> Self:
         """The registry's constructor: keyword sizes as in ``NetworkSizes`` (unknown names raise)."""
         return cls(slot_config, kind=kind, topology=topology, sizes=NetworkSizes.from_mapping(sizes))
 
@@ -147,7 +146,7 @@ class LSTMPolicyBundle:
         """True once ``compile`` succeeded (tracked here, not guessed from wrapper attributes)."""
         return self._compiled is not None
 
-    def to(self, device: torch.device | str) -> LSTMPolicyBundle:
+    def to(self, device: torch.device | str) -> Self:
         """Move parameters and buffers; only before ``compile`` (a compiled graph is specialized to its device)."""
         if self.is_compiled:
             raise ConfigError("cannot move a compiled policy bundle: place it on its device before compile()")

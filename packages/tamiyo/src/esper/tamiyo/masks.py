@@ -15,6 +15,7 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 import torch
+
 from esper.leyline import (
     ADVANCEABLE_STAGES,
     FAILURE_STAGES,

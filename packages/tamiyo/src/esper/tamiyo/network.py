@@ -25,12 +25,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import NamedTuple
 
 import torch
+from torch import nn
+
 from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ActionHead, Blueprint, ConfigError
 from esper.tamiyo.head_layout import HeadLayout
 from esper.tamiyo.head_mlps import HeadMLPs
 from esper.tamiyo.lstm import StepwiseLSTM
 from esper.tamiyo.normalizer import RunningNormalizer
-from torch import nn
 
 POLICY_OUTPUT_GAIN = 0.01
 VALUE_OUTPUT_GAIN = 0.1

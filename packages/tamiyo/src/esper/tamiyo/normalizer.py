@@ -9,8 +9,9 @@ Before the first update the transform is the identity (mean 0, variance 1).
 from __future__ import annotations
 
 import torch
-from esper.leyline import FeatureWidthError
 from torch import nn
+
+from esper.leyline import FeatureWidthError
 
 #: Normalized features are clipped to +/- this many standard deviations.
 CLIP_STD = 10.0

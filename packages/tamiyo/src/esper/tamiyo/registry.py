@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Protocol, Self
 
 import torch
+
 from esper.leyline import ConfigError, PolicyBundle, SlotConfig, Topology
 from esper.tamiyo.lstm_bundle import LSTMPolicyBundle
 

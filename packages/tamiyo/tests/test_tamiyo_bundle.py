@@ -1,0 +1,343 @@
+"""The policy bundle with a live network: rollout/update seam parity, canonical heads, gradient flow,
+the joint factored distribution, input validation and the observation normalizer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import product
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from _tamiyo_fixtures import SLOTS, observation, observations, perturbed_bundle, seed, slot, varied_observations
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from esper.leyline import (
+    HEAD_ORDER,
+    HEAD_PLACEHOLDERS,
+    ActionHead,
+    ActionMasks,
+    AlphaSnapshot,
+    EncodedObservations,
+    EnvObservation,
+    FeatureWidthError,
+    LifecycleOp,
+    MaskShapeError,
+    SeedStage,
+    is_relevant,
+)
+from esper.tamiyo import LSTMPolicyBundle
+from esper.tamiyo.lstm import LSTMLayer
+
+
+@dataclass
+class Rollout:
+    features: torch.Tensor  # [env, time, feature_dim]
+    blueprints: torch.Tensor  # [env, time, slots]
+    actions: dict[ActionHead, torch.Tensor]  # [env, time]
+    masks: dict[ActionHead, torch.Tensor]  # [env, time, n]
+    log_probs: dict[ActionHead, torch.Tensor]  # [env, time]
+    values: torch.Tensor  # [env, time]
+    initial_hidden: tuple[torch.Tensor, torch.Tensor]
+
+
+def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = False) -> Rollout:
+    generator = torch.Generator().manual_seed(3)
+    hidden = bundle.initial_hidden(4)
+    initial = (hidden[0].clone(), hidden[1].clone())
+    steps_out = []
+    for step in range(steps):
+        encoded = bundle.encode(varied_observations(epoch=5 + step))
+        result = bundle.get_action(encoded, hidden, deterministic, generator)
+        steps_out.append((encoded, result))
+        hidden = result.hidden
+
+    def stack(pick: object) -> torch.Tensor:
+        return torch.stack([pick(e, r) for e, r in steps_out], dim=1)  # type: ignore[operator]
+
+    return Rollout(
+        features=stack(lambda e, r: e.features),
+        blueprints=stack(lambda e, r: e.blueprint_indices),
+        actions={h: stack(lambda e, r, h=h: r.actions[h]) for h in HEAD_ORDER},
+        masks={h: stack(lambda e, r, h=h: r.masks[h]) for h in HEAD_ORDER},
+        log_probs={h: stack(lambda e, r, h=h: r.log_probs[h]) for h in HEAD_ORDER},
+        values=stack(lambda e, r: r.values),
+        initial_hidden=initial,
+    )
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_get_action_and_evaluate_actions_agree(layers: int) -> None:
+    bundle = perturbed_bundle(num_layers=layers)
+    rollout = _rollout(bundle)
+    evaluated = bundle.evaluate_actions(
+        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+    )
+    for head in HEAD_ORDER:
+        torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(evaluated.values, rollout.values, rtol=1e-5, atol=1e-6)
+    assert any(float(lp.abs().max()) > 0.1 for lp in rollout.log_probs.values())  # a non-trivial policy
+
+
+def test_seam_parity_under_bf16_autocast() -> None:
+    """bf16 keeps 8 significant bits (unit roundoff 2**-9 ~ 2e-3). The rollout runs one step at a time and the
+    update the whole sequence; where kernels block differently by sequence length (not on this CPU, where the two
+    agree exactly) a few intermediate roundings can flip, and with logits of magnitude ~1-5 one flip moves a
+    log-prob by ~1e-2. 5e-2 absolute allows a few flips and still fails for any real mismatch (wrong mask, hidden
+    state or head), which moves log-probs by 0.5-5 here."""
+    bundle = perturbed_bundle()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rollout = _rollout(bundle)
+        evaluated = bundle.evaluate_actions(
+            rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+        )
+    for head in HEAD_ORDER:
+        assert evaluated.log_probs[head].dtype == torch.float32 and evaluated.entropy[head].dtype == torch.float32
+        torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=0.0, atol=5e-2)
+        assert torch.isfinite(evaluated.entropy[head]).all()
+
+
+def test_irrelevant_heads_are_canonical_with_zero_log_prob_and_entropy() -> None:
+    bundle = perturbed_bundle()
+    rollout = _rollout(bundle, steps=6)
+    evaluated = bundle.evaluate_actions(
+        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+    )
+    ops = rollout.actions[ActionHead.OP]
+    assert len(set(ops.flatten().tolist())) > 2
+    for head in HEAD_ORDER:
+        irrelevant = torch.tensor([[not is_relevant(LifecycleOp(int(op)), head) for op in row] for row in ops])
+        assert (rollout.log_probs[head][irrelevant] == 0).all() and (evaluated.entropy[head][irrelevant] == 0).all()
+        assert (evaluated.log_probs[head][irrelevant] == 0).all()
+        assert (rollout.masks[head][irrelevant].sum(dim=-1) == 1).all()
+        if head in HEAD_PLACEHOLDERS:
+            assert (rollout.actions[head][irrelevant] == HEAD_PLACEHOLDERS[head]).all()
+    waits = ops == LifecycleOp.WAIT
+    assert (rollout.actions[ActionHead.SLOT][waits] == 0).all()  # first slot WAIT "allows"
+
+
+def _joint_actions(masks: ActionMasks) -> tuple[dict[ActionHead, torch.Tensor], dict[ActionHead, torch.Tensor]]:
+    """Every canonical factored action the masks of env 0 allow, with the (op-conditioned) masks to score it."""
+    rows: list[dict[ActionHead, int]] = []
+    mask_rows: list[dict[ActionHead, torch.Tensor]] = []
+    for op in LifecycleOp:
+        if not masks.op[0, op]:
+            continue
+        slot_mask = masks.slot_by_op[0, op]
+        choices: dict[ActionHead, list[int]] = {}
+        for head in HEAD_ORDER:
+            allowed = slot_mask if head is ActionHead.SLOT else masks.heads.get(head, masks.op[0])
+            allowed = allowed[0] if allowed.dim() == 2 else allowed
+            values = torch.nonzero(allowed).flatten().tolist()
+            if head is ActionHead.OP:
+                choices[head] = [int(op)]
+            elif is_relevant(op, head):
+                choices[head] = values
+            else:
+                choices[head] = [values[0] if head is ActionHead.SLOT else HEAD_PLACEHOLDERS[head]]
+        for combination in product(*(choices[head] for head in HEAD_ORDER)):
+            rows.append(dict(zip(HEAD_ORDER, combination, strict=True)))
+            mask_rows.append(
+                {**{h: masks.heads[h][0] for h in masks.heads}, ActionHead.SLOT: slot_mask, ActionHead.OP: masks.op[0]}
+            )
+    actions = {h: torch.tensor([[row[h]] for row in rows]) for h in HEAD_ORDER}
+    stored = {h: torch.stack([m[h] for m in mask_rows]).unsqueeze(1) for h in HEAD_ORDER}
+    return actions, stored
+
+
+def test_joint_probability_of_all_factored_actions_sums_to_one() -> None:
+    """The joint log-prob is the sum of the per-head log-probs (irrelevant heads add 0): summed over every
+    canonical action the masks allow, the probabilities make exactly one distribution."""
+    bundle = perturbed_bundle()
+    busy = observation(
+        [slot(0, SeedStage.BLENDING, seed(alpha=AlphaSnapshot(0.7, 0.7))), slot(1, SeedStage.HOLDING), slot(2)]
+    )
+    encoded = bundle.encode([busy])
+    assert bool(encoded.masks.op.all())  # every op is possible here
+    actions, masks = _joint_actions(encoded.masks)
+    count = actions[ActionHead.OP].shape[0]
+    evaluated = bundle.evaluate_actions(
+        encoded.features.unsqueeze(1).expand(count, 1, -1),
+        encoded.blueprint_indices.unsqueeze(1).expand(count, 1, -1),
+        actions,
+        masks,
+        bundle.initial_hidden(count),
+    )
+    joint = torch.stack([evaluated.log_probs[h] for h in HEAD_ORDER]).sum(dim=0)
+    assert joint.exp().sum().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_gradients_reach_every_head_the_lstm_the_trunk_and_the_embedding() -> None:
+    bundle = perturbed_bundle(num_layers=2)
+    rollout = _rollout(bundle, steps=6)
+    relevant_somewhere = {
+        head: any(is_relevant(LifecycleOp(int(op)), head) for op in rollout.actions[ActionHead.OP].flatten())
+        for head in HEAD_ORDER
+    }
+    assert all(relevant_somewhere.values())
+    evaluated = bundle.evaluate_actions(
+        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+    )
+    loss = evaluated.values.sum() + sum((evaluated.log_probs[h] + evaluated.entropy[h]).sum() for h in HEAD_ORDER)
+    loss.backward()  # type: ignore[no-untyped-call]
+    network = bundle.network
+    heads = network.heads
+    for index, size in enumerate((*network.layout.sizes, 1)):  # every head, then the value head
+        rows = slice(index * heads.hidden_dim, (index + 1) * heads.hidden_dim)
+        assert heads.hidden.weight.grad is not None and heads.hidden.weight.grad[rows].abs().sum() > 0
+        assert heads.output_weight.grad is not None and heads.output_weight.grad[index, :, :size].abs().sum() > 0
+        assert heads.output_weight.grad[index, :, size:].abs().sum() == 0
+    for layer in network.lstm.layers:
+        assert isinstance(layer, LSTMLayer)
+        for parameter in (layer.weight_ih, layer.weight_hh, layer.bias):
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+    for parameter in network.trunk.parameters():
+        assert parameter.grad is not None and parameter.grad.abs().sum() > 0
+    embedding_grad = network.blueprint_embedding.weight.grad
+    assert embedding_grad is not None
+    used = torch.unique(rollout.blueprints)
+    assert embedding_grad[used[used > 0]].abs().sum() > 0 and embedding_grad[0].abs().sum() == 0
+
+
+def test_get_action_is_inference_only_and_its_hidden_state_can_seed_an_update() -> None:
+    bundle = perturbed_bundle()
+    encoded = bundle.encode(varied_observations())
+    result = bundle.get_action(encoded, bundle.initial_hidden(4))
+    assert result.log_probs[ActionHead.OP].is_inference() and not result.values.requires_grad
+    assert result.values.shape == (4,) and result.values.dtype == torch.float32
+    actions = {h: result.actions[h].unsqueeze(1) for h in HEAD_ORDER}
+    masks = {h: result.masks[h].unsqueeze(1) for h in HEAD_ORDER}
+    evaluated = bundle.evaluate_actions(
+        encoded.features.unsqueeze(1), encoded.blueprint_indices.unsqueeze(1), actions, masks, result.hidden
+    )
+    assert evaluated.values.requires_grad and evaluated.values.shape == (4, 1)
+
+
+def test_deterministic_actions_and_generators_are_reproducible() -> None:
+    bundle = perturbed_bundle()
+    first, second = _rollout(bundle, deterministic=True), _rollout(bundle, deterministic=True)
+    assert all(torch.equal(first.actions[h], second.actions[h]) for h in HEAD_ORDER)
+    sampled_a, sampled_b = _rollout(bundle), _rollout(bundle)  # same generator seed inside
+    assert all(torch.equal(sampled_a.actions[h], sampled_b.actions[h]) for h in HEAD_ORDER)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(observations(), min_size=1, max_size=4), st.integers(0, 2**31 - 1))
+def test_sampled_actions_respect_the_masks(batch: list[EnvObservation], seed_value: int) -> None:
+    bundle = _SHARED_BUNDLE
+    encoded = bundle.encode(batch)
+    result = bundle.get_action(
+        encoded, bundle.initial_hidden(len(batch)), generator=torch.Generator().manual_seed(seed_value)
+    )
+    ops = result.actions[ActionHead.OP]
+    assert bool(encoded.masks.op.gather(1, ops.unsqueeze(1)).all())
+    for row, op in enumerate(ops.tolist()):
+        for head in HEAD_ORDER:
+            action = int(result.actions[head][row])
+            assert bool(result.masks[head][row, action])
+            if head is ActionHead.SLOT:
+                assert bool(encoded.masks.slot_by_op[row, op, action])
+            elif head is not ActionHead.OP and is_relevant(LifecycleOp(op), head):
+                assert bool(encoded.masks.heads[head][row, action])
+
+
+_SHARED_BUNDLE = perturbed_bundle()
+
+
+def _encoded_with(encoded: EncodedObservations, **changes: object) -> EncodedObservations:
+    values: dict[str, object] = {
+        "features": encoded.features,
+        "blueprint_indices": encoded.blueprint_indices,
+        "masks": encoded.masks,
+    }
+    values.update(changes)
+    return EncodedObservations(**values)  # type: ignore[arg-type]
+
+
+def test_inputs_are_validated_at_the_boundary() -> None:
+    bundle = perturbed_bundle()
+    encoded = bundle.encode(varied_observations())
+    hidden = bundle.initial_hidden(4)
+    with pytest.raises(FeatureWidthError, match="feature_dim=133"):
+        bundle.get_action(_encoded_with(encoded, features=encoded.features[:, :-1]), hidden)
+    with pytest.raises(TypeError, match="floating"):
+        bundle.get_action(_encoded_with(encoded, features=encoded.features.long()), hidden)
+    short_style: Mapping[ActionHead, torch.Tensor] = {
+        **encoded.masks.heads,
+        ActionHead.STYLE: encoded.masks.heads[ActionHead.STYLE][:, :2],
+    }
+    bad_masks = ActionMasks(encoded.masks.op, encoded.masks.slot_by_op, short_style)
+    with pytest.raises(MaskShapeError, match=r"style mask has shape \[4, 2\], expected \[4, 4\]"):
+        bundle.get_action(_encoded_with(encoded, masks=bad_masks), hidden)
+    with pytest.raises(MaskShapeError, match="slot_by_op"):
+        bundle.get_action(
+            _encoded_with(encoded, masks=ActionMasks(encoded.masks.op, encoded.masks.op, encoded.masks.heads)), hidden
+        )
+    with pytest.raises(Exception, match=r"hidden state h has shape \[1, 3, 64\]"):
+        bundle.get_action(encoded, bundle.initial_hidden(3))
+    rollout = _rollout(bundle, steps=2)
+    with pytest.raises(FeatureWidthError, match="rank 3"):
+        bundle.evaluate_actions(
+            rollout.features[:, 0], rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+        )
+    wrong_op = {**rollout.masks, ActionHead.OP: rollout.masks[ActionHead.OP][..., :5]}
+    with pytest.raises(MaskShapeError, match="op mask"):
+        bundle.evaluate_actions(rollout.features, rollout.blueprints, rollout.actions, wrong_op, rollout.initial_hidden)
+
+
+def test_mask_validation_is_a_per_instance_switch() -> None:
+    checked, unchecked = perturbed_bundle(), perturbed_bundle()
+    checked.validate_masks = True
+    rollout = _rollout(checked, steps=2)
+    forbidden = {**rollout.masks, ActionHead.OP: torch.zeros_like(rollout.masks[ActionHead.OP])}
+    from esper.leyline import InvalidStateMachineError
+
+    with pytest.raises(InvalidStateMachineError, match="all-false"):
+        checked.evaluate_actions(
+            rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden
+        )
+    result = unchecked.evaluate_actions(
+        rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden
+    )
+    assert all(torch.isfinite(result.log_probs[h]).all() for h in HEAD_ORDER)
+
+
+def test_normalizer_merges_batches_exactly_and_ignores_non_finite_rows() -> None:
+    bundle = LSTMPolicyBundle(SLOTS)
+    data = torch.randn(300, bundle.feature_dim, dtype=torch.float64).float() * 3 + 1
+    poisoned = torch.cat((data[:100], torch.full((1, bundle.feature_dim), float("nan"))))
+    bundle.update_normalizer(poisoned)
+    bundle.update_normalizer(data[100:250])
+    bundle.update_normalizer(data[250:])
+    normalizer = bundle.network.normalizer
+    assert normalizer.count.item() == 300
+    np.testing.assert_allclose(normalizer.mean.numpy(), data.double().mean(0).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(normalizer.var.numpy(), data.double().var(0, unbiased=False).numpy(), rtol=1e-5)
+    with pytest.raises(FeatureWidthError):
+        bundle.update_normalizer(data[:, :5])
+
+
+def test_normalizer_is_frozen_during_rollouts() -> None:
+    bundle = perturbed_bundle()
+    before = {k: v.clone() for k, v in bundle.network.normalizer.state_dict().items()}
+    _rollout(bundle)
+    after = bundle.network.normalizer.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_placement_and_identity() -> None:
+    bundle = LSTMPolicyBundle(SLOTS, kind="custom")
+    assert bundle.kind == "custom" and bundle.feature_schema_version >= 1
+    assert bundle.device == torch.device("cpu") and bundle.dtype == torch.float32 and not bundle.is_compiled
+    assert bundle.to("cpu") is bundle
+    network = bundle.network
+    with (
+        mock.patch.object(network, "parameters", return_value=iter(())),
+        mock.patch.object(network, "buffers", return_value=iter(())),
+    ):
+        assert bundle.device == torch.device("cpu") and bundle.dtype == torch.float32
+    encoded = bundle.encode(varied_observations())
+    assert encoded.features.device == bundle.device and encoded.masks.op.device == bundle.device
