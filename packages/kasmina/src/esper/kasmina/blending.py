@@ -8,9 +8,10 @@ during a counterfactual forward.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from esper.kasmina.initialization import build_on_meta, zero_
 from esper.leyline import BlendOperator, Topology
-from torch import Tensor, nn
 
 
 class BlendGate(nn.Module):

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 from typing import cast
 
 import torch
+from torch import Tensor, nn
+
 from esper.kasmina.alpha import AlphaController
 from esper.kasmina.blending import BlendGate
 from esper.kasmina.blueprints import BLUEPRINTS
@@ -35,7 +37,6 @@ from esper.leyline import (
     Tempo,
     Topology,
 )
-from torch import Tensor, nn
 
 CHECKPOINT_FORMAT = "esper.kasmina.lifecycle/1"
 

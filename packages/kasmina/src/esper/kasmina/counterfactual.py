@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 import torch
+from torch import Tensor
+
 from esper.kasmina.slot import SeedSlot
 from esper.leyline import ConfigError, SeedStage, SlotId
-from torch import Tensor
 
 
 class RowKind(StrEnum):

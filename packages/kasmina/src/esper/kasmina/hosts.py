@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 import torch
+from torch import Tensor, nn
+
 from esper.kasmina.initialization import build_on_meta, init_affine_
 from esper.leyline import ConfigError, SlotConfig
-from torch import Tensor, nn
 
 
 @dataclass(frozen=True, slots=True)

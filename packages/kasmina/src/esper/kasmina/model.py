@@ -11,6 +11,9 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 
 import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
 from esper.kasmina.checkpoint import (
     ModelSnapshot,
     Record,
@@ -44,8 +47,6 @@ from esper.leyline import (
     SlotReport,
     Topology,
 )
-from torch import Tensor, nn
-from torch.utils.hooks import RemovableHandle
 
 
 def _generator(seed: int | torch.Generator) -> torch.Generator:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from torch import nn
+
 from esper.kasmina.alpha import AlphaController
 from esper.kasmina.blending import BlendGate
 from esper.kasmina.blueprints import BLUEPRINTS, SeedModule
@@ -23,7 +25,6 @@ from esper.leyline import (
     Tempo,
     Topology,
 )
-from torch import nn
 
 
 class Seed(nn.Module):

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from esper.leyline import ConfigError, SlotId, Topology
 from torch import Tensor, nn
+
+from esper.leyline import ConfigError, SlotId, Topology
 
 #: Rank of a site's output per topology: feature maps [B, C, H, W], token sequences [B, T, C].
 SITE_NDIM: Mapping[Topology, int] = {Topology.CNN: 4, Topology.TRANSFORMER: 3}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor, nn
+
 from esper.kasmina.blending import blend, incubate
 from esper.kasmina.gates import GateConfig, check_gate
 from esper.kasmina.seed import Seed
@@ -33,7 +35,6 @@ from esper.leyline import (
     SlotReport,
     is_valid_transition,
 )
-from torch import Tensor, nn
 
 #: Stages whose seed is wired into the forward (a GERMINATED seed exists but is not yet connected).
 WIRED_STAGES: frozenset[SeedStage] = SEED_BEARING_STAGES - {SeedStage.GERMINATED}

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from esper.leyline import Blueprint, Topology
 from torch import Tensor, nn
+
+from esper.leyline import Blueprint, Topology
 
 
 class SeedModule(nn.Module, ABC):

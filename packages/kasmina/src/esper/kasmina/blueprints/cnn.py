@@ -8,10 +8,11 @@ so it is the identity too and the MULTIPLY operator starts at y = h.
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+
 from esper.kasmina.blueprints.base import BlueprintSpec, SeedModule, relu_from_zero
 from esper.kasmina.initialization import init_affine_, zero_
 from esper.leyline import Blueprint, Topology
-from torch import Tensor, nn
 
 #: Largest GroupNorm group count we use, and the fewest channels we put in a group.
 MAX_GROUPS = 8

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 import torch
+
 from esper.kasmina.blueprints.base import BlueprintSpec, SeedModule
 from esper.kasmina.blueprints.cnn import CNN_BLUEPRINTS
 from esper.kasmina.blueprints.transformer import TRANSFORMER_BLUEPRINTS

@@ -7,11 +7,12 @@ future token), and every residual seed zero-initialises its last layer so it is 
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
 from esper.kasmina.blueprints.base import BlueprintSpec, SeedModule
 from esper.kasmina.initialization import init_affine_, zero_
 from esper.leyline import Blueprint, Topology
-from torch import Tensor, nn
-from torch.nn import functional as F
 
 #: Ranks of the two low-rank adapters ("lora r8", "lora_large r32").
 LORA_RANK = 8

@@ -1,0 +1,165 @@
+"""Checkpoints round-trip a model with seeds in every stage; snapshots keep fossils, drop live seeds and restore
+host weights including BatchNorm buffers."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from _kasmina_fixtures import (
+    ALL_DIGITS_SLOTS,
+    batch,
+    digits_model,
+    fake_measure,
+    ok,
+    one_thread,  # noqa: F401  (autouse fixture)
+    perturb_seed,
+    to_blending,
+    to_fossil,
+    to_holding,
+    to_training,
+    train_step,
+)
+
+from esper.kasmina import MorphogeneticModel
+from esper.leyline import (
+    LIVE_STAGES,
+    MIN_PRUNE_AGE,
+    AlphaSpeed,
+    BlendStyle,
+    Blueprint,
+    CheckpointError,
+    FactoredAction,
+    SeedStage,
+    SlotConfig,
+)
+
+
+def _every_stage() -> MorphogeneticModel:
+    """r0c0 FOSSILIZED, r0c1 HOLDING, r0c2 BLENDING mid-ramp, r1c0 EMBARGOED, r1c1 TRAINING."""
+    model = digits_model(seed=1, slot_config=ALL_DIGITS_SLOTS)
+    to_fossil(model, 0)
+    to_holding(model, 1, Blueprint.ATTENTION, BlendStyle.LINEAR_MULTIPLY)
+    fake_measure(model, 3.0)
+    ok(model.execute(FactoredAction.germinate(3, Blueprint.NORM), 20.0))
+    for _ in range(MIN_PRUNE_AGE):
+        model.tick()
+    ok(model.execute(FactoredAction.prune(3), 20.0))
+    model.tick()
+    to_blending(model, 2, Blueprint.BOTTLENECK, BlendStyle.GATED_GATE)
+    model.tick()
+    to_training(model, 4, Blueprint.DEPTHWISE)
+    for slot in ("r0c0", "r0c1", "r0c2", "r1c1"):
+        perturb_seed(model, slot, scale=0.2)
+    train_step(model, *batch(2))
+    return model
+
+
+def _save_and_load(state: dict[str, object]) -> dict[str, object]:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    loaded: dict[str, object] = torch.load(buffer, weights_only=True)
+    return loaded
+
+
+def test_a_model_with_seeds_in_every_stage_round_trips() -> None:
+    model = _every_stage()
+    assert model.stages() == (
+        SeedStage.FOSSILIZED,
+        SeedStage.HOLDING,
+        SeedStage.BLENDING,
+        SeedStage.EMBARGOED,
+        SeedStage.TRAINING,
+    )
+    fresh = digits_model(seed=99, slot_config=ALL_DIGITS_SLOTS)
+    fresh.load_lifecycle_state(_save_and_load(model.lifecycle_state()))
+    assert fresh.slot_reports() == model.slot_reports()
+    x, _ = batch(7)
+    for mode in (False, True):
+        model.train(mode)
+        fresh.train(mode)
+        assert torch.equal(fresh(x), model(x))
+    for _ in range(6):  # and they stay in lockstep, including the embargo and the ramp
+        model.tick()
+        fresh.tick()
+    assert fresh.slot_reports() == model.slot_reports()
+    for each in (model, fresh):  # the germination generator was restored too
+        ok(each.execute(FactoredAction.germinate(3, Blueprint.CONV_HEAVY), 0.0))
+    for a, b in zip(model.seed_parameters("r1c0"), fresh.seed_parameters("r1c0"), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_scheduled_prune_survives_a_checkpoint() -> None:
+    model = digits_model()
+    to_holding(model, 0)
+    for _ in range(MIN_PRUNE_AGE):
+        model.tick()
+    ok(model.execute(FactoredAction.prune(0, AlphaSpeed.MEDIUM), 10.0))
+    model.tick()
+    fresh = digits_model(seed=5)
+    fresh.load_lifecycle_state(_save_and_load(model.lifecycle_state()))
+    flags = [p.requires_grad for p in fresh.seed_parameters("r0c0")]
+    assert flags and not any(flags)
+    for _ in range(4):
+        fresh.tick()
+    assert fresh.stages()[0] is SeedStage.PRUNED
+
+
+def test_mismatched_checkpoints_are_refused() -> None:
+    state = digits_model().lifecycle_state()
+    with pytest.raises(CheckpointError, match="do not match"):
+        digits_model(slot_config=SlotConfig.from_ids(["r0c0"])).load_lifecycle_state(state)
+    with pytest.raises(CheckpointError, match="format"):
+        digits_model().load_lifecycle_state({**state, "format": "something else"})
+    broken = {**state, "slots": [{"slot_id": "r0c0", "stage": 2, "dwell_remaining": 0, "seed": None}] * 3}
+    with pytest.raises(CheckpointError, match="disagree"):
+        digits_model().load_lifecycle_state(broken)
+
+
+def test_snapshot_keeps_fossils_drops_live_seeds_and_restores_weights() -> None:
+    model = _every_stage()
+    model.eval()
+    x, y = batch(8)
+    snapshot = model.snapshot()
+    assert set(snapshot.fossils) == {"r0c0"}
+    expected_host = {k: v.clone() for k, v in model.host.state_dict().items()}
+    fossil_weights = [p.detach().clone() for p in model.seed_parameters("r0c0")]
+    # Training moves weights and BatchNorm statistics ...
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(3):
+        train_step(model, x, y)
+        optimizer.step()
+    assert not torch.equal(model.host.state_dict()["blocks.0.1.running_mean"], expected_host["blocks.0.1.running_mean"])
+    version = model.seed_parameter_version
+    model.restore(snapshot)
+    # ... and the restore brings every host tensor back, keeps the fossil and prunes every live seed.
+    for name, tensor in model.host.state_dict().items():
+        assert torch.equal(tensor, expected_host[name]), name
+    for restored, saved in zip(model.seed_parameters("r0c0"), fossil_weights, strict=True):
+        assert torch.equal(restored, saved)
+    assert model.stages() == (
+        SeedStage.FOSSILIZED,
+        SeedStage.PRUNED,
+        SeedStage.PRUNED,
+        SeedStage.EMBARGOED,
+        SeedStage.PRUNED,
+    )
+    assert not any(stage in LIVE_STAGES for stage in model.stages())
+    assert model.seed_parameter_version > version
+
+
+def test_a_fossil_grown_after_the_snapshot_is_rewound() -> None:
+    model = digits_model()
+    snapshot = model.snapshot()
+    to_fossil(model, 1)
+    model.restore(snapshot)
+    assert model.stages()[1] is SeedStage.DORMANT
+    host = digits_model()
+    host.host.load_state_dict(model.host.state_dict())
+    x, _ = batch()
+    model.eval()
+    host.eval()
+    assert torch.equal(model(x), host(x))
