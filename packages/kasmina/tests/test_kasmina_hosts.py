@@ -201,6 +201,61 @@ def test_transformer_host_with_seeds_stays_causal(blueprint: Blueprint, style: B
     assert not torch.allclose(before, reference)
 
 
+class BasicBlock(nn.Module):
+    """A torchvision-style residual block: conv-BN-ReLU-conv-BN, plus the (downsampled) input, ReLU."""
+
+    def __init__(self, channels_in: int, channels_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels_in, channels_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels_out)
+        self.conv2 = nn.Conv2d(channels_out, channels_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels_out)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(channels_in, channels_out, 1, stride, bias=False), nn.BatchNorm2d(channels_out))
+            if stride != 1 or channels_in != channels_out
+            else nn.Identity()
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.downsample(x)
+        return torch.relu(out)
+
+
+class MiniResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU())
+        self.layer1 = nn.Sequential(BasicBlock(4, 4, 1), BasicBlock(4, 4, 1))
+        self.layer2 = nn.Sequential(BasicBlock(4, 8, 2), BasicBlock(8, 8, 1))
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.fc(self.layer2(self.layer1(self.stem(x))).mean(dim=(2, 3)))
+        return out
+
+
+def test_a_resnet_style_block_stack_as_a_host() -> None:
+    torch.manual_seed(3)
+    net = MiniResNet()
+    x, y = torch.randn(4, 3, 16, 16), torch.arange(4)
+    sites = {"r0c0": "layer1.0", "r0c1": "layer1", "r0c2": "layer2"}
+    model = MorphogeneticModel.wrap(net, sites, torch.zeros(1, 3, 16, 16), seed=0)
+    assert [model.slot(s).channels for s in sites] == [4, 4, 8]
+    reference = net(x)  # no seed yet: the host's own forward
+    assert torch.equal(model(x), reference)
+    to_training(model, 2, Blueprint.BOTTLENECK)
+    to_training(model, 0, Blueprint.DEPTHWISE)
+    perturb_seed(model, "r0c2")
+    perturb_seed(model, "r0c0")
+    assert torch.equal(model(x), net(x))
+    torch.autograd.backward(F.cross_entropy(model(x), y))
+    model.observe_seed_gradients()
+    reports = model.slot_reports()
+    assert all(r.seed is not None and r.seed.metrics.gradient_health is not None for r in (reports[0], reports[2]))
+
+
 def test_torchvision_resnet_as_a_host() -> None:
     torchvision = pytest.importorskip("torchvision")
     net = torchvision.models.resnet18(num_classes=10)

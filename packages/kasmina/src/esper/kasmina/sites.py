@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import torch
 from torch import Tensor, nn
@@ -14,14 +15,13 @@ from torch import Tensor, nn
 from esper.leyline import ConfigError, SlotId, Topology
 
 #: Rank of a site's output per topology: feature maps [B, C, H, W], token sequences [B, T, C].
-SITE_NDIM: Mapping[Topology, int] = {Topology.CNN: 4, Topology.TRANSFORMER: 3}
+SITE_NDIM: Mapping[Topology, int] = MappingProxyType({Topology.CNN: 4, Topology.TRANSFORMER: 3})
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """Where a slot sits: the submodule, its path, and the channel count of its output."""
+    """Where a slot sits: the submodule, and the channel count of its output."""
 
-    path: str
     module: nn.Module
     channels: int
 
@@ -71,7 +71,7 @@ def find_sites(
             raise ConfigError(
                 f"site {path!r} of slot {slot} outputs {shape}; a {topology.value} slot needs a rank-{ndim} tensor"
             )
-        sites[slot] = Site(path, modules[slot], int(out.shape[channel_dim(topology)]))
+        sites[slot] = Site(modules[slot], int(out.shape[channel_dim(topology)]))
     return sites
 
 
