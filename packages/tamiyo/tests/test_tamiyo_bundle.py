@@ -4,7 +4,7 @@ the joint factored distribution, input validation and the observation normalizer
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import product
 from unittest import mock
 
@@ -20,10 +20,12 @@ from esper.leyline import (
     HEAD_PLACEHOLDERS,
     ActionHead,
     ActionMasks,
+    ActionResult,
     AlphaSnapshot,
     EncodedObservations,
     EnvObservation,
     FeatureWidthError,
+    InvalidStateMachineError,
     LifecycleOp,
     MaskShapeError,
     SeedStage,
@@ -48,23 +50,23 @@ def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = Fal
     generator = torch.Generator().manual_seed(3)
     hidden = bundle.initial_hidden(4)
     initial = (hidden[0].clone(), hidden[1].clone())
-    steps_out = []
+    encoded_steps: list[EncodedObservations] = []
+    results: list[ActionResult] = []
     for step in range(steps):
-        encoded = bundle.encode(varied_observations(epoch=5 + step))
-        result = bundle.get_action(encoded, hidden, deterministic, generator)
-        steps_out.append((encoded, result))
-        hidden = result.hidden
+        encoded_steps.append(bundle.encode(varied_observations(epoch=5 + step)))
+        results.append(bundle.get_action(encoded_steps[-1], hidden, deterministic, generator))
+        hidden = results[-1].hidden
 
-    def stack(pick: object) -> torch.Tensor:
-        return torch.stack([pick(e, r) for e, r in steps_out], dim=1)  # type: ignore[operator]
+    def over_time(tensors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(tensors, dim=1)
 
     return Rollout(
-        features=stack(lambda e, r: e.features),
-        blueprints=stack(lambda e, r: e.blueprint_indices),
-        actions={h: stack(lambda e, r, h=h: r.actions[h]) for h in HEAD_ORDER},
-        masks={h: stack(lambda e, r, h=h: r.masks[h]) for h in HEAD_ORDER},
-        log_probs={h: stack(lambda e, r, h=h: r.log_probs[h]) for h in HEAD_ORDER},
-        values=stack(lambda e, r: r.values),
+        features=over_time([e.features for e in encoded_steps]),
+        blueprints=over_time([e.blueprint_indices for e in encoded_steps]),
+        actions={h: over_time([r.actions[h] for r in results]) for h in HEAD_ORDER},
+        masks={h: over_time([r.masks[h] for r in results]) for h in HEAD_ORDER},
+        log_probs={h: over_time([r.log_probs[h] for r in results]) for h in HEAD_ORDER},
+        values=over_time([r.values for r in results]),
         initial_hidden=initial,
     )
 
@@ -247,34 +249,24 @@ def test_sampled_actions_respect_the_masks(batch: list[EnvObservation], seed_val
 _SHARED_BUNDLE = perturbed_bundle()
 
 
-def _encoded_with(encoded: EncodedObservations, **changes: object) -> EncodedObservations:
-    values: dict[str, object] = {
-        "features": encoded.features,
-        "blueprint_indices": encoded.blueprint_indices,
-        "masks": encoded.masks,
-    }
-    values.update(changes)
-    return EncodedObservations(**values)  # type: ignore[arg-type]
-
-
 def test_inputs_are_validated_at_the_boundary() -> None:
     bundle = perturbed_bundle()
     encoded = bundle.encode(varied_observations())
     hidden = bundle.initial_hidden(4)
     with pytest.raises(FeatureWidthError, match="feature_dim=133"):
-        bundle.get_action(_encoded_with(encoded, features=encoded.features[:, :-1]), hidden)
+        bundle.get_action(replace(encoded, features=encoded.features[:, :-1]), hidden)
     with pytest.raises(TypeError, match="floating"):
-        bundle.get_action(_encoded_with(encoded, features=encoded.features.long()), hidden)
+        bundle.get_action(replace(encoded, features=encoded.features.long()), hidden)
     short_style: Mapping[ActionHead, torch.Tensor] = {
         **encoded.masks.heads,
         ActionHead.STYLE: encoded.masks.heads[ActionHead.STYLE][:, :2],
     }
     bad_masks = ActionMasks(encoded.masks.op, encoded.masks.slot_by_op, short_style)
     with pytest.raises(MaskShapeError, match=r"style mask has shape \[4, 2\], expected \[4, 4\]"):
-        bundle.get_action(_encoded_with(encoded, masks=bad_masks), hidden)
+        bundle.get_action(replace(encoded, masks=bad_masks), hidden)
     with pytest.raises(MaskShapeError, match="slot_by_op"):
         bundle.get_action(
-            _encoded_with(encoded, masks=ActionMasks(encoded.masks.op, encoded.masks.op, encoded.masks.heads)), hidden
+            replace(encoded, masks=ActionMasks(encoded.masks.op, encoded.masks.op, encoded.masks.heads)), hidden
         )
     with pytest.raises(Exception, match=r"hidden state h has shape \[1, 3, 64\]"):
         bundle.get_action(encoded, bundle.initial_hidden(3))
@@ -293,8 +285,6 @@ def test_mask_validation_is_a_per_instance_switch() -> None:
     checked.validate_masks = True
     rollout = _rollout(checked, steps=2)
     forbidden = {**rollout.masks, ActionHead.OP: torch.zeros_like(rollout.masks[ActionHead.OP])}
-    from esper.leyline import InvalidStateMachineError
-
     with pytest.raises(InvalidStateMachineError, match="all-false"):
         checked.evaluate_actions(
             rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden

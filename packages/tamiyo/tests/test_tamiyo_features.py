@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from esper.leyline import (
     AlphaSnapshot,
     BlendStyle,
     Blueprint,
+    EnvObservation,
     FeatureWidthError,
     InvalidSlotIdError,
     LastAction,
@@ -154,8 +157,8 @@ def test_never_measured_contribution_has_zero_freshness() -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(observations())
-def test_any_observation_encodes_to_finite_bounded_features(obs: object) -> None:
-    features = encode_features([obs, obs], SLOTS).features  # type: ignore[list-item]
+def test_any_observation_encodes_to_finite_bounded_features(obs: EnvObservation) -> None:
+    features = encode_features([obs, obs], SLOTS).features
     assert torch.isfinite(features).all()
     assert features.abs().max() <= 2.0  # fixed scales keep every column near [-1, 1]
     assert torch.equal(features[0], features[1])
@@ -174,3 +177,15 @@ def test_observation_for_another_slot_config_is_refused() -> None:
     shuffled = (SlotReport.empty(SlotId(0, 1)), SlotReport.empty(SlotId(0, 0)), SlotReport.empty(SlotId(0, 2)))
     with pytest.raises(InvalidSlotIdError, match="order matters"):
         encode_features([observation(shuffled)], SLOTS)
+
+
+def test_readme_layout_table_matches_the_code() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    base_rows = re.findall(r"^\| (\d+(?:-\d+)?) \| `(\w+)` \|", readme, flags=re.MULTILINE)
+    slot_rows = re.findall(r"^\| \+(\d+)(?:\.\.\+(\d+))? \| `(\w+)` \|", readme, flags=re.MULTILINE)
+    documented_base = {name: columns for columns, name in base_rows}
+    for name, columns in BASE_LAYOUT.items():
+        expected = str(columns.start) if columns.stop - columns.start == 1 else f"{columns.start}-{columns.stop - 1}"
+        assert documented_base.get(name) == expected, name
+    documented_slot = {name: (int(first), int(last or first)) for first, last, name in slot_rows}
+    assert documented_slot == {name: (c.start, c.stop - 1) for name, c in SLOT_LAYOUT.items()}

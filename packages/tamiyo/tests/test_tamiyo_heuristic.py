@@ -30,8 +30,8 @@ from esper.tamiyo import Decision, DecisionReason, HeuristicConfig, HeuristicCon
 S = SeedStage
 
 
-def _controller(**config: object) -> HeuristicController:
-    controller = HeuristicController(SLOTS, config=HeuristicConfig(**config))  # type: ignore[arg-type]
+def _controller(config: HeuristicConfig | None = None) -> HeuristicController:
+    controller = HeuristicController(SLOTS, config=config)
     controller.start_episodes(1)
     return controller
 
@@ -113,7 +113,7 @@ def test_prune_penalties_decay_per_epoch_and_are_exposed() -> None:
 def test_penalized_blueprints_are_skipped_in_the_rotation() -> None:
     """With the spec's defaults a penalty decays below 3 before the 5-epoch embargo ends; slower decay and no
     embargo make the skip observable."""
-    controller = _controller(penalty_decay=0.95, prune_embargo_epochs=0, min_germinate_epoch=0)
+    controller = _controller(HeuristicConfig(penalty_decay=0.95, prune_embargo_epochs=0, min_germinate_epoch=0))
     for epoch, blueprint in ((0, Blueprint.CONV_LIGHT), (1, Blueprint.CONV_LIGHT)):
         doomed = [
             slot(0, S.HOLDING, seed(blueprint=blueprint, metrics=SeedMetrics(contribution=0.0))),
@@ -225,7 +225,9 @@ def test_configuration_is_validated() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(observations(), min_size=1, max_size=6))
 def test_only_mask_allowed_actions(sequence: list[EnvObservation]) -> None:
-    controller = _controller(min_germinate_epoch=0, plateau_epochs_to_germinate=0, stabilization_epochs=1)
+    controller = _controller(
+        HeuristicConfig(min_germinate_epoch=0, plateau_epochs_to_germinate=0, stabilization_epochs=1)
+    )
     for obs in sequence:
         action = _act(controller, obs)
         masks = build_mask_arrays([obs], SLOTS, Topology.CNN)

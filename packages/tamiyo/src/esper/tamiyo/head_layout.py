@@ -7,7 +7,8 @@ head is exactly the same categorical distribution as the unpadded one. Head ``i`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import torch
 from torch.nn import functional
@@ -15,7 +16,7 @@ from torch.nn import functional
 from esper.leyline import HEAD_ORDER, ActionHead, ConfigError
 
 #: Column of each head in the padded layout.
-HEAD_INDEX: Mapping[ActionHead, int] = {head: index for index, head in enumerate(HEAD_ORDER)}
+HEAD_INDEX: Mapping[ActionHead, int] = MappingProxyType({head: index for index, head in enumerate(HEAD_ORDER)})
 
 
 class HeadLayout:
@@ -28,23 +29,13 @@ class HeadLayout:
         self.sizes: tuple[int, ...] = tuple(head_sizes[head] for head in HEAD_ORDER)
         self.width = max(self.sizes)
 
-    def pad(self, per_head: Sequence[torch.Tensor], value: float | bool) -> torch.Tensor:
-        """Stack ``per_head`` (HEAD_ORDER, each ``[..., size_h]``) into ``[..., H, width]``, padding with ``value``."""
-        return torch.stack(
-            [
-                functional.pad(tensor, (0, self.width - size), value=value)
-                for tensor, size in zip(per_head, self.sizes, strict=True)
-            ],
-            dim=-2,
-        )
-
-    def pad_row(self, tensor: torch.Tensor, head: ActionHead) -> torch.Tensor:
-        """One head's ``[..., size_h]`` tensor padded to ``[..., width]`` (False / 0 padding)."""
-        return functional.pad(tensor, (0, self.width - self.sizes[HEAD_INDEX[head]]), value=False)
+    def pad_row(self, mask: torch.Tensor, head: ActionHead) -> torch.Tensor:
+        """One head's ``[..., size_h]`` bool mask padded with False to ``[..., width]``."""
+        return functional.pad(mask, (0, self.width - self.sizes[HEAD_INDEX[head]]), value=False)
 
     def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> torch.Tensor:
         """``[..., H, width]`` bool; padding columns are False (never allowed)."""
-        return self.pad([masks[head] for head in HEAD_ORDER], False)
+        return torch.stack([self.pad_row(masks[head], head) for head in HEAD_ORDER], dim=-2)
 
     def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""

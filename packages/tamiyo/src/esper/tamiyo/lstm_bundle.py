@@ -211,7 +211,7 @@ class LSTMPolicyBundle:
         with torch.inference_mode():
             # The one place a single step becomes a length-1 sequence ([batch, 1, ...]) and back.
             output = self._forward(
-                observations.features.to(device).unsqueeze(1),
+                observations.features.to(device=device, dtype=self.dtype).unsqueeze(1),
                 observations.blueprint_indices.to(device).unsqueeze(1),
                 (hidden[0].to(device), hidden[1].to(device)),
             )
@@ -251,7 +251,9 @@ class LSTMPolicyBundle:
         device = self.device
         initial = tuple(t.clone() if t.is_inference() else t for t in hidden)
         output = self._forward(
-            features.to(device), blueprint_indices.to(device), (initial[0].to(device), initial[1].to(device))
+            features.to(device=device, dtype=self.dtype),
+            blueprint_indices.to(device),
+            (initial[0].to(device), initial[1].to(device)),
         )
         scored = score_actions(
             output.logits,

@@ -40,7 +40,7 @@ HIDDEN_GAIN = math.sqrt(2.0)
 
 @dataclass(frozen=True, slots=True)
 class NetworkSizes:
-    """Configurable widths. The defaults suit the embedded CPU task (~40k parameters at 3 slots)."""
+    """Configurable widths. The defaults suit the embedded CPU task (~65k parameters at 3 slots)."""
 
     embed_dim: int = 8
     trunk_dim: int = 64
