@@ -8,24 +8,31 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
+
+from esper.kasmina import CNNHostConfig, GateConfig
 from esper.leyline import (
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     ActionHead,
     ActionMasks,
     ActionResult,
+    Blueprint,
     EncodedObservations,
     EnvObservation,
     EvalResult,
+    FactoredAction,
     SeedStage,
     SlotConfig,
     SlotReport,
+    Tempo,
     Topology,
     head_sizes,
     relevance_rows,
 )
 from esper.leyline.protocols import HiddenState
-from torch import nn
+from esper.simic.model_factories import CNNModelFactory
+from esper.simic.task_data import TaskData
 
 _NUM_STAGES = len(SeedStage)
 
@@ -220,3 +227,54 @@ def empty_observation(
         slots=tuple(SlotReport.empty(s) for s in slot_config.slot_ids),
         germinations_remaining=3,
     )
+
+
+def stripes_task(n_train: int = 256, n_val: int = 128, seed: int = 0) -> TaskData:
+    """Horizontal vs vertical stripes on 8x8 images. A 1x1-conv host with global pooling cannot tell the
+    orientations apart (same pixel statistics); a 3x3 seed can, so growth visibly pays."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def make(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.randint(0, 2, (n,), generator=generator)
+        phase = torch.randint(0, 2, (n, 1, 1), generator=generator)
+        rows = (torch.arange(8).view(1, 8, 1) + phase) % 2
+        cols = (torch.arange(8).view(1, 1, 8) + phase) % 2
+        images = torch.where(labels.view(n, 1, 1) == 0, rows.expand(n, 8, 8), cols.expand(n, 8, 8)).float()
+        images = images + 0.3 * torch.randn(n, 8, 8, generator=generator)
+        return images.unsqueeze(1), labels
+
+    train_x, train_y = make(n_train)
+    val_x, val_y = make(n_val)
+    return TaskData(train_x, train_y, val_x, val_y, num_classes=2)
+
+
+def stripes_factory(slots: int = 2) -> CNNModelFactory:
+    host = CNNHostConfig(in_channels=1, num_classes=2, base_channels=1, kernel_size=1, n_blocks=slots, pool_layers=1)
+    return CNNModelFactory(host, 8, SlotConfig.after_blocks(slots), GateConfig.for_horizon(12))
+
+
+def grow_first_slot(observation: EnvObservation) -> FactoredAction:
+    """A scripted controller step: germinate conv_light in slot 0 at once, push it to fossil, then wait."""
+    stage = observation.slots[0].stage
+    if stage is SeedStage.DORMANT and observation.epoch == 0:
+        return FactoredAction.germinate(0, Blueprint.CONV_LIGHT, tempo=Tempo.FAST)
+    if stage in (SeedStage.GERMINATED, SeedStage.TRAINING, SeedStage.BLENDING):
+        return FactoredAction.advance(0)
+    if stage is SeedStage.HOLDING:
+        return FactoredAction.fossilize(0)
+    return FactoredAction.wait()
+
+
+class ScriptedController:
+    """A leyline Controller that applies ``grow_first_slot`` to every env."""
+
+    name = "scripted"
+
+    def __init__(self) -> None:
+        self.started: list[int] = []
+
+    def start_episodes(self, n_envs: int) -> None:
+        self.started.append(n_envs)
+
+    def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
+        return [grow_first_slot(obs) for obs in observations]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from esper.simic.advantages import compute_gae
 
 

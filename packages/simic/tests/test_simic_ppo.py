@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 import torch
 from _simic_fixtures import TinyBundle, empty_observation
+
 from esper.leyline import (
     HEAD_ORDER,
     ActionHead,

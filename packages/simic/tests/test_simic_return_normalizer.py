@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from esper.simic.return_normalizer import ReturnNormalizer
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from esper.leyline import CheckpointError
 from esper.simic.atomic_files import torch_save_atomic
 

@@ -14,6 +14,7 @@ from collections import Counter, deque
 
 import torch
 import torch.nn.functional as F
+
 from esper.kasmina import Governor, GovernorConfig, MorphogeneticModel, count_correct
 from esper.leyline import (
     FAILURE_STAGES,

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 import torch.multiprocessing as mp
+
 from esper.leyline import ConfigError, EnvObservation, EsperError, FactoredAction
 from esper.simic.env import HostTrainingEnv
 from esper.simic.env_config import EnvConfig
@@ -89,7 +90,7 @@ def _worker(
             elif command == "step":
                 result = [envs[i].step(action) for i, action in payload]
             elif command == "summary":
-                result = [envs[i].summary() for i in payload]
+                result = [envs[i].summary() for i, _ in payload]
             else:
                 raise EsperError(f"unknown worker command {command!r}")
             connection.send(("ok", result))

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
 from esper.leyline import HEAD_ORDER, EnvObservation, FactoredAction, InvalidStateMachineError, PolicyBundle
 from esper.leyline.protocols import HiddenState
 from esper.simic.rollout_buffer import RolloutBuffer

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import torch
+
 from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, PolicyBundle, relevance_rows
 from esper.simic.advantages import compute_gae
 from esper.simic.return_normalizer import ReturnNormalizer

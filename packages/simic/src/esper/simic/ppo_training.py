@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from esper.leyline import ConfigError, PolicyBundle, head_sizes
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
 from esper.simic.env_pool import EnvPool
@@ -93,9 +94,14 @@ class PPOTraining:
         self,
         on_round: Callable[[RoundReport], None] | None = None,
         on_step: StepObserver | None = None,
+        stop_after: int | None = None,
     ) -> list[RoundReport]:
+        """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update."""
         reports = []
-        for round_index in range(self.rounds_completed, self.run_settings.rounds):
+        end = self.run_settings.rounds
+        if stop_after is not None:
+            end = min(end, self.rounds_completed + stop_after)
+        for round_index in range(self.rounds_completed, end):
             report = self.run_round(round_index, on_step)
             self.rounds_completed = round_index + 1
             if self.checkpoint_path is not None:

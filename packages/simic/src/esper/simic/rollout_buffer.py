@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+
 from esper.leyline import HEAD_ORDER, ActionHead, ActionResult, EncodedObservations, InvalidStateMachineError
 from esper.leyline.protocols import HiddenState
 

@@ -1,0 +1,140 @@
+"""The host-training environment: step order, rewards, seed cap, determinism, and the episode summary."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _simic_fixtures import grow_first_slot, stripes_factory, stripes_task
+
+from esper.leyline import (
+    Blueprint,
+    ConfigError,
+    FactoredAction,
+    InvalidStateMachineError,
+    LifecycleOp,
+    SeedStage,
+)
+from esper.simic.env import HostTrainingEnv
+from esper.simic.env_config import EnvConfig
+from esper.simic.rewards import RewardConfig
+
+CONFIG = EnvConfig(max_epochs=12, batch_size=32, host_lr=0.05, seed_lr=0.05)
+
+
+def make_env(config: EnvConfig = CONFIG) -> HostTrainingEnv:
+    return HostTrainingEnv(stripes_task(), stripes_factory(), config)
+
+
+def test_reset_observes_the_untrained_host() -> None:
+    env = make_env()
+    obs = env.reset(3)
+    assert obs.epoch == 0 and obs.max_epochs == 12
+    assert all(slot.stage is SeedStage.DORMANT for slot in obs.slots)
+    assert obs.germinations_remaining == CONFIG.max_germinations
+    assert obs.last_action is None and obs.loss_history == ()
+    assert obs.host_param_count == env.model.host_param_count()
+
+
+def test_growth_episode_end_to_end() -> None:
+    env = make_env()
+    obs = env.reset(1)
+    results = []
+    while not env.done:
+        result = env.step(grow_first_slot(obs))
+        results.append(result)
+        obs = result.observation
+    assert len(results) == 12 and results[-1].terminal and not any(r.terminal for r in results[:-1])
+    assert obs.epoch == 12
+    assert obs.accuracy_history == tuple(r.observation.val_accuracy for r in results[-6:-1])
+    summary = env.summary()
+    assert summary.germinated == 1 and summary.fossilized == 1 and summary.pruned == 0
+    assert summary.final_accuracy > summary.initial_accuracy + 20  # the seed solves what the host cannot
+    assert summary.params_added == env.model.seed_param_count("r0c0") > 0
+    assert [e.target for e in summary.events][:2] == [SeedStage.GERMINATED, SeedStage.TRAINING]
+    assert summary.events[-1].target is SeedStage.FOSSILIZED
+    # accuracy rewards telescope: their sum is the accuracy gained over the episode
+    gained = sum(r.reward_terms.accuracy_gain for r in results)
+    assert gained == pytest.approx((summary.final_accuracy - summary.initial_accuracy) / 100)
+    assert summary.total_reward == pytest.approx(sum(r.reward for r in results))
+    # rent is charged only once the seed changes the output (blending onwards), never in TRAINING
+    for result in results:
+        stage = result.observation.slots[0].stage
+        if stage in (SeedStage.GERMINATED, SeedStage.TRAINING):
+            assert result.reward_terms.rent == 0
+        if stage is SeedStage.FOSSILIZED:
+            assert result.reward_terms.rent > 0
+
+
+def test_invalid_action_changes_nothing_and_is_observed() -> None:
+    env = make_env(EnvConfig(max_epochs=4, reward=RewardConfig(invalid_action_penalty=0.25)))
+    env.reset(0)
+    result = env.step(FactoredAction.fossilize(1))
+    assert not result.action_success and "cannot" in result.action_detail
+    assert result.observation.last_action is not None
+    assert result.observation.last_action.op is LifecycleOp.FOSSILIZE
+    assert not result.observation.last_action.success
+    assert result.reward_terms.invalid_action == 0.25
+    assert all(slot.stage is SeedStage.DORMANT for slot in result.observation.slots)
+
+
+def test_seed_cap_is_enforced_and_observed() -> None:
+    env = make_env(EnvConfig(max_epochs=20, max_germinations=1))
+    env.reset(0)
+    first = env.step(FactoredAction.germinate(0, Blueprint.NORM))
+    assert first.action_success and first.observation.germinations_remaining == 0
+    for _ in range(5):
+        env.step(FactoredAction.wait())
+    env.step(FactoredAction.prune(0))
+    for _ in range(6):
+        env.step(FactoredAction.wait())
+    assert env.model.stages()[1] is SeedStage.DORMANT
+    refused = env.step(FactoredAction.germinate(1, Blueprint.NORM))
+    assert not refused.action_success and "seed cap" in refused.action_detail
+    assert env.summary().pruned == 1
+
+
+def test_same_seed_same_episode() -> None:
+    def run(seed: int) -> tuple[tuple[float, ...], list[float]]:
+        env = make_env()
+        obs = env.reset(seed)
+        losses = []
+        while not env.done:
+            result = env.step(grow_first_slot(obs))
+            obs = result.observation
+            losses.append(result.train_loss)
+        return env.summary().accuracy_curve, losses
+
+    assert run(5) == run(5)
+    assert run(5) != run(6)
+
+
+def test_step_before_reset_and_after_the_end_raise() -> None:
+    env = make_env(EnvConfig(max_epochs=1))
+    with pytest.raises(InvalidStateMachineError, match="reset"):
+        env.step(FactoredAction.wait())
+    env.reset(0)
+    env.step(FactoredAction.wait())
+    with pytest.raises(InvalidStateMachineError, match="finished episode"):
+        env.step(FactoredAction.wait())
+
+
+def test_cosine_schedule_reaches_zero_and_config_is_validated() -> None:
+    config = EnvConfig(max_epochs=10)
+    assert config.lr_factor(0) == 1.0
+    assert config.lr_factor(5) == pytest.approx(0.5)
+    assert EnvConfig(lr_schedule="constant").lr_factor(7) == 1.0
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        EnvConfig(lr_schedule="step")
+    with pytest.raises(ConfigError, match="momentum"):
+        EnvConfig(momentum=1.0)
+
+
+def test_seed_optimizer_follows_the_seed() -> None:
+    env = make_env()
+    env.reset(0)
+    env.step(FactoredAction.germinate(0, Blueprint.CONV_LIGHT))
+    env.step(FactoredAction.advance(0))
+    seed_params = list(env.model.seed_parameters("r0c0"))
+    before = [p.detach().clone() for p in seed_params]
+    env.step(FactoredAction.wait())  # TRAINING: the seed learns through the incubator
+    assert any(not torch.equal(a, b) for a, b in zip(before, seed_params, strict=True))
