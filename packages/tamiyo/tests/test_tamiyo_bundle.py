@@ -331,3 +331,16 @@ def test_placement_and_identity() -> None:
         assert bundle.device == torch.device("cpu") and bundle.dtype == torch.float32
     encoded = bundle.encode(varied_observations())
     assert encoded.features.device == bundle.device and encoded.masks.op.device == bundle.device
+
+
+def test_validation_accepts_padding_steps_whose_masks_allow_everything() -> None:
+    """Simic pads finished envs with all-true masks and zero actions; validation must not mistake that for a bug."""
+    bundle = perturbed_bundle()
+    bundle.validate_masks = True
+    rollout = _rollout(bundle, steps=2)
+    padded_masks = {h: torch.ones_like(m) for h, m in rollout.masks.items()}
+    padded_actions = {h: torch.zeros_like(a) for h, a in rollout.actions.items()}
+    result = bundle.evaluate_actions(
+        rollout.features, rollout.blueprints, padded_actions, padded_masks, rollout.initial_hidden
+    )
+    assert all(torch.isfinite(result.log_probs[h]).all() for h in HEAD_ORDER)

@@ -52,11 +52,10 @@ class MaskedCategorical:
         return torch.where(allowed > 1, entropy / normalizer, 0.0)
 
     def sample(self, generator: torch.Generator | None) -> torch.Tensor:
-        """``[...]`` int64 draw (Gumbel-max over the allowed actions only), from ``generator`` when given."""
-        uniform = torch.rand(self.log_probs.shape, generator=generator, device=self.log_probs.device)
-        tiny = torch.finfo(torch.float32).tiny
-        gumbel = -torch.log(-torch.log(uniform.clamp(min=tiny)))
-        return torch.where(self.mask, self.log_probs + gumbel, float("-inf")).argmax(dim=-1)
+        """``[...]`` int64 draw, from ``generator`` when given: Gumbel-max (log p - log E with E ~ Exp(1)) taken
+        over the allowed actions only."""
+        noise = torch.empty_like(self.log_probs).exponential_(generator=generator)
+        return torch.where(self.mask, self.log_probs - noise.log(), float("-inf")).argmax(dim=-1)
 
     def mode(self) -> torch.Tensor:
         """``[...]`` int64 most probable allowed action (first one on ties)."""

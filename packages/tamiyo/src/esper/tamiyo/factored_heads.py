@@ -83,10 +83,11 @@ def score_actions(
     ``masks[head]`` ``[batch, time, n]``, from padded ``logits`` ``[batch, time, H, width]`` (the stored masks
     are re-canonicalized from the stored ops, which is idempotent)."""
     stacked = torch.stack([actions[head] for head in HEAD_ORDER], dim=-1)
-    canonical = canonical_masks(stacked[..., _OP], layout.pad_masks(masks))
+    stored = layout.pad_masks(masks)
+    canonical = canonical_masks(stacked[..., _OP], stored)
     distribution = MaskedCategorical(logits, canonical, validate=validate, name="stored")
     if validate:
-        _check_actions_allowed(canonical, stacked)
+        _check_actions_allowed(stored, stacked)
     return ScoredActions(
         log_probs=layout.columns(distribution.log_prob(stacked)),
         entropy=layout.columns(distribution.entropy()),

@@ -49,8 +49,8 @@ _STATE_KEYS: Final = ("format", "kind", "feature_schema_version", "slot_config",
 
 class LSTMPolicyBundle:
     """A recurrent factored policy. ``validate_masks`` (per instance, off by default) checks every mask row and
-    every stored action on the host, which costs a device sync per head; masks built by ``encode`` are always
-    checked on the CPU while they are built, so the tensor-side check is for masks from elsewhere."""
+    every stored action by reading them on the host, which forces a device sync; masks built by ``encode`` are
+    always checked on the CPU while they are built, so the tensor-side check is for masks from elsewhere."""
 
     def __init__(
         self,
