@@ -19,7 +19,7 @@ from _kasmina_fixtures import (
     to_training,
 )
 
-from esper.kasmina import MorphogeneticModel, count_correct
+from esper.kasmina import CounterfactualPlan, MorphogeneticModel, RowKind, count_correct
 from esper.leyline import BlendStyle, Blueprint, SeedStage
 
 
@@ -116,16 +116,21 @@ def test_contributions_land_in_reports() -> None:
 
 def test_velocity_and_freshness() -> None:
     model = _mixed_model()
+    model.record_counterfactuals(model.counterfactual_plan(), [60.0, 50.0, 55.0, 61.0, 62.0])
+    model.tick()
+    model.tick()
+    assert model.slot_reports()[0].seed.metrics.epochs_since_measurement == 2  # type: ignore[union-attr]
+    # A probe-only measurement (the TRAINING seeds' alpha = 1 rows) refreshes freshness, not the velocity base.
     plan = model.counterfactual_plan()
-    model.record_counterfactuals(plan, [60.0, 50.0, 55.0, 61.0, 62.0])
+    keep = [k for k, row in enumerate(plan.rows) if row.kind is not RowKind.ALPHA_ZERO]
+    probes = CounterfactualPlan(plan.alphas[keep], tuple(plan.rows[k] for k in keep))
+    model.record_counterfactuals(probes, [60.0, 61.0, 62.0])
+    assert model.slot_reports()[2].seed.metrics.epochs_since_measurement == 0  # type: ignore[union-attr]
     model.tick()
-    model.tick()
-    metrics = model.slot_reports()[0].seed.metrics  # type: ignore[union-attr]
-    assert metrics.epochs_since_measurement == 2
     model.record_counterfactuals(model.counterfactual_plan(), [60.0, 46.0, 55.0, 61.0, 62.0])
     metrics = model.slot_reports()[0].seed.metrics  # type: ignore[union-attr]
     assert metrics.contribution == 14.0
-    assert metrics.contribution_velocity == pytest.approx((14.0 - 10.0) / 2)
+    assert metrics.contribution_velocity == pytest.approx((14.0 - 10.0) / 3)
     assert metrics.epochs_since_measurement == 0
 
 

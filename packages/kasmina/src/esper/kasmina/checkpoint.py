@@ -61,6 +61,7 @@ def seed_record(seed: Seed) -> Record:
         "epochs_in_stage": seed.epochs_in_stage,
         "metrics": asdict(seed.metrics),
         "contribution_in_stage": seed.contribution_in_stage,
+        "contribution_age": seed.contribution_age,
         "gradients": None if summary is None else asdict(summary),
         "prune_pending": seed.prune_pending,
         "saved_requires_grad": None if seed.saved_requires_grad is None else list(seed.saved_requires_grad),
@@ -120,6 +121,8 @@ def seed_from_record(
         seed.epochs_in_stage = int(cast(int, record["epochs_in_stage"]))
         seed.metrics = _metrics(cast(Mapping[str, object], record["metrics"]))
         seed.contribution_in_stage = bool(record["contribution_in_stage"])
+        age = record["contribution_age"]
+        seed.contribution_age = None if age is None else int(cast(int, age))
         seed.gradients = GradientMonitor(_summary(cast(Mapping[str, object] | None, record["gradients"])))
         seed.prune_pending = bool(record["prune_pending"])
         saved = cast(list[bool] | None, record["saved_requires_grad"])

@@ -58,6 +58,8 @@ class Seed(nn.Module):
         self.metrics = SeedMetrics()
         #: A contribution was measured since the seed entered its current stage (the FOSSILIZE gate needs one).
         self.contribution_in_stage = False
+        #: Epochs since ``metrics.contribution`` was measured (the full-alpha probe does not reset it).
+        self.contribution_age: int | None = None
         self.gradients = GradientMonitor()
         #: A PRUNE scheduled as an alpha ramp down: the prune completes when the ramp ends.
         self.prune_pending = False
@@ -124,6 +126,8 @@ class Seed(nn.Module):
         since = self.metrics.epochs_since_measurement
         if since is not None:
             self.metrics = dataclasses.replace(self.metrics, epochs_since_measurement=since + 1)
+        if self.contribution_age is not None:
+            self.contribution_age += 1
         self.gradients.close_epoch()
         if not self.alpha.step():
             return False
@@ -138,14 +142,14 @@ class Seed(nn.Module):
     def record_contribution(self, contribution: float) -> None:
         """Store a counterfactual contribution (percentage points) and its change per epoch since the last one."""
         previous = self.metrics.contribution
-        since = self.metrics.epochs_since_measurement
         velocity = self.metrics.contribution_velocity
-        if previous is not None and since is not None:
-            velocity = (contribution - previous) / max(1, since)
+        if previous is not None and self.contribution_age is not None:
+            velocity = (contribution - previous) / max(1, self.contribution_age)
         self.metrics = dataclasses.replace(
             self.metrics, contribution=contribution, contribution_velocity=velocity, epochs_since_measurement=0
         )
         self.contribution_in_stage = True
+        self.contribution_age = 0
 
     def record_full_alpha_contribution(self, contribution: float) -> None:
         """Store what the seed would contribute at alpha = 1 (the probe for a seed still in TRAINING)."""
