@@ -11,7 +11,7 @@ from esper.simic.task_data import TaskData
 def fixed_split(n_samples: int, validation_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices of a train/validation split that depends only on ``split_seed`` (never on the run seed)."""
     order = np.random.default_rng(split_seed).permutation(n_samples)
-    n_val = int(round(n_samples * validation_fraction))
+    n_val = round(n_samples * validation_fraction)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 

@@ -1,0 +1,127 @@
+"""The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare.
+
+With no flags every command runs the embedded default task (``digits``). Errors a user can fix (unknown task,
+unknown config key, missing data, corrupt checkpoint) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from esper.app.commands import compare, evaluate, tasks_command, train_heuristic, train_ppo
+from esper.app.run_config import BACKENDS, COMPILE_MODES
+from esper.app.tasks import DEFAULT_TASK
+from esper.leyline import EsperError
+from esper.tamiyo import register_builtin_policies
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _compile_mode(text: str) -> str | None:
+    if text == "none":
+        return None
+    if text not in COMPILE_MODES:
+        raise argparse.ArgumentTypeError(f"choose from none, {', '.join(COMPILE_MODES)}")
+    return text
+
+
+def _add_common(parser: argparse.ArgumentParser, *, task_default: str | None = DEFAULT_TASK) -> None:
+    parser.add_argument("--task", default=task_default, help=f"task preset (see `esper tasks`; default {DEFAULT_TASK})")
+    parser.add_argument("--envs", type=int, help="environments run in parallel (default 8)")
+    parser.add_argument("--seed", type=int, help="run seed (default 0)")
+    parser.add_argument("--out", type=Path, help="output directory (default runs/<task>-<controller>-<time>)")
+    parser.add_argument("--data-dir", type=Path, help="dataset directory (CIFAR-10 tasks)")
+    parser.add_argument("--config", type=Path, help="TOML file with [run] [env] [reward] [ppo] [policy] sections")
+    parser.add_argument("--backend", choices=BACKENDS, help="where envs run (default auto: worker processes on CPU)")
+    parser.add_argument("--workers", type=int, help="worker processes for the process backend (default: cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (for CI and scripts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="esper", description="Grow neural networks while they train, with a learned or rule-based controller."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="list the task presets", description="List the task presets.")
+    tasks.set_defaults(handler=tasks_command.run)
+
+    train = commands.add_parser(
+        "train", help="train a controller (heuristic or ppo)", description="Train a controller."
+    )
+    trainers = train.add_subparsers(dest="trainer", required=True, metavar="CONTROLLER")
+
+    heuristic = trainers.add_parser(
+        "heuristic",
+        help="run the rule-based controller on training episodes",
+        description="Run the heuristic controller on training episodes and report what it grew.",
+    )
+    _add_common(heuristic)
+    heuristic.add_argument("--episodes", type=int, help="episodes to run (default 8)")
+    heuristic.add_argument("--epochs", type=int, help="epochs per episode (default: the task's)")
+    heuristic.set_defaults(handler=train_heuristic.run)
+
+    ppo = trainers.add_parser(
+        "ppo",
+        help="train the LSTM policy with PPO",
+        description="Train the factored LSTM policy with PPO; checkpoints after every update.",
+    )
+    _add_common(ppo, task_default=None)
+    ppo.add_argument("--rounds", type=int, help="PPO rounds; one episode per env each (default 10)")
+    ppo.add_argument("--epochs", type=int, help="epochs per episode (default: the task's)")
+    ppo.add_argument("--resume", type=Path, help="continue the run in this directory from its last checkpoint")
+    ppo.add_argument("--device", help="torch device for the policy and envs (default cpu)")
+    ppo.add_argument("--compile-mode", type=_compile_mode, help="torch.compile mode for the policy (default none)")
+    ppo.set_defaults(handler=train_ppo.run)
+
+    evaluation = commands.add_parser(
+        "evaluate",
+        help="evaluate one controller on held-out episode seeds",
+        description="Evaluate a controller on episode seeds never used in training.",
+    )
+    _add_common(evaluation)
+    evaluation.add_argument(
+        "--controller", required=True, help="heuristic, random, static, or a PPO run directory (stochastic:DIR samples)"
+    )
+    evaluation.add_argument("--episodes", type=int, help="held-out episodes (default 8)")
+    evaluation.add_argument("--device", help="torch device (default cpu)")
+    evaluation.set_defaults(handler=evaluate.run)
+
+    comparison = commands.add_parser(
+        "compare",
+        help="compare controllers on the same held-out episodes",
+        description="Run several controllers on the same held-out episode seeds and tabulate them side by side.",
+    )
+    _add_common(comparison)
+    comparison.add_argument(
+        "--controllers",
+        default="heuristic,random,static",
+        help="comma-separated: heuristic, random, static, PPO run directories (default heuristic,random,static)",
+    )
+    comparison.add_argument("--baseline", help="controller the paired differences are taken against")
+    comparison.add_argument("--episodes", type=int, help="held-out episodes (default 8)")
+    comparison.add_argument("--device", help="torch device (default cpu)")
+    comparison.set_defaults(handler=compare.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    register_builtin_policies()
+    handler: Command = args.handler
+    try:
+        return handler(args)
+    except EsperError as error:
+        print(f"esper: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("esper: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""``esper evaluate``: one controller on held-out episode seeds (never used in training)."""
+
+from __future__ import annotations
+
+import argparse
+
+from esper.app.commands.shared import resolve_config, run_logged_episodes
+from esper.app.controllers import ControllerSpec, build_controller
+from esper.app.evaluation import controller_stats, episode_row
+from esper.app.plots import lifecycle_timeline
+from esper.app.reporting import comparison_table, episodes_table
+from esper.app.run_directory import RunDirectory, default_run_dir
+from esper.simic.episode_seeds import evaluation_episode_seeds
+
+
+def run(args: argparse.Namespace) -> int:
+    config = resolve_config(
+        args,
+        {
+            "episodes": args.episodes,
+            "envs": args.envs,
+            "seed": args.seed,
+            "backend": args.backend,
+            "workers": args.workers,
+            "device": args.device,
+        },
+    )
+    spec = ControllerSpec.parse(args.controller)
+    controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
+    seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
+    out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
+    with RunDirectory(out, tensorboard=False) as directory:
+        directory.write_config({**config.to_dict(), "controller": spec.label, "episode_seeds": seeds})
+        summaries = run_logged_episodes(
+            config, controller, seeds, directory, args.data_dir, quiet=args.quiet, label=f"evaluating {spec.label}"
+        )
+        rows = [episode_row(s) for s in summaries]
+        stats = controller_stats(spec.label, summaries)
+        directory.write_results(
+            {"task": config.task, "controller": spec.label, "seeds": seeds, "episodes": rows, "stats": stats}
+        )
+        lifecycle_timeline(
+            summaries,
+            config.preset.slots.names(),
+            directory.plots / "lifecycle.png",
+            f"{spec.label} on {config.task} (held-out seeds)",
+        )
+        directory.write_summary(
+            "\n\n".join(
+                [
+                    f"# Evaluation of {spec.label} on `{config.task}`",
+                    f"{len(seeds)} held-out episode seeds (evaluation seed {config.run.seed}).",
+                    comparison_table([stats]),
+                    "## Episodes",
+                    episodes_table(rows),
+                    "## Seed lifecycles\n\n![lifecycle](plots/lifecycle.png)",
+                ]
+            )
+            + "\n"
+        )
+    print(episodes_table(rows))
+    print()
+    print(comparison_table([stats]))
+    print(f"\nwrote {out}/summary.md")
+    return 0

@@ -1,0 +1,68 @@
+"""What the train, evaluate and compare commands share: config resolution, data loading, episode runs."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from esper.app.backends import make_pool
+from esper.app.progress import Progress
+from esper.app.run_config import RunConfig, read_toml, resolve
+from esper.app.run_directory import RunDirectory
+from esper.leyline import Controller
+from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.vectorized import run_episodes
+
+
+def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunConfig:
+    file_values = read_toml(args.config) if getattr(args, "config", None) is not None else {}
+    return resolve(args.task, file_values, flags)
+
+
+def run_logged_episodes(
+    config: RunConfig,
+    controller: Controller,
+    seeds: Sequence[int],
+    directory: RunDirectory,
+    data_dir: Path | None,
+    *,
+    quiet: bool,
+    label: str,
+) -> list[EpisodeSummary]:
+    """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode."""
+    preset = config.preset
+    task = preset.load_data(data_dir)
+    factory = preset.model_factory(preset.slots, config.episode_epochs)
+    n_envs = min(config.run.envs, len(seeds))
+    pool = make_pool(config, task, factory, n_envs)
+    batch_offset = [0]
+
+    try:
+        with Progress(len(seeds) * config.episode_epochs, label, quiet=quiet) as progress:
+
+            def observe(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
+                for env_id, result in zip(env_ids, results, strict=True):
+                    directory.event(
+                        "epoch",
+                        controller=controller.name,
+                        episode=batch_offset[0] + env_id,
+                        epoch=result.observation.epoch,
+                        val_accuracy=result.observation.val_accuracy,
+                        reward=result.reward,
+                        op=result.action.op.name,
+                        slot=result.action.slot,
+                        success=result.action_success,
+                    )
+                accuracy = sum(r.observation.val_accuracy for r in results) / len(results)
+                progress.advance(len(results), acc=accuracy)
+
+            summaries: list[EpisodeSummary] = []
+            for start in range(0, len(seeds), n_envs):
+                batch_offset[0] = start
+                summaries.extend(run_episodes(pool, controller, seeds[start : start + n_envs], observe))
+    finally:
+        pool.close()
+    for index, summary in enumerate(summaries):
+        directory.event("episode", controller=controller.name, episode=index, **summary.as_dict())
+    return summaries

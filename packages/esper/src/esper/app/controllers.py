@@ -1,0 +1,72 @@
+"""Build any controller by name: ``heuristic``, ``random``, ``static``, or a PPO run directory (learned).
+
+A run directory evaluates deterministically (argmax of every head); prefix it with ``stochastic:`` to sample.
+This is the composition root's job: tamiyo builds the policy, simic's ``PolicyController`` runs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from esper.leyline import CheckpointError, ConfigError, Controller, PolicyBundle, SlotConfig, Topology
+from esper.simic.checkpoints import load_checkpoint
+from esper.simic.policy_controller import PolicyController
+from esper.tamiyo import HeuristicController, RandomValidController, StaticController, create_policy_from_config
+
+BUILTIN_CONTROLLERS = ("heuristic", "random", "static")
+STOCHASTIC_PREFIX = "stochastic:"
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """A parsed ``--controller`` value. ``run_dir`` is set for learned controllers."""
+
+    label: str
+    builtin: str | None = None
+    run_dir: Path | None = None
+    deterministic: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> ControllerSpec:
+        text = text.strip()
+        if text in BUILTIN_CONTROLLERS:
+            return cls(label=text, builtin=text)
+        deterministic = not text.startswith(STOCHASTIC_PREFIX)
+        path = Path(text.removeprefix(STOCHASTIC_PREFIX))
+        if not (path / "checkpoints" / "latest.pt").is_file():
+            raise ConfigError(
+                f"unknown controller {text!r}: expected one of {', '.join(BUILTIN_CONTROLLERS)} or a PPO run "
+                f"directory with checkpoints/latest.pt"
+            )
+        mode = "deterministic" if deterministic else "stochastic"
+        return cls(label=f"learned-{mode} ({path.name})", run_dir=path, deterministic=deterministic)
+
+
+def load_policy(run_dir: Path, device: str, slots: SlotConfig) -> PolicyBundle:
+    """The trained policy of a run directory, on ``device``; it must fit the task's slots."""
+    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    bundle = create_policy_from_config(checkpoint.policy_build_config, device=device)
+    bundle.load_state_dict(checkpoint.policy_state)
+    if bundle.slot_config != slots:
+        raise CheckpointError(
+            f"the policy in {run_dir} was trained for slots {list(bundle.slot_config.names())}, "
+            f"this task has {list(slots.names())}"
+        )
+    return bundle
+
+
+def build_controller(spec: ControllerSpec, slots: SlotConfig, *, seed: int, device: str) -> Controller:
+    if spec.builtin == "heuristic":
+        return HeuristicController(slots, Topology.CNN)
+    if spec.builtin == "random":
+        return RandomValidController(slots, Topology.CNN, seed=seed)
+    if spec.builtin == "static":
+        return StaticController()
+    if spec.run_dir is None:
+        raise ConfigError(f"controller {spec.label!r} has neither a builtin name nor a run directory")
+    bundle = load_policy(spec.run_dir, device, slots)
+    generator = torch.Generator(device=bundle.device).manual_seed(seed)
+    return PolicyController(bundle, deterministic=spec.deterministic, generator=generator, name=spec.label)

@@ -1,0 +1,126 @@
+"""Task presets: which data, which host, which slots, how long an episode is, and sensible training settings.
+
+``digits`` is the embedded default: scikit-learn's bundled 8x8 digits and an impaired CNN host (base 1, kernel 1)
+that reaches only ~20-30 % alone, so what the controller grows decides the outcome. The CIFAR-10 presets read the
+standard python batches from a directory the user names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from esper.app.datasets.cifar10 import load_cifar10_task
+from esper.app.datasets.digits import load_digits_task
+from esper.kasmina import CNN_HOST_PRESETS, CNNHostConfig, GateConfig
+from esper.leyline import CIFAR_EPISODE_EPOCHS, DIGITS_EPISODE_EPOCHS, ConfigError, SlotConfig
+from esper.simic.env_config import EnvConfig
+from esper.simic.model_factories import CNNModelFactory
+from esper.simic.task_data import TaskData
+
+
+@dataclass(frozen=True)
+class TaskPreset:
+    name: str
+    description: str
+    data_source: str
+    host_preset: str
+    image_size: int
+    slots: SlotConfig
+    episode_epochs: int
+    env: EnvConfig
+    loader: Callable[[Path | None], TaskData]
+    needs_data_dir: bool = False
+
+    @property
+    def host(self) -> CNNHostConfig:
+        return CNN_HOST_PRESETS[self.host_preset]
+
+    def load_data(self, data_dir: Path | None) -> TaskData:
+        if self.needs_data_dir and data_dir is None:
+            raise ConfigError(f"task {self.name!r} reads its data from disk: pass --data-dir DIR")
+        return self.loader(data_dir)
+
+    def model_factory(self, slots: SlotConfig, episode_epochs: int) -> CNNModelFactory:
+        return CNNModelFactory(self.host, self.image_size, slots, GateConfig.for_horizon(episode_epochs))
+
+
+def _digits(_: Path | None) -> TaskData:
+    return load_digits_task()
+
+
+def _cifar(data_dir: Path | None) -> TaskData:
+    if data_dir is None:
+        raise ConfigError("CIFAR-10 needs --data-dir")
+    return load_cifar10_task(data_dir)
+
+
+_DIGITS_ENV = EnvConfig(max_epochs=DIGITS_EPISODE_EPOCHS, batch_size=64, host_lr=0.02, seed_lr=0.02)
+_CIFAR_ENV = EnvConfig(
+    max_epochs=CIFAR_EPISODE_EPOCHS, batch_size=128, host_lr=0.05, seed_lr=0.05, weight_decay=5e-4, val_batch_size=1000
+)
+
+TASKS: Mapping[str, TaskPreset] = MappingProxyType(
+    {
+        preset.name: preset
+        for preset in (
+            TaskPreset(
+                name="digits",
+                description="impaired CNN host (base 1, kernel 1) on 8x8 digits: growth decides the outcome",
+                data_source="scikit-learn's bundled digits (1,797 images, fixed 80/20 split)",
+                host_preset="digits_impaired",
+                image_size=8,
+                slots=SlotConfig.after_blocks(3),
+                episode_epochs=DIGITS_EPISODE_EPOCHS,
+                env=_DIGITS_ENV,
+                loader=_digits,
+            ),
+            TaskPreset(
+                name="digits-strong",
+                description="strong CNN host (base 8, kernel 3) on 8x8 digits: little left to gain by growing",
+                data_source="scikit-learn's bundled digits (1,797 images, fixed 80/20 split)",
+                host_preset="digits_strong",
+                image_size=8,
+                slots=SlotConfig.after_blocks(3),
+                episode_epochs=DIGITS_EPISODE_EPOCHS,
+                env=_DIGITS_ENV,
+                loader=_digits,
+            ),
+            TaskPreset(
+                name="cifar10",
+                description="baseline CNN host (base 8, kernel 3, ~6.4k params) on CIFAR-10",
+                data_source="CIFAR-10 python batches from --data-dir",
+                host_preset="cifar_baseline",
+                image_size=32,
+                slots=SlotConfig.after_blocks(3),
+                episode_epochs=CIFAR_EPISODE_EPOCHS,
+                env=_CIFAR_ENV,
+                loader=_cifar,
+                needs_data_dir=True,
+            ),
+            TaskPreset(
+                name="cifar10-impaired",
+                description="impaired CNN host (base 1, kernel 1, 77 params) on CIFAR-10",
+                data_source="CIFAR-10 python batches from --data-dir",
+                host_preset="cifar_impaired",
+                image_size=32,
+                slots=SlotConfig.after_blocks(3),
+                episode_epochs=CIFAR_EPISODE_EPOCHS,
+                env=_CIFAR_ENV,
+                loader=_cifar,
+                needs_data_dir=True,
+            ),
+        )
+    }
+)
+
+DEFAULT_TASK = "digits"
+
+
+def get_task(name: str) -> TaskPreset:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)}") from None
