@@ -43,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, "compare")
     episodes: dict[str, list[EpisodeSummary]] = {}
+    task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False) as directory:
         directory.write_config({**config.to_dict(), "controllers": labels, "episode_seeds": seeds})
         for spec in specs:
             controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
             episodes[spec.label] = run_logged_episodes(
-                config, controller, seeds, directory, args.data_dir, quiet=args.quiet, label=spec.label
+                config, controller, seeds, directory, task, quiet=args.quiet, label=spec.label
             )
             lifecycle_timeline(
                 episodes[spec.label],

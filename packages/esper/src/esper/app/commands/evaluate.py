@@ -29,10 +29,11 @@ def run(args: argparse.Namespace) -> int:
     controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
+    task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False) as directory:
         directory.write_config({**config.to_dict(), "controller": spec.label, "episode_seeds": seeds})
         summaries = run_logged_episodes(
-            config, controller, seeds, directory, args.data_dir, quiet=args.quiet, label=f"evaluating {spec.label}"
+            config, controller, seeds, directory, task, quiet=args.quiet, label=f"evaluating {spec.label}"
         )
         rows = [episode_row(s) for s in summaries]
         stats = controller_stats(spec.label, summaries)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from esper.app.backends import make_pool
 from esper.app.progress import Progress
@@ -12,6 +11,7 @@ from esper.app.run_config import RunConfig, read_toml, resolve
 from esper.app.run_directory import RunDirectory
 from esper.leyline import Controller
 from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.task_data import TaskData
 from esper.simic.vectorized import run_episodes
 
 
@@ -25,14 +25,13 @@ def run_logged_episodes(
     controller: Controller,
     seeds: Sequence[int],
     directory: RunDirectory,
-    data_dir: Path | None,
+    task: TaskData,
     *,
     quiet: bool,
     label: str,
 ) -> list[EpisodeSummary]:
     """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode."""
     preset = config.preset
-    task = preset.load_data(data_dir)
     factory = preset.model_factory(preset.slots, config.episode_epochs)
     n_envs = min(config.run.envs, len(seeds))
     pool = make_pool(config, task, factory, n_envs)

@@ -28,11 +28,12 @@ def run(args: argparse.Namespace) -> int:
     )
     seeds = training_episode_seeds(config.run.seed, 0, config.run.episodes)
     out = args.out or default_run_dir(config.task, "heuristic")
+    task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False) as directory:
         directory.write_config({**config.to_dict(), "controller": "heuristic", "episode_seeds": seeds})
         controller = HeuristicController(config.preset.slots, Topology.CNN)
         summaries = run_logged_episodes(
-            config, controller, seeds, directory, args.data_dir, quiet=args.quiet, label="heuristic episodes"
+            config, controller, seeds, directory, task, quiet=args.quiet, label="heuristic episodes"
         )
         rows = [episode_row(s) for s in summaries]
         stats = controller_stats("heuristic", summaries)

@@ -25,6 +25,7 @@ from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, PolicyBundle
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
+from esper.simic.task_data import TaskData
 from esper.tamiyo import create_policy_from_config
 
 _RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config")
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
             )
         directory = RunDirectory(args.resume, resume=True)
         config = _resumed_config(from_dict(directory.read_config()), args)
+        task = config.preset.load_data(args.data_dir)
         checkpoint = load_checkpoint(directory.checkpoint_path)
         _check_checkpoint_matches(checkpoint, config)
         bundle = create_policy_from_config(
@@ -59,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 "workers": args.workers,
             },
         )
+        task = config.preset.load_data(args.data_dir)
         directory = RunDirectory(args.out or default_run_dir(config.task, "ppo"))
         checkpoint = None
         bundle = create_policy_from_config(
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         )
     with directory:
         directory.write_config({**config.to_dict(), "controller": "ppo"})
-        _train(config, bundle, directory, checkpoint, args)
+        _train(config, bundle, directory, checkpoint, task, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
     return 0
 
@@ -109,10 +112,10 @@ def _train(
     bundle: PolicyBundle,
     directory: RunDirectory,
     checkpoint: TrainingCheckpoint | None,
-    args: argparse.Namespace,
+    task: TaskData,
+    quiet: bool,
 ) -> None:
     preset = config.preset
-    task = preset.load_data(args.data_dir)
     factory = preset.model_factory(preset.slots, config.episode_epochs)
     pool = make_pool(config, task, factory, config.run.envs)
     run = PPORunConfig(config.run.rounds, config.run.envs, config.episode_epochs, config.run.seed, config.ppo)
@@ -126,7 +129,7 @@ def _train(
         with Progress(
             config.run.rounds * steps_per_round,
             "PPO rounds",
-            quiet=args.quiet,
+            quiet=quiet,
             initial=training.rounds_completed * steps_per_round,
         ) as progress:
             current = [training.rounds_completed]
