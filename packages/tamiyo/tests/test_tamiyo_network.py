@@ -9,7 +9,15 @@ import torch
 from _tamiyo_fixtures import SLOTS
 from torch import nn
 
-from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ConfigError, Topology, head_sizes
+from esper.leyline import (
+    HEAD_ORDER,
+    NUM_BLUEPRINT_EMBEDDINGS,
+    ActionHead,
+    ConfigError,
+    LifecycleOp,
+    Topology,
+    head_sizes,
+)
 from esper.tamiyo import FactoredRecurrentActorCritic, NetworkSizes, feature_dim
 from esper.tamiyo.lstm import FORGET_BIAS, LSTMLayer, StepwiseLSTM
 
@@ -95,8 +103,28 @@ def test_padding_columns_are_zero_and_initial_policy_is_near_uniform() -> None:
         output = network(features, blueprints, network.initial_hidden(3, device=features.device, dtype=features.dtype))
     for index, size in enumerate(network.layout.sizes):
         assert output.logits[..., index, size:].abs().sum() == 0
-    assert output.logits.abs().max() < 0.5  # policy outputs start at gain 0.01
+    op = HEAD_ORDER.index(ActionHead.OP)
+    prior = torch.zeros(len(LifecycleOp))
+    prior[[LifecycleOp.PRUNE, LifecycleOp.SET_ALPHA_TARGET]] = -2.0
+    # policy outputs start at gain 0.01 around their prior: 0 except the destructive ops of the op head
+    assert (output.logits[..., op, : len(LifecycleOp)] - prior).abs().max() < 0.5
+    others = [i for i in range(len(HEAD_ORDER)) if i != op]
+    assert output.logits[..., others, :].abs().max() < 0.5
     assert output.values.abs().max() < 2.0  # value output starts at gain 0.1
+
+
+def test_destructive_op_prior_is_configurable() -> None:
+    features, blueprints = _inputs(2, 1)
+    op = HEAD_ORDER.index(ActionHead.OP)
+    for logit in (0, -3):
+        network = _network(destructive_op_logit=logit)
+        with torch.no_grad():
+            hidden = network.initial_hidden(2, device=features.device, dtype=features.dtype)
+            logits = network(features, blueprints, hidden).logits[..., op, :]
+        assert (logits[..., LifecycleOp.PRUNE] - logit).abs().max() < 0.5
+        assert (logits[..., LifecycleOp.WAIT]).abs().max() < 0.5
+    with pytest.raises(ConfigError, match="destructive_op_logit"):
+        NetworkSizes(destructive_op_logit=1.5)  # type: ignore[arg-type]
 
 
 def test_null_blueprint_row_is_fixed_at_zero() -> None:

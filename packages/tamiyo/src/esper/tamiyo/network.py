@@ -10,7 +10,7 @@ LSTM output so the heads do too over long sequences; the recurrent state itself 
 head reads the shared state only, never the action: the PPO baseline does not depend on the action it scores.
 
 Initialization: orthogonal Linear weights with gain sqrt(2) (ReLU), zero biases; policy output layers gain 0.01
-(near-uniform initial policy over the allowed actions); value output gain 0.1 (values are in normalized return
+(near-uniform initial policy over the allowed actions, except the ``destructive_op_logit`` prior on the op head); value output gain 0.1 (values are in normalized return
 units, so small initial values keep the first value loss near the target variance); blueprint embedding N(0, 1)
 with the "no seed" row (``Blueprint.NOOP``) fixed at zero; the LSTM as documented in ``lstm``.
 
@@ -27,7 +27,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ActionHead, Blueprint, ConfigError
+from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ActionHead, Blueprint, ConfigError, LifecycleOp
 from esper.tamiyo.head_layout import HeadLayout
 from esper.tamiyo.head_mlps import HeadMLPs
 from esper.tamiyo.lstm import StepwiseLSTM
@@ -36,6 +36,8 @@ from esper.tamiyo.normalizer import RunningNormalizer
 POLICY_OUTPUT_GAIN = 0.01
 VALUE_OUTPUT_GAIN = 0.1
 HIDDEN_GAIN = math.sqrt(2.0)
+#: Ops that take growth back; see ``NetworkSizes.destructive_op_logit``.
+DESTRUCTIVE_OPS = (LifecycleOp.PRUNE, LifecycleOp.SET_ALPHA_TARGET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +50,19 @@ class NetworkSizes:
     num_layers: int = 1
     head_hidden_dim: int = 32
     lstm_residual: bool = False
+    #: Initial logit of the ops that undo growth (PRUNE, SET_ALPHA_TARGET) relative to the others (0 = uniform).
+    #: A uniform start prunes a live seed with probability ~1/3 per epoch, so almost no seed survives the ~10
+    #: epochs it needs to contribute and PPO never sees growth pay off; -2 makes them ~7x less likely at first.
+    #: It is a starting point only (the bias is trained); ``docs/results/digits.md`` has the ablation.
+    destructive_op_logit: int = -2
 
     def __post_init__(self) -> None:
         for name in ("embed_dim", "trunk_dim", "hidden_dim", "num_layers", "head_hidden_dim"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"network size {name} must be a positive integer, got {value!r}")
+        if isinstance(self.destructive_op_logit, bool) or not isinstance(self.destructive_op_logit, int):
+            raise ConfigError(f"destructive_op_logit must be an integer, got {self.destructive_op_logit!r}")
         if not isinstance(self.lstm_residual, bool):
             raise ConfigError(f"lstm_residual must be a bool, got {self.lstm_residual!r}")
         if self.lstm_residual and self.trunk_dim != self.hidden_dim:
@@ -123,6 +132,9 @@ class FactoredRecurrentActorCritic(nn.Module):
                 nn.init.zeros_(module.bias)
         output_gains = (POLICY_OUTPUT_GAIN,) * len(HEAD_ORDER) + (VALUE_OUTPUT_GAIN,)
         self.heads.initialize(HIDDEN_GAIN, output_gains)
+        op_group = HEAD_ORDER.index(ActionHead.OP)
+        for op in DESTRUCTIVE_OPS:
+            self.heads.output_bias[op_group, int(op)] = float(self.sizes.destructive_op_logit)
 
     def initial_hidden(
         self, batch_size: int, *, device: torch.device, dtype: torch.dtype
