@@ -24,15 +24,16 @@ def compute_gae(
             f"{tuple(rewards.shape)}, {tuple(values.shape)}, {tuple(terminals.shape)}, {tuple(valid.shape)}"
         )
     n_envs, horizon = rewards.shape
+    continues = (~terminals).to(rewards.dtype)
+    # The TD errors need no recurrence: computed for every step at once, only the discounted sum is a loop.
+    next_values = torch.zeros_like(values)
+    next_values[:, :-1] = torch.where(valid[:, 1:], values[:, 1:], torch.zeros_like(values[:, 1:]))
+    deltas = rewards + gamma * next_values * continues - values
+    decays = gamma * gae_lambda * continues
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(n_envs, dtype=rewards.dtype, device=rewards.device)
-    next_value = torch.zeros(n_envs, dtype=rewards.dtype, device=rewards.device)
-    continues = (~terminals).to(rewards.dtype)
     for t in reversed(range(horizon)):
-        delta = rewards[:, t] + gamma * next_value * continues[:, t] - values[:, t]
-        running = delta + gamma * gae_lambda * continues[:, t] * running
-        running = torch.where(valid[:, t], running, torch.zeros_like(running))
+        running = torch.where(valid[:, t], deltas[:, t] + decays[:, t] * running, torch.zeros_like(running))
         advantages[:, t] = running
-        next_value = torch.where(valid[:, t], values[:, t], torch.zeros_like(next_value))
     returns = torch.where(valid, advantages + values, torch.zeros_like(values))
     return advantages, returns

@@ -129,7 +129,8 @@ class PPOUpdater:
         self.config = config
         self.total_rounds = total_rounds
         self.params = list(bundle.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=1e-5)
+        # foreach: the same arithmetic as the per-tensor loop (bitwise), in a few multi-tensor calls.
+        self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=1e-5, foreach=True)
         self.returns = ReturnNormalizer()
         self.rounds_done = 0
         self._relevance = torch.tensor(relevance_rows(), dtype=torch.bool)  # [num_ops, num_heads]
@@ -158,6 +159,7 @@ class PPOUpdater:
             flat = advantages[valid]
             advantages = torch.where(valid, (advantages - flat.mean()) / (flat.std() + 1e-8), 0.0)
         relevant = self._relevant_steps(buffer)  # [heads, env, time]
+        old_log_probs = torch.stack([buffer.log_probs[head] for head in HEAD_ORDER])  # [heads, env, time]
 
         learning_rate = self.current_learning_rate()
         for group in self.optimizer.param_groups:
@@ -170,7 +172,7 @@ class PPOUpdater:
         early_stopped = False
         for _ in range(cfg.update_epochs):
             for env_rows in self._minibatches(buffer.n_envs, generator):
-                out = self._minibatch_loss(buffer, env_rows, advantages, value_targets, relevant)
+                out = self._minibatch_loss(buffer, env_rows, advantages, value_targets, relevant, old_log_probs)
                 if minibatches == 0:
                     first_deviation = out.ratio_deviation
                 if cfg.target_kl is not None and out.approx_kl > 1.5 * cfg.target_kl:
@@ -210,7 +212,10 @@ class PPOUpdater:
         advantages: torch.Tensor,
         value_targets: torch.Tensor,
         relevant: torch.Tensor,
+        old_log_probs: torch.Tensor,
     ) -> _MinibatchOutput:
+        """All heads at once, as ``[heads, env, time]`` tensors (one op per step of the loss, not one per head:
+        the update is op-bound on a CPU, ``tools/bench``)."""
         cfg = self.config
         device = self.bundle.device
         valid = buffer.valid[rows].to(device)
@@ -229,30 +234,30 @@ class PPOUpdater:
                 hidden,
             )
         adv = advantages[rows].to(device)
-        policy_loss = torch.zeros((), device=device)
-        joint_log_ratio = torch.zeros_like(adv)
-        entropy_terms: list[torch.Tensor] = []
-        head_records: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        mask = relevant[:, rows].to(device)  # [heads, env, time]
+        new_log_probs = torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float()
+        log_ratio = torch.where(mask, new_log_probs - old_log_probs[:, rows].to(device), 0.0)
+        ratio = log_ratio.exp()
+        clipped = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
+        surrogate = torch.minimum(ratio * adv, clipped * adv)
+        policy_loss = -(surrogate * mask).sum() / n_valid
+        joint_log_ratio = log_ratio.sum(dim=0)
+        entropy = torch.stack([evaluated.entropy[head] for head in HEAD_ORDER]).float()
+        counts = mask.sum(dim=(1, 2))
+        relevant_heads = counts > 0
+        # Mean over the heads that mattered of each head's mean entropy over its relevant steps.
+        head_entropy = (entropy * mask).sum(dim=(1, 2)) / counts.clamp(min=1)
+        entropy_bonus = (
+            head_entropy[relevant_heads].mean() if bool(relevant_heads.any()) else torch.zeros((), device=device)
+        )
+        deviations = ((ratio.detach() - 1.0).abs() * mask).amax(dim=(1, 2))
         ratio_deviation = 0.0
-        for index, head in enumerate(HEAD_ORDER):
-            mask = relevant[index][rows].to(device)
-            old = buffer.log_probs[head][rows].to(device)
-            log_ratio = torch.where(mask, evaluated.log_probs[head].float() - old, 0.0)
-            ratio = log_ratio.exp()
-            clipped = ratio.clamp(1.0 - cfg.clip_ratio, 1.0 + cfg.clip_ratio)
-            surrogate = torch.minimum(ratio * adv, clipped * adv)
-            policy_loss = policy_loss - (surrogate * mask).sum() / n_valid
-            joint_log_ratio = joint_log_ratio + log_ratio
-            entropy = evaluated.entropy[head].float()
-            count = mask.sum()
-            if int(count) > 0:
-                entropy_terms.append((entropy * mask).sum() / count)
-                ratio_deviation = max(ratio_deviation, float(((ratio.detach() - 1.0).abs() * mask).max()))
-            head_records.append((head.value, mask, log_ratio.detach(), ratio.detach(), entropy.detach()))
+        for deviation, present in zip(deviations.tolist(), relevant_heads.tolist(), strict=True):
+            if present:
+                ratio_deviation = max(ratio_deviation, deviation)
         values = evaluated.values.float()
         targets = value_targets[rows].to(device)
         value_loss = 0.5 * (((values - targets) ** 2) * valid).sum() / n_valid
-        entropy_bonus = torch.stack(entropy_terms).mean() if entropy_terms else torch.zeros((), device=device)
         loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy_bonus
         joint = joint_log_ratio.detach()
         approx_kl = float((((joint.exp() - 1.0) - joint) * valid).sum() / n_valid)
@@ -266,7 +271,10 @@ class PPOUpdater:
             clip_fraction=joint_clipped,
             ratio_deviation=ratio_deviation,
             n_valid=float(n_valid),
-            heads=head_records,
+            mask=mask,
+            log_ratio=log_ratio.detach(),
+            ratio=ratio.detach(),
+            step_entropy=entropy.detach(),
             clip_ratio=cfg.clip_ratio,
         )
 
@@ -337,7 +345,11 @@ class _MinibatchOutput:
     clip_fraction: float
     ratio_deviation: float
     n_valid: float
-    heads: list[tuple[str, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]
+    #: ``[heads, env, time]`` in HEAD_ORDER: relevance, log-ratio, ratio and normalized entropy of every head.
+    mask: torch.Tensor
+    log_ratio: torch.Tensor
+    ratio: torch.Tensor
+    step_entropy: torch.Tensor
     clip_ratio: float
 
     def accumulate(self, acc: _Accumulator, grad_norm: float) -> None:
@@ -351,13 +363,21 @@ class _MinibatchOutput:
         ):
             acc.add(key, value * n, n)
         acc.add("grad_norm", grad_norm, 1.0)
-        for name, mask, log_ratio, ratio, entropy in self.heads:
-            count = float(mask.sum())
+        mask, ratio = self.mask, self.ratio
+        per_head = torch.stack(
+            (
+                mask.sum(dim=(1, 2)).float(),
+                (self.step_entropy * mask).sum(dim=(1, 2)),
+                (((ratio - 1.0) - self.log_ratio) * mask).sum(dim=(1, 2)),
+                (((ratio - 1.0).abs() > self.clip_ratio) & mask).sum(dim=(1, 2)).float(),
+            )
+        ).tolist()
+        for head, count, entropy, kl, clip in zip(HEAD_ORDER, *per_head, strict=True):
             if count == 0:
                 continue
-            acc.add(f"{name}.entropy", float((entropy * mask).sum()), count)
-            acc.add(f"{name}.kl", float((((ratio - 1.0) - log_ratio) * mask).sum()), count)
-            acc.add(f"{name}.clip", float((((ratio - 1.0).abs() > self.clip_ratio) & mask).sum()), count)
+            acc.add(f"{head.value}.entropy", entropy, count)
+            acc.add(f"{head.value}.kl", kl, count)
+            acc.add(f"{head.value}.clip", clip, count)
 
 
 def _explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:

@@ -8,6 +8,11 @@ projection for the whole sequence, then one ``addmm`` plus gate math per step.
 Each layer has a single bias (``nn.LSTM`` has two, ``bias_ih`` and ``bias_hh``, which it adds, so setting both
 to 1 gives a forget bias of 2). Here the forget-gate slice of the one bias is the effective forget bias.
 Gate order within the 4 * hidden rows: input, forget, cell, output (as in ``nn.LSTM``).
+
+Eager and in full precision, a sequence longer than one step runs through ``torch.lstm`` (the fused kernel
+behind ``nn.LSTM``, same weights, same math up to float rounding): PPO's 60-step update is 3x faster with it
+(``tools/bench``, docs/performance.md). One step (acting), a trace under ``torch.compile`` and autocast keep the
+per-step ops.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class LSTMLayer(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``inputs`` ``[batch, time, input]``, ``state`` ``([batch, H], [batch, H])`` ->
         outputs ``[batch, time, H]`` and the final ``(h, c)``."""
+        if inputs.shape[1] > 1 and _fused_allowed(inputs):
+            return self._fused(inputs, state)
         size = self.hidden_dim
         projected = functional.linear(inputs, self.weight_ih, self.bias)
         h, c = state
@@ -61,6 +68,23 @@ class LSTMLayer(nn.Module):
             h = sigmoids[:, 3 * size :] * torch.tanh(c)
             outputs.append(h)
         return torch.stack(outputs, dim=1), h, c
+
+    def _fused(
+        self, inputs: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The same layer as one ``torch.lstm`` call (``bias_hh`` is zero: the single bias is ``bias_ih``)."""
+        weights = [self.weight_ih, self.weight_hh.t(), self.bias, torch.zeros_like(self.bias)]
+        h, c = state
+        outputs, h_n, c_n = torch.lstm(
+            inputs, (h.unsqueeze(0), c.unsqueeze(0)), weights, True, 1, 0.0, self.training, False, True
+        )
+        return outputs, h_n[0], c_n[0]
+
+
+def _fused_allowed(inputs: torch.Tensor) -> bool:
+    """Dynamo cannot trace the fused kernel, and under autocast the per-step matmuls are what runs in low
+    precision; both keep the per-step ops."""
+    return not torch.compiler.is_compiling() and not torch.is_autocast_enabled(inputs.device.type)
 
 
 class StepwiseLSTM(nn.Module):

@@ -1,0 +1,212 @@
+"""Benchmark 4, env scaling: env-steps per second of digits envs for 1, 2, 4 and 8 envs with both local
+backends, ``InProcessPool`` (every env in this process, one after another) and ``ProcessPool`` (spawned
+workers), set up the way ``esper.app.backends.make_pool`` sets them up, and the efficiency against perfect
+scaling over the available cores:
+
+    efficiency(N) = steps/s at N / (steps/s of one env x min(N, cores))
+
+One env is what ``make_pool`` runs in-process; its rate is the faster of torch's default thread count (what
+``make_pool`` keeps) and one thread, both measured, so an oversubscribed default cannot flatter the others.
+
+Every pool lives for the whole benchmark and the (backend, N) cases are interleaved round by round. A round
+resets the envs (untimed), then times ``steps`` RL steps of all N envs under the random-valid controller (seeds
+germinate, train, blend, get pruned: the mix an early PPO round sees), the controller's time included."""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.context import BenchContext
+from benchmarks.report import BenchmarkResult, Better, Metric, Table
+from benchmarks.timing import Case, Work, measure, synchronizer
+from benchmarks.workloads import DIGITS, digits_env_config, digits_factory, digits_task
+from esper.leyline import EnvObservation
+from esper.simic.env_pool import EnvPool, InProcessPool, ProcessPool
+from esper.tamiyo import RandomValidController
+
+EPISODE_SEED = 100
+INPROCESS = "inprocess"
+PROCESSES = "processes"
+#: The CI check: the backend ``esper train`` picks on a multi-core CPU (processes) must keep at least this share
+#: of perfect scaling at 8 envs (a broken or serialized worker pool falls far below it).
+BOUND = 0.35
+
+
+@dataclass
+class _Setting:
+    backend: str
+    n_envs: int
+    pool: EnvPool
+    #: torch threads of this process while it steps (make_pool keeps the default in-process, pins 1 otherwise).
+    threads: int
+    steps_done: list[int]
+
+    @property
+    def name(self) -> str:
+        return _name(self.backend, self.n_envs, self.threads)
+
+
+def _name(backend: str, n_envs: int, threads: int | None = None) -> str:
+    return f"{backend}, {n_envs} envs" + ("" if threads is None or backend == PROCESSES else f", {threads} threads")
+
+
+def _build(ctx: BenchContext, backend: str, n_envs: int, threads: int = 1) -> _Setting:
+    task = digits_task()
+    config = digits_env_config(ctx.device)
+    cores = os.cpu_count() or 1
+    if backend == INPROCESS:
+        return _Setting(backend, n_envs, InProcessPool(n_envs, task, digits_factory(), config), threads, [])
+    workers = min(cores, n_envs)
+    pool = ProcessPool(
+        n_envs, task, digits_factory(), config, n_workers=workers, threads_per_worker=max(1, cores // workers)
+    )
+    return _Setting(backend, n_envs, pool, 1, [])
+
+
+def _case(setting: _Setting, steps: int) -> Case:
+    env_ids = list(range(setting.n_envs))
+    seeds = [EPISODE_SEED + env for env in env_ids]
+
+    def prepare() -> Work:
+        torch.set_num_threads(setting.threads)
+        observations = dict(zip(env_ids, setting.pool.reset(env_ids, seeds), strict=True))
+        controller = RandomValidController(DIGITS.slots, seed=EPISODE_SEED)
+        controller.start_episodes(setting.n_envs)
+        return _stepper(setting, controller, observations, steps)
+
+    return Case(setting.name, prepare)
+
+
+def _stepper(
+    setting: _Setting, controller: RandomValidController, observations: dict[int, EnvObservation], steps: int
+) -> Callable[[], None]:
+    def work() -> None:
+        active = list(observations)
+        done = 0
+        for _ in range(steps):
+            if not active:
+                break
+            actions = controller.act(active, [observations[env] for env in active])
+            results = setting.pool.step(active, actions)
+            done += len(active)
+            for env, result in zip(active, results, strict=True):
+                observations[env] = result.observation
+            active = [env for env, result in zip(active, results, strict=True) if not result.terminal]
+        setting.steps_done.append(done)
+
+    return work
+
+
+def run(ctx: BenchContext) -> BenchmarkResult:
+    cores = os.cpu_count() or 1
+    counts = ctx.sizes.scaling_envs
+    default = ctx.default_threads
+    settings: list[_Setting] = []
+    try:
+        if default != 1:
+            settings.append(_build(ctx, INPROCESS, 1, threads=1))
+        for n_envs in counts:
+            settings.append(_build(ctx, INPROCESS, n_envs, threads=default))
+            if n_envs > 1:
+                settings.append(_build(ctx, PROCESSES, n_envs))
+        warmup = 1
+        steps = ctx.sizes.scaling_steps
+        timings = measure(
+            [_case(setting, steps) for setting in settings],
+            rounds=ctx.sizes.scaling_rounds,
+            warmup=warmup,
+            synchronize=synchronizer(ctx.device),
+        )
+    finally:
+        for setting in settings:
+            setting.pool.close()
+        torch.set_num_threads(1)
+    rates = {
+        setting.name: statistics.median(
+            done / seconds
+            for done, seconds in zip(setting.steps_done[warmup:], timings.samples[setting.name], strict=True)
+        )
+        for setting in settings
+    }
+    single = max(rates[_name(INPROCESS, 1, 1)], rates[_name(INPROCESS, 1, default)])
+
+    def efficiency(rate: float, n_envs: int) -> float:
+        return rate / (single * min(n_envs, cores))
+
+    rows = []
+    for n_envs in counts:
+        inprocess = rates[_name(INPROCESS, n_envs, default)]
+        processes = rates.get(_name(PROCESSES, n_envs))
+        rows.append(
+            (
+                str(n_envs),
+                f"{inprocess:.2f}",
+                f"{efficiency(inprocess, n_envs):.2f}",
+                "-" if processes is None else f"{processes:.2f}",
+                "-" if processes is None else f"{efficiency(processes, n_envs):.2f}",
+                "-" if processes is None else f"{processes / inprocess:.2f}x",
+                INPROCESS if processes is None or inprocess >= processes else PROCESSES,
+            )
+        )
+    largest = counts[-1]
+    metrics = [
+        Metric(
+            f"env_scaling.processes_efficiency_{largest}",
+            f"env steps/s, processes at {largest} envs / (one env x {min(largest, cores)} cores)",
+            efficiency(rates[_name(PROCESSES, largest)], largest),
+            Better.HIGHER,
+            bound=BOUND,
+        ),
+        Metric(
+            f"env_scaling.processes_vs_inprocess_{largest}",
+            f"env steps/s at {largest} envs, processes / in-process",
+            rates[_name(PROCESSES, largest)] / rates[_name(INPROCESS, largest, default)],
+            Better.HIGHER,
+        ),
+    ]
+    if default != 1:
+        metrics.append(
+            Metric(
+                "env_scaling.one_env_one_thread",
+                f"env steps/s of one env in-process, 1 thread / {default} threads",
+                rates[_name(INPROCESS, 1, 1)] / rates[_name(INPROCESS, 1, default)],
+                Better.HIGHER,
+            )
+        )
+    notes = (
+        f"{cores} cores. In-process: this process with torch's default {default} threads (what `make_pool` keeps; "
+        f"one env also with 1 thread: {rates[_name(INPROCESS, 1, 1)]:.2f} steps/s); processes: min(N, {cores}) "
+        f"spawned workers with max(1, {cores} // workers) threads each and 1 thread here (as `make_pool` does). "
+        f"Efficiency is against the faster single env ({single:.2f} steps/s). One env step = one RL step: the "
+        "controller acts, every env trains one digits epoch and validates.",
+        f"Median over {ctx.sizes.scaling_rounds} interleaved rounds of {ctx.sizes.scaling_steps} steps of every env "
+        "after a reset (untimed); the random-valid controller runs in this process and is timed too.",
+    )
+    return BenchmarkResult(
+        name="env_scaling",
+        title="4. Env scaling",
+        compared="Env-steps/s of the local backends for 1-8 envs, and efficiency against perfect scaling.",
+        metrics=tuple(metrics),
+        tables=(
+            Table(
+                "Env steps per second",
+                (
+                    "envs",
+                    "in-process steps/s",
+                    "in-process efficiency",
+                    "processes steps/s",
+                    "processes efficiency",
+                    "processes / in-process",
+                    "faster",
+                ),
+                tuple(rows),
+            ),
+        ),
+        medians=timings.medians(),
+        notes=notes,
+    )
