@@ -15,9 +15,10 @@ from esper.leyline import ConfigError
 
 @dataclass(frozen=True)
 class RewardConfig:
-    #: Rent per epoch = rent_weight * ln(1 + active seed params / host params). Log-scaled so that a seed the
-    #: size of the host costs rent_weight * 0.69 per epoch whatever the host's absolute size.
-    rent_weight: float = 0.001
+    #: Rent per epoch = rent_weight * active seed params / host params: every parameter that changes the output
+    #: costs the same each epoch, measured in host sizes so the weight means the same on any host. At 0.002 a
+    #: seed as large as the host must buy 0.2 accuracy points per epoch to pay for itself.
+    rent_weight: float = 0.002
     #: Reward of the terminal step when the governor rolls the episode back (negated).
     rollback_penalty: float = 0.5
     #: Named option: extra penalty when the chosen action could not be executed (gate refused, slot busy).
@@ -47,7 +48,7 @@ class RewardTerms:
 def parameter_rent(config: RewardConfig, active_seed_params: int, host_params: int) -> float:
     if host_params <= 0:
         raise ConfigError(f"host parameter count must be > 0, got {host_params}")
-    return config.rent_weight * math.log1p(active_seed_params / host_params)
+    return config.rent_weight * active_seed_params / host_params
 
 
 def step_reward(
