@@ -24,7 +24,10 @@ class Sizes:
     ppo_rounds: int
     scaling_rounds: int
     scaling_steps: int
+    #: Env counts of the scaling benchmark (processes for every count above 1); in-process only for the
+    #: counts in ``scaling_inprocess_envs`` (always 1, the single-env baseline).
     scaling_envs: tuple[int, ...]
+    scaling_inprocess_envs: tuple[int, ...]
     counterfactual_rounds: int
     counterfactual_calls: int
     #: Epochs of the random-valid envs whose observations feed the controller benchmarks.
@@ -40,6 +43,7 @@ QUICK = Sizes(
     scaling_rounds=2,
     scaling_steps=2,
     scaling_envs=(1, 8),
+    scaling_inprocess_envs=(1,),
     counterfactual_rounds=15,
     counterfactual_calls=5,
     observation_epochs=8,
@@ -53,6 +57,7 @@ FULL = Sizes(
     scaling_rounds=5,
     scaling_steps=3,
     scaling_envs=(1, 2, 4, 8),
+    scaling_inprocess_envs=(1, 2, 4, 8),
     counterfactual_rounds=101,
     counterfactual_calls=10,
     observation_epochs=20,
@@ -71,14 +76,26 @@ class BenchContext:
     sizes: Sizes
     out: Path
 
-    def profile_work(self, work: Work, calls: int, limit: int = 18) -> str:
-        """cProfile top frames (own time) of ``calls`` executions of ``work``."""
+    def profile_work(self, work: Work, calls: int, limit: int = 15) -> str:
+        """The Python frames (cProfile, by own time) and the torch operators (torch.profiler, by self CPU time)
+        that ``calls`` executions of ``work`` spend their time in."""
         profiler = cProfile.Profile()
         profiler.enable()
         for _ in range(calls):
             work()
         profiler.disable()
-        return top_frames(pstats.Stats(profiler), limit)
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as operators:
+            for _ in range(calls):
+                work()
+        sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        return (
+            f"Python frames (cProfile, {calls} calls):\n{top_frames(pstats.Stats(profiler), limit)}\n"
+            f"torch operators (torch.profiler, {calls} calls):\n"
+            f"{operators.key_averages().table(sort_by=sort, row_limit=limit, max_name_column_width=48)}"
+        )
 
 
 def top_frames(stats: pstats.Stats, limit: int) -> str:

@@ -105,19 +105,20 @@ def _stepper(
 def run(ctx: BenchContext) -> BenchmarkResult:
     cores = os.cpu_count() or 1
     counts = ctx.sizes.scaling_envs
+    inprocess_counts = ctx.sizes.scaling_inprocess_envs
     default = ctx.default_threads
     settings: list[_Setting] = []
     try:
         if default != 1:
             settings.append(_build(ctx, INPROCESS, 1, threads=1))
         for n_envs in counts:
-            settings.append(_build(ctx, INPROCESS, n_envs, threads=default))
+            if n_envs in inprocess_counts:
+                settings.append(_build(ctx, INPROCESS, n_envs, threads=default))
             if n_envs > 1:
                 settings.append(_build(ctx, PROCESSES, n_envs))
         warmup = 1
-        steps = ctx.sizes.scaling_steps
         timings = measure(
-            [_case(setting, steps) for setting in settings],
+            [_case(setting, ctx.sizes.scaling_steps) for setting in settings],
             rounds=ctx.sizes.scaling_rounds,
             warmup=warmup,
             synchronize=synchronizer(ctx.device),
@@ -135,40 +136,47 @@ def run(ctx: BenchContext) -> BenchmarkResult:
     }
     single = max(rates[_name(INPROCESS, 1, 1)], rates[_name(INPROCESS, 1, default)])
 
-    def efficiency(rate: float, n_envs: int) -> float:
-        return rate / (single * min(n_envs, cores))
+    def efficiency(rate: float | None, n_envs: int) -> str:
+        return "-" if rate is None else f"{rate / (single * min(n_envs, cores)):.2f}"
 
     rows = []
     for n_envs in counts:
-        inprocess = rates[_name(INPROCESS, n_envs, default)]
+        inprocess = rates.get(_name(INPROCESS, n_envs, default))
         processes = rates.get(_name(PROCESSES, n_envs))
+        faster = "-"
+        if inprocess is not None:
+            faster = INPROCESS if processes is None or inprocess >= processes else PROCESSES
         rows.append(
             (
                 str(n_envs),
-                f"{inprocess:.2f}",
-                f"{efficiency(inprocess, n_envs):.2f}",
+                "-" if inprocess is None else f"{inprocess:.2f}",
+                efficiency(inprocess, n_envs),
                 "-" if processes is None else f"{processes:.2f}",
-                "-" if processes is None else f"{efficiency(processes, n_envs):.2f}",
-                "-" if processes is None else f"{processes / inprocess:.2f}x",
-                INPROCESS if processes is None or inprocess >= processes else PROCESSES,
+                efficiency(processes, n_envs),
+                "-" if processes is None or inprocess is None else f"{processes / inprocess:.2f}x",
+                faster,
             )
         )
     largest = counts[-1]
+    processes_largest = rates[_name(PROCESSES, largest)]
     metrics = [
         Metric(
             f"env_scaling.processes_efficiency_{largest}",
             f"env steps/s, processes at {largest} envs / (one env x {min(largest, cores)} cores)",
-            efficiency(rates[_name(PROCESSES, largest)], largest),
+            processes_largest / (single * min(largest, cores)),
             Better.HIGHER,
             bound=BOUND,
-        ),
-        Metric(
-            f"env_scaling.processes_vs_inprocess_{largest}",
-            f"env steps/s at {largest} envs, processes / in-process",
-            rates[_name(PROCESSES, largest)] / rates[_name(INPROCESS, largest, default)],
-            Better.HIGHER,
-        ),
+        )
     ]
+    if largest in inprocess_counts:
+        metrics.append(
+            Metric(
+                f"env_scaling.processes_vs_inprocess_{largest}",
+                f"env steps/s at {largest} envs, processes / in-process",
+                processes_largest / rates[_name(INPROCESS, largest, default)],
+                Better.HIGHER,
+            )
+        )
     if default != 1:
         metrics.append(
             Metric(
