@@ -158,3 +158,20 @@ def test_bf16_autocast_update_runs_and_stays_finite() -> None:
     stats = PPOUpdater(bundle, PPOConfig(autocast_dtype="bfloat16")).update(buffer, torch.Generator())
     assert torch.isfinite(torch.tensor(stats.policy_loss))
     assert stats.first_ratio_deviation < 0.05  # bf16 matmuls: the ratio is 1 up to bf16 rounding
+
+
+def test_head_health_counts_only_steps_with_a_choice() -> None:
+    bundle = TinyBundle(SLOTS)
+    buffer = collect(bundle, n_envs=4, steps=6, reward=germinate_pays)
+    # Pretend the tempo head only ever had one allowed action (the one taken): it mattered but had no choice.
+    tempo = ActionHead.TEMPO
+    forced = torch.nn.functional.one_hot(buffer.actions[tempo], buffer.masks[tempo].shape[-1]).bool()
+    buffer.masks[tempo] = forced
+    stats = PPOUpdater(bundle, PPOConfig()).update(buffer, torch.Generator().manual_seed(0))
+    germinations = float((buffer.actions[ActionHead.OP] == LifecycleOp.GERMINATE).float().mean())
+    assert germinations > 0
+    assert stats.heads["tempo"].relevant_fraction == pytest.approx(germinations, abs=1e-6)
+    assert stats.heads["tempo"].choice_fraction == 0.0
+    assert stats.heads["tempo"].entropy is None
+    assert stats.heads["op"].choice_fraction == 1.0  # every op is allowed in the test bundle
+    assert stats.heads["op"].entropy is not None and 0.0 < stats.heads["op"].entropy <= 1.0

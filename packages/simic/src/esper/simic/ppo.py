@@ -66,12 +66,16 @@ class PPOConfig:
 
 @dataclass(frozen=True)
 class HeadStats:
-    """Health of one head over the steps where it mattered (``None`` when it never mattered this update)."""
+    """Health of one head over the steps where it had a choice: it mattered for the op and more than one of its
+    actions was allowed (a forced choice has entropy 0 by definition and would only dilute the mean). ``None``
+    when the head never had a choice this update."""
 
     entropy: float | None
     approx_kl: float | None
     clip_fraction: float | None
+    #: Share of valid steps where the head mattered for the op, and where it also had a choice.
     relevant_fraction: float
+    choice_fraction: float
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,7 @@ class PPOUpdater:
             flat = advantages[valid]
             advantages = torch.where(valid, (advantages - flat.mean()) / (flat.std() + 1e-8), 0.0)
         relevant = self._relevant_steps(buffer)  # [heads, env, time]
+        choices = relevant & torch.stack([buffer.masks[head].sum(dim=-1) > 1 for head in HEAD_ORDER])
         old_log_probs = torch.stack([buffer.log_probs[head] for head in HEAD_ORDER])  # [heads, env, time]
 
         learning_rate = self.current_learning_rate()
@@ -172,7 +177,9 @@ class PPOUpdater:
         early_stopped = False
         for _ in range(cfg.update_epochs):
             for env_rows in self._minibatches(buffer.n_envs, generator):
-                out = self._minibatch_loss(buffer, env_rows, advantages, value_targets, relevant, old_log_probs)
+                out = self._minibatch_loss(
+                    buffer, env_rows, advantages, value_targets, relevant, choices, old_log_probs
+                )
                 if minibatches == 0:
                     first_deviation = out.ratio_deviation
                 if cfg.target_kl is not None and out.approx_kl > 1.5 * cfg.target_kl:
@@ -212,6 +219,7 @@ class PPOUpdater:
         advantages: torch.Tensor,
         value_targets: torch.Tensor,
         relevant: torch.Tensor,
+        choices: torch.Tensor,
         old_log_probs: torch.Tensor,
     ) -> _MinibatchOutput:
         """All heads at once, as ``[heads, env, time]`` tensors (one op per step of the loss, not one per head:
@@ -243,18 +251,16 @@ class PPOUpdater:
         policy_loss = -(surrogate * mask).sum() / n_valid
         joint_log_ratio = log_ratio.sum(dim=0)
         entropy = torch.stack([evaluated.entropy[head] for head in HEAD_ORDER]).float()
-        counts = mask.sum(dim=(1, 2))
-        relevant_heads = counts > 0
-        # Mean over the heads that mattered of each head's mean entropy over its relevant steps.
-        head_entropy = (entropy * mask).sum(dim=(1, 2)) / counts.clamp(min=1)
+        choice = choices[:, rows].to(device)  # [heads, env, time]
+        counts = choice.sum(dim=(1, 2))
+        choosing_heads = counts > 0
+        # Mean over the heads that had a choice of each head's mean entropy over those steps.
+        head_entropy = (entropy * choice).sum(dim=(1, 2)) / counts.clamp(min=1)
         entropy_bonus = (
-            head_entropy[relevant_heads].mean() if bool(relevant_heads.any()) else torch.zeros((), device=device)
+            head_entropy[choosing_heads].mean() if bool(choosing_heads.any()) else torch.zeros((), device=device)
         )
-        deviations = ((ratio.detach() - 1.0).abs() * mask).amax(dim=(1, 2))
-        ratio_deviation = 0.0
-        for deviation, present in zip(deviations.tolist(), relevant_heads.tolist(), strict=True):
-            if present:
-                ratio_deviation = max(ratio_deviation, deviation)
+        # A forced choice has log-prob 0 at rollout and update alike, so the choice steps bound the deviation.
+        ratio_deviation = float(((ratio.detach() - 1.0).abs() * choice).amax()) if bool(choice.any()) else 0.0
         values = evaluated.values.float()
         targets = value_targets[rows].to(device)
         value_loss = 0.5 * (((values - targets) ** 2) * valid).sum() / n_valid
@@ -272,6 +278,7 @@ class PPOUpdater:
             ratio_deviation=ratio_deviation,
             n_valid=float(n_valid),
             mask=mask,
+            choice=choice,
             log_ratio=log_ratio.detach(),
             ratio=ratio.detach(),
             step_entropy=entropy.detach(),
@@ -290,15 +297,15 @@ class PPOUpdater:
         transitions: int,
     ) -> UpdateStats:
         heads: dict[str, HeadStats] = {}
+        total_weight = acc.weights.get("policy_loss", 0.0)
         for head in HEAD_ORDER:
             key = head.value
-            relevant_weight = acc.weights.get(f"{key}.entropy", 0.0)
-            total_weight = acc.weights.get("policy_loss", 0.0)
             heads[key] = HeadStats(
                 entropy=acc.mean(f"{key}.entropy"),
                 approx_kl=acc.mean(f"{key}.kl"),
                 clip_fraction=acc.mean(f"{key}.clip"),
-                relevant_fraction=relevant_weight / total_weight if total_weight > 0 else 0.0,
+                relevant_fraction=acc.sums.get(f"{key}.relevant", 0.0) / total_weight if total_weight > 0 else 0.0,
+                choice_fraction=acc.weights.get(f"{key}.entropy", 0.0) / total_weight if total_weight > 0 else 0.0,
             )
 
         def mean(key: str) -> float:
@@ -345,8 +352,10 @@ class _MinibatchOutput:
     clip_fraction: float
     ratio_deviation: float
     n_valid: float
-    #: ``[heads, env, time]`` in HEAD_ORDER: relevance, log-ratio, ratio and normalized entropy of every head.
+    #: ``[heads, env, time]`` in HEAD_ORDER: relevance, choice (relevant with more than one allowed action),
+    #: log-ratio, ratio and normalized entropy of every head.
     mask: torch.Tensor
+    choice: torch.Tensor
     log_ratio: torch.Tensor
     ratio: torch.Tensor
     step_entropy: torch.Tensor
@@ -363,16 +372,18 @@ class _MinibatchOutput:
         ):
             acc.add(key, value * n, n)
         acc.add("grad_norm", grad_norm, 1.0)
-        mask, ratio = self.mask, self.ratio
+        choice, ratio = self.choice, self.ratio
         per_head = torch.stack(
             (
-                mask.sum(dim=(1, 2)).float(),
-                (self.step_entropy * mask).sum(dim=(1, 2)),
-                (((ratio - 1.0) - self.log_ratio) * mask).sum(dim=(1, 2)),
-                (((ratio - 1.0).abs() > self.clip_ratio) & mask).sum(dim=(1, 2)).float(),
+                self.mask.sum(dim=(1, 2)).float(),
+                choice.sum(dim=(1, 2)).float(),
+                (self.step_entropy * choice).sum(dim=(1, 2)),
+                (((ratio - 1.0) - self.log_ratio) * choice).sum(dim=(1, 2)),
+                (((ratio - 1.0).abs() > self.clip_ratio) & choice).sum(dim=(1, 2)).float(),
             )
         ).tolist()
-        for head, count, entropy, kl, clip in zip(HEAD_ORDER, *per_head, strict=True):
+        for head, relevant, count, entropy, kl, clip in zip(HEAD_ORDER, *per_head, strict=True):
+            acc.add(f"{head.value}.relevant", relevant, 1.0)
             if count == 0:
                 continue
             acc.add(f"{head.value}.entropy", entropy, count)
