@@ -162,11 +162,12 @@ def test_bf16_autocast_update_runs_and_stays_finite() -> None:
 
 def test_head_health_counts_only_steps_with_a_choice() -> None:
     bundle = TinyBundle(SLOTS)
-    buffer = collect(bundle, n_envs=4, steps=6, reward=germinate_pays)
+    buffer = collect(bundle, n_envs=8, steps=8, reward=germinate_pays)
     # Pretend the tempo head only ever had one allowed action (the one taken): it mattered but had no choice.
     tempo = ActionHead.TEMPO
     forced = torch.nn.functional.one_hot(buffer.actions[tempo], buffer.masks[tempo].shape[-1]).bool()
     buffer.masks[tempo] = forced
+    buffer.log_probs[tempo] = torch.zeros_like(buffer.log_probs[tempo])  # what sampling from it would store
     stats = PPOUpdater(bundle, PPOConfig()).update(buffer, torch.Generator().manual_seed(0))
     germinations = float((buffer.actions[ActionHead.OP] == LifecycleOp.GERMINATE).float().mean())
     assert germinations > 0
