@@ -68,3 +68,14 @@ def test_corrupt_and_missing_checkpoints(tmp_path: Path) -> None:
     truncated.write_bytes((tmp_path / "good.pt").read_bytes()[:200])
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
         load_checkpoint(truncated)
+
+
+def test_time_budget_stops_at_a_checkpoint(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "latest.pt"
+    training = _training(4, checkpoint)
+    reports = training.run(time_budget_seconds=0.0)  # the first round always runs; no second one fits
+    assert [r.round_index for r in reports] == [0]
+    assert load_checkpoint(checkpoint).rounds_completed == 1
+    resumed = _training(4, checkpoint)
+    resumed.resume(load_checkpoint(checkpoint))
+    assert [r.round_index for r in resumed.run(time_budget_seconds=3600.0)] == [1, 2, 3]

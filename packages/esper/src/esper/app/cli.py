@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(ppo, task_default=None)
     ppo.add_argument("--rounds", type=int, help="PPO rounds; one episode per env each (default 10)")
     ppo.add_argument("--epochs", type=int, help="epochs per episode (default: the task's)")
+    ppo.add_argument(
+        "--time-budget-minutes",
+        type=float,
+        help="stop at a checkpoint before a round that would end after this many minutes (resume continues)",
+    )
     ppo.add_argument("--resume", type=Path, help="continue the run in this directory from its last checkpoint")
     ppo.add_argument("--device", help="torch device for the policy and envs (default cpu)")
     ppo.add_argument("--compile-mode", type=_compile_mode, help="torch.compile mode for the policy (default none)")

@@ -38,6 +38,8 @@ class RunSettings:
     compile_mode: str | None = None
     backend: str = "auto"
     workers: int | None = None
+    #: PPO only: stop (at a checkpoint) before a round that would end after this many minutes of training.
+    time_budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("rounds", "envs", "episodes"):
@@ -51,6 +53,8 @@ class RunSettings:
             )
         if self.backend not in BACKENDS:
             raise ConfigError(f"run.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
+            raise ConfigError(f"run.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
         if self.workers is not None and self.workers < 1:
             raise ConfigError(f"run.workers must be >= 1, got {self.workers}")
 

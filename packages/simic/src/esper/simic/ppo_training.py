@@ -95,13 +95,23 @@ class PPOTraining:
         on_round: Callable[[RoundReport], None] | None = None,
         on_step: StepObserver | None = None,
         stop_after: int | None = None,
+        time_budget_seconds: float | None = None,
     ) -> list[RoundReport]:
-        """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update."""
-        reports = []
+        """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update.
+
+        With a time budget, a round is started only if the mean duration of this session's rounds says it will
+        finish within the budget; the run then stops at a checkpoint and ``--resume`` can continue it.
+        """
+        reports: list[RoundReport] = []
         end = self.run_settings.rounds
         if stop_after is not None:
             end = min(end, self.rounds_completed + stop_after)
+        started = time.perf_counter()
         for round_index in range(self.rounds_completed, end):
+            if time_budget_seconds is not None and reports:
+                elapsed = time.perf_counter() - started
+                if elapsed + elapsed / len(reports) > time_budget_seconds:
+                    break
             report = self.run_round(round_index, on_step)
             self.rounds_completed = round_index + 1
             if self.checkpoint_path is not None:
