@@ -202,8 +202,17 @@ class PPOUpdater:
 
         self.rounds_done += 1
         self.bundle.update_normalizer(buffer.features[valid])
+        shares = torch.stack((relevant.sum(dim=(1, 2)), choices.sum(dim=(1, 2)))).double() / max(n_valid, 1)
         return self._stats(
-            acc, explained, learning_rate, epochs_completed, minibatches, early_stopped, first_deviation, n_valid
+            acc,
+            explained,
+            learning_rate,
+            epochs_completed,
+            minibatches,
+            early_stopped,
+            first_deviation,
+            n_valid,
+            shares.tolist(),
         )
 
     def _relevant_steps(self, buffer: RolloutBuffer) -> torch.Tensor:
@@ -282,7 +291,6 @@ class PPOUpdater:
             clip_fraction=joint_clipped,
             ratio_deviation=ratio_deviation,
             n_valid=float(n_valid),
-            mask=mask,
             choice=choice,
             log_ratio=log_ratio.detach(),
             ratio=ratio.detach(),
@@ -300,17 +308,18 @@ class PPOUpdater:
         early_stopped: bool,
         first_deviation: float,
         transitions: int,
+        shares: list[list[float]],
     ) -> UpdateStats:
+        """``shares``: [relevant share, choice share] of the buffer's valid steps, per head in HEAD_ORDER."""
         heads: dict[str, HeadStats] = {}
-        total_weight = acc.weights.get("policy_loss", 0.0)
-        for head in HEAD_ORDER:
+        for index, head in enumerate(HEAD_ORDER):
             key = head.value
             heads[key] = HeadStats(
                 entropy=acc.mean(f"{key}.entropy"),
                 approx_kl=acc.mean(f"{key}.kl"),
                 clip_fraction=acc.mean(f"{key}.clip"),
-                relevant_fraction=acc.sums.get(f"{key}.relevant", 0.0) / total_weight if total_weight > 0 else 0.0,
-                choice_fraction=acc.weights.get(f"{key}.entropy", 0.0) / total_weight if total_weight > 0 else 0.0,
+                relevant_fraction=shares[0][index],
+                choice_fraction=shares[1][index],
             )
 
         def mean(key: str) -> float:
@@ -357,9 +366,8 @@ class _MinibatchOutput:
     clip_fraction: float
     ratio_deviation: float
     n_valid: float
-    #: ``[heads, env, time]`` in HEAD_ORDER: relevance, choice (relevant with more than one allowed action),
-    #: log-ratio, ratio and normalized entropy of every head.
-    mask: torch.Tensor
+    #: ``[heads, env, time]`` in HEAD_ORDER: choice (relevant with more than one allowed action), log-ratio,
+    #: ratio and normalized entropy of every head.
     choice: torch.Tensor
     log_ratio: torch.Tensor
     ratio: torch.Tensor
@@ -380,15 +388,13 @@ class _MinibatchOutput:
         choice, ratio = self.choice, self.ratio
         per_head = torch.stack(
             (
-                self.mask.sum(dim=(1, 2)).float(),
                 choice.sum(dim=(1, 2)).float(),
                 (self.step_entropy * choice).sum(dim=(1, 2)),
                 (((ratio - 1.0) - self.log_ratio) * choice).sum(dim=(1, 2)),
                 (((ratio - 1.0).abs() > self.clip_ratio) & choice).sum(dim=(1, 2)).float(),
             )
         ).tolist()
-        for head, relevant, count, entropy, kl, clip in zip(HEAD_ORDER, *per_head, strict=True):
-            acc.add(f"{head.value}.relevant", relevant, 1.0)
+        for head, count, entropy, kl, clip in zip(HEAD_ORDER, *per_head, strict=True):
             if count == 0:
                 continue
             acc.add(f"{head.value}.entropy", entropy, count)
