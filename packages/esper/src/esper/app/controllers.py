@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from esper.app.run_directory import checkpoint_file
 from esper.leyline import CheckpointError, ConfigError, Controller, PolicyBundle, SlotConfig, Topology
 from esper.simic.checkpoints import load_checkpoint
 from esper.simic.policy_controller import PolicyController
@@ -36,7 +37,7 @@ class ControllerSpec:
             return cls(label=text, builtin=text)
         deterministic = not text.startswith(STOCHASTIC_PREFIX)
         path = Path(text.removeprefix(STOCHASTIC_PREFIX))
-        if not (path / "checkpoints" / "latest.pt").is_file():
+        if not checkpoint_file(path).is_file():
             raise ConfigError(
                 f"unknown controller {text!r}: expected one of {', '.join(BUILTIN_CONTROLLERS)} or a PPO run "
                 f"directory with checkpoints/latest.pt"
@@ -47,7 +48,7 @@ class ControllerSpec:
 
 def load_policy(run_dir: Path, device: str, slots: SlotConfig) -> PolicyBundle:
     """The trained policy of a run directory, on ``device``; it must fit the task's slots."""
-    checkpoint = load_checkpoint(run_dir / "checkpoints" / "latest.pt")
+    checkpoint = load_checkpoint(checkpoint_file(run_dir))
     bundle = create_policy_from_config(checkpoint.policy_build_config, device=device)
     bundle.load_state_dict(checkpoint.policy_state)
     if bundle.slot_config != slots:

@@ -29,6 +29,25 @@ def default_run_dir(task: str, controller: str) -> Path:
     return Path("runs") / f"{task}-{controller}-{stamp}"
 
 
+def checkpoint_file(run_dir: Path) -> Path:
+    """Where a PPO run keeps its newest checkpoint."""
+    return run_dir / "checkpoints" / "latest.pt"
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The ``config.json`` of an existing run, read without touching anything else in the directory."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not an Esper run directory (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} does not hold a run config")
+    return data
+
+
 def _jsonable(value: Any) -> Any:
     """NaN/inf are not JSON: they are written as null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -47,8 +66,9 @@ class RunDirectory:
         if resume:
             if not (path / "config.json").is_file():
                 raise ConfigError(f"{path} is not an Esper run directory (no config.json)")
-        elif path.exists() and any(path.iterdir()):
-            raise ConfigError(f"output directory {path} already exists and is not empty; pick another --out")
+        elif path.exists() and (not path.is_dir() or any(path.iterdir())):
+            what = "a non-empty directory" if path.is_dir() else "a file"
+            raise ConfigError(f"output directory {path} already exists as {what}; pick another --out")
         self.path = path
         self.plots = path / "plots"
         self.plots.mkdir(parents=True, exist_ok=True)
@@ -62,7 +82,7 @@ class RunDirectory:
 
     @property
     def checkpoint_path(self) -> Path:
-        return self.path / "checkpoints" / "latest.pt"
+        return checkpoint_file(self.path)
 
     @property
     def config_path(self) -> Path:
@@ -70,15 +90,6 @@ class RunDirectory:
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.config_path, _jsonable(config))
-
-    def read_config(self) -> dict[str, Any]:
-        try:
-            data = json.loads(self.config_path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(f"cannot read {self.config_path}: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{self.config_path} does not hold a run config")
-        return data
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append one event line and flush it, so a crash loses at most the line being written."""

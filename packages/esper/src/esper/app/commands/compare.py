@@ -43,11 +43,14 @@ def run(args: argparse.Namespace) -> int:
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, "compare")
     episodes: dict[str, list[EpisodeSummary]] = {}
+    # Every controller is built (its checkpoint loaded and checked) before the output directory is created.
+    controllers = [
+        build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device) for spec in specs
+    ]
     task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False) as directory:
         directory.write_config({**config.to_dict(), "controllers": labels, "episode_seeds": seeds})
-        for spec in specs:
-            controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
+        for spec, controller in zip(specs, controllers, strict=True):
             episodes[spec.label] = run_logged_episodes(
                 config, controller, seeds, directory, task, quiet=args.quiet, label=spec.label
             )

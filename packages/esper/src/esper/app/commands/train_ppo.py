@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import torch
 
 from esper.app.backends import make_pool
 from esper.app.commands.shared import resolve_config
@@ -20,7 +22,7 @@ from esper.app.plots import learning_curves, lifecycle_timeline
 from esper.app.progress import Progress
 from esper.app.reporting import episodes_table, markdown_table
 from esper.app.run_config import RunConfig, from_dict
-from esper.app.run_directory import RunDirectory, default_run_dir
+from esper.app.run_directory import RunDirectory, checkpoint_file, default_run_dir, read_run_config
 from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, PolicyBundle, Topology
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
@@ -32,20 +34,19 @@ _RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Everything that can be refused (config, checkpoint, data, policy) is checked before the run directory is
+    # created or reopened, so bad input leaves nothing behind.
+    checkpoint: TrainingCheckpoint | None = None
     if args.resume is not None:
         given = [name for name in _RESUME_FORBIDS if getattr(args, name) is not None]
         if given:
             raise ConfigError(
                 f"--resume continues the run with its own config; drop {', '.join('--' + g for g in given)}"
             )
-        directory = RunDirectory(args.resume, resume=True)
-        config = _resumed_config(from_dict(directory.read_config()), args)
-        task = config.preset.load_data(args.data_dir)
-        checkpoint = load_checkpoint(directory.checkpoint_path)
+        config = _resumed_config(from_dict(read_run_config(args.resume)), args)
+        checkpoint = load_checkpoint(checkpoint_file(args.resume))
         _check_checkpoint_matches(checkpoint, config)
-        bundle = create_policy_from_config(
-            checkpoint.policy_build_config, device=config.run.device, compile_mode=config.run.compile_mode
-        )
+        policy_config = checkpoint.policy_build_config
     else:
         args.task = args.task or "digits"
         config = resolve_config(
@@ -61,24 +62,31 @@ def run(args: argparse.Namespace) -> int:
                 "workers": args.workers,
             },
         )
-        task = config.preset.load_data(args.data_dir)
+        policy_config = {
+            "kind": config.policy.kind,
+            "slot_config": list(config.preset.slots.names()),
+            "topology": Topology.CNN.value,
+            "sizes": dict(config.policy.sizes),
+        }
+    bundle = build_policy(policy_config, config)
+    task = config.preset.load_data(args.data_dir)
+    if args.resume is not None:
+        directory = RunDirectory(args.resume, resume=True)
+    else:
         directory = RunDirectory(args.out or default_run_dir(config.task, "ppo"))
-        checkpoint = None
-        bundle = create_policy_from_config(
-            {
-                "kind": config.policy.kind,
-                "slot_config": list(config.preset.slots.names()),
-                "topology": Topology.CNN.value,
-                "sizes": dict(config.policy.sizes),
-            },
-            device=config.run.device,
-            compile_mode=config.run.compile_mode,
-        )
     with directory:
         directory.write_config({**config.to_dict(), "controller": "ppo"})
         _train(config, bundle, directory, checkpoint, task, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
     return 0
+
+
+def build_policy(policy_config: Mapping[str, object], config: RunConfig) -> PolicyBundle:
+    """The policy bundle of a run, its initial weights drawn from the run seed (same seed, same policy). The
+    global CPU generator is seeded only inside ``fork_rng``, so nothing else sees the draw."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(config.run.seed)
+        return create_policy_from_config(policy_config, device=config.run.device, compile_mode=config.run.compile_mode)
 
 
 def _resumed_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,17 @@ from esper.simic.task_data import TaskData
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 _IMAGE_VALUES = 3 * 32 * 32
+#: What a pickled numpy array needs: its reconstructor (module path of numpy 1 and of numpy 2), the array and
+#: dtype types, and the codec protocol-2 pickles use for byte strings.
+_ALLOWED_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),
+    }
+)
 
 
 class DatasetError(ConfigError):
@@ -34,23 +46,36 @@ def locate_cifar10(data_dir: Path) -> Path:
             return candidate
     if not data_dir.is_dir():
         raise DatasetError(f"CIFAR-10 directory {data_dir} does not exist (pass --data-dir)")
-    missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (data_dir / name).is_file()]
+    searched = candidates[1] if candidates[1].is_dir() else data_dir
+    missing = [name for name in (*TRAIN_FILES, TEST_FILE) if not (searched / name).is_file()]
     raise DatasetError(
-        f"CIFAR-10 python batches not found in {data_dir} or {data_dir / 'cifar-10-batches-py'}: "
-        f"missing {', '.join(missing)} (unpack cifar-10-python.tar.gz there)"
+        f"CIFAR-10 python batches not found in {data_dir} or {candidates[1]}: "
+        f"{searched} lacks {', '.join(missing)} (unpack cifar-10-python.tar.gz there)"
     )
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only: a data file must never be able to run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a CIFAR-10 batch holds arrays only)")
+        return super().find_class(module, name)
 
 
 def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         with path.open("rb") as handle:
-            batch = pickle.load(handle, encoding="bytes")
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as error:
-        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {error}") from None
+            batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except Exception as error:  # a corrupt pickle fails in many ways (bad opcodes, sizes, codecs, arguments)
+        raise DatasetError(f"cannot read CIFAR-10 batch {path}: {type(error).__name__}: {error}") from None
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
         raise DatasetError(f"{path} is not a CIFAR-10 python batch (needs b'data' and b'labels')")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    try:
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise DatasetError(f"{path}: b'data' must be uint8 values and b'labels' integers: {error}") from None
     if data.ndim != 2 or data.shape[1] != _IMAGE_VALUES or data.shape[0] != labels.shape[0]:
         raise DatasetError(f"{path}: expected data [N, {_IMAGE_VALUES}] and N labels, got {data.shape}, {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() > 9):

@@ -1,0 +1,62 @@
+"""Shared helpers of the app's tests: episode summaries with chosen numbers, and a PPO run directory holding a
+real (untrained) LSTM policy checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esper.app.run_directory import checkpoint_file
+from esper.leyline import SlotConfig
+from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, save_checkpoint
+from esper.simic.episode_records import EpisodeSummary
+from esper.tamiyo import create_policy, register_builtin_policies
+
+
+def episode(
+    seed: int,
+    final_accuracy: float,
+    params_added: int = 0,
+    *,
+    germinated: int = 0,
+    fossilized: int = 0,
+    pruned: int = 0,
+    rolled_back: bool = False,
+    total_reward: float = 0.0,
+) -> EpisodeSummary:
+    return EpisodeSummary(
+        seed=seed,
+        epochs_run=3,
+        initial_accuracy=10.0,
+        final_accuracy=final_accuracy,
+        best_accuracy=final_accuracy,
+        host_params=77,
+        params_added=params_added,
+        germinated=germinated,
+        fossilized=fossilized,
+        pruned=pruned,
+        invalid_actions=0,
+        rolled_back=rolled_back,
+        rollback_reason="diverged" if rolled_back else None,
+        total_reward=total_reward,
+        accuracy_curve=(10.0, final_accuracy),
+        op_counts={"WAIT": 3},
+        events=(),
+    )
+
+
+def policy_run_dir(path: Path, slots: SlotConfig, hidden_dim: int = 16) -> Path:
+    """A directory laid out like a PPO run, whose checkpoint holds an untrained LSTM policy for ``slots``."""
+    register_builtin_policies()
+    bundle = create_policy("lstm", slots, hidden_dim=hidden_dim)
+    config: dict[str, Any] = {"task": "digits"}
+    checkpoint = TrainingCheckpoint(
+        rounds_completed=1,
+        policy_state=bundle.state_dict(),
+        policy_build_config=bundle.build_config(),
+        updater_state={},
+        rng=capture_rng_states(),
+        config=config,
+    )
+    save_checkpoint(checkpoint_file(path), checkpoint)
+    return path

@@ -1,0 +1,91 @@
+"""``--controller`` values: builtin names, PPO run directories (deterministic or ``stochastic:``), clear errors;
+and the policy a PPO run starts from depends on its seed only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from _esper_fixtures import policy_run_dir
+
+from esper.app.commands.train_ppo import build_policy
+from esper.app.controllers import BUILTIN_CONTROLLERS, ControllerSpec, build_controller, load_policy
+from esper.app.run_config import resolve
+from esper.app.run_directory import checkpoint_file
+from esper.leyline import CheckpointError, ConfigError, SlotConfig
+from esper.simic.policy_controller import PolicyController
+from esper.tamiyo import HeuristicController, RandomValidController, StaticController, register_builtin_policies
+
+SLOTS = SlotConfig.after_blocks(3)
+
+
+@pytest.mark.parametrize("name", BUILTIN_CONTROLLERS)
+def test_builtin_names(name: str) -> None:
+    spec = ControllerSpec.parse(f"  {name} ")
+    assert spec == ControllerSpec(label=name, builtin=name)
+    controller = build_controller(spec, SLOTS, seed=0, device="cpu")
+    expected = {"heuristic": HeuristicController, "random": RandomValidController, "static": StaticController}
+    assert isinstance(controller, expected[name])
+
+
+def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
+    run = policy_run_dir(tmp_path / "ppo-run", SLOTS)
+    deterministic = ControllerSpec.parse(str(run))
+    assert deterministic.run_dir == run and deterministic.deterministic and deterministic.builtin is None
+    assert deterministic.label == "learned-deterministic (ppo-run)"
+    stochastic = ControllerSpec.parse(f"stochastic:{run}")
+    assert stochastic.run_dir == run and not stochastic.deterministic
+    assert stochastic.label == "learned-stochastic (ppo-run)"
+
+    controller = build_controller(stochastic, SLOTS, seed=3, device="cpu")
+    assert isinstance(controller, PolicyController)
+    assert not controller.deterministic and controller.name == stochastic.label
+    policy = load_policy(run, "cpu", SLOTS)
+    expected = torch.load(checkpoint_file(run), weights_only=True)["policy_state"]["network"]
+    assert all(torch.equal(policy.state_dict()["network"][k], v) for k, v in expected.items())
+
+
+@pytest.mark.parametrize("text", ["heurstic", "stochastic:heuristic", "", "runs/does-not-exist"])
+def test_unknown_controllers_are_clear_errors(text: str) -> None:
+    expected = r"unknown controller .*: expected one of heuristic, random, static or a PPO run directory"
+    with pytest.raises(ConfigError, match=expected):
+        ControllerSpec.parse(text)
+
+
+def test_a_run_directory_without_checkpoint_is_not_a_controller(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(ConfigError, match=r"checkpoints/latest\.pt"):
+        ControllerSpec.parse(str(tmp_path))
+
+
+def test_a_policy_for_other_slots_is_refused(tmp_path: Path) -> None:
+    run = policy_run_dir(tmp_path / "two-slots", SlotConfig.after_blocks(2))
+    with pytest.raises(CheckpointError, match=r"trained for slots \['r0c0', 'r0c1'\], this task has"):
+        build_controller(ControllerSpec.parse(str(run)), SLOTS, seed=0, device="cpu")
+
+
+def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
+    run = policy_run_dir(tmp_path / "run", SLOTS)
+    path = checkpoint_file(run)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="corrupt or unreadable"):
+        build_controller(ControllerSpec.parse(str(run)), SLOTS, seed=0, device="cpu")
+
+
+def test_initial_policy_depends_on_the_run_seed_only() -> None:
+    register_builtin_policies()
+    config = resolve("digits", {"policy": {"hidden_dim": 16}}, {"seed": 4})
+    policy_config = {"kind": "lstm", "slot_config": list(SLOTS.names()), "topology": "cnn", "sizes": {"hidden_dim": 16}}
+    torch.manual_seed(123)
+    first = build_policy(policy_config, config)
+    global_draw = torch.rand(3)
+    torch.manual_seed(456)  # whatever the global generator holds
+    second = build_policy(policy_config, config)
+    other = build_policy(policy_config, resolve("digits", {}, {"seed": 5}))
+    a, b, c = (bundle.state_dict()["network"] for bundle in (first, second, other))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert not all(torch.equal(a[name], c[name]) for name in a)
+    # building a policy leaves the global generator where it was
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), global_draw)

@@ -1,0 +1,98 @@
+"""Task presets and the embedded digits data: a fixed split, the same tensors every time, standardized inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from esper.app.datasets.digits import DIGITS_SPLIT_SEED, DIGITS_VALIDATION_FRACTION, load_digits_task
+from esper.app.datasets.splits import fixed_split, standardized_task
+from esper.app.tasks import DEFAULT_TASK, TASKS, get_task
+from esper.leyline import ConfigError
+
+
+def test_unknown_task_error_lists_every_known_task() -> None:
+    with pytest.raises(ConfigError, match="unknown task 'mnist'") as error:
+        get_task("mnist")
+    for name in TASKS:
+        assert name in str(error.value)
+
+
+def test_presets_are_consistent() -> None:
+    assert DEFAULT_TASK in TASKS
+    assert set(TASKS) >= {"digits", "digits-strong", "cifar10", "cifar10-impaired"}
+    for name, preset in TASKS.items():
+        assert preset.name == name
+        assert preset.env.max_epochs == preset.episode_epochs
+        model = preset.model_factory(preset.slots, preset.episode_epochs)(0)
+        assert model.slot_config == preset.slots
+        inputs = torch.zeros(2, preset.host.in_channels, preset.image_size, preset.image_size)
+        assert model(inputs).shape == (2, preset.host.num_classes)
+
+
+def test_cifar_presets_need_a_data_directory() -> None:
+    with pytest.raises(ConfigError, match="pass --data-dir"):
+        get_task("cifar10").load_data(None)
+
+
+def test_digits_split_is_fixed_disjoint_and_complete() -> None:
+    n = 1797
+    train, val = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
+    again_train, again_val = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
+    assert np.array_equal(train, again_train) and np.array_equal(val, again_val)
+    assert len(np.intersect1d(train, val)) == 0
+    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(n))
+    assert len(val) == round(n * DIGITS_VALIDATION_FRACTION)
+    other_train, _ = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED + 1)
+    assert not np.array_equal(train, other_train)
+
+
+def test_digits_loads_the_same_standardized_tensors_twice() -> None:
+    first = load_digits_task()
+    second = load_digits_task()
+    for a, b in (
+        (first.train_inputs, second.train_inputs),
+        (first.train_targets, second.train_targets),
+        (first.val_inputs, second.val_inputs),
+        (first.val_targets, second.val_targets),
+    ):
+        assert torch.equal(a, b)
+    assert first.num_classes == 10
+    assert first.train_inputs.shape == (1438, 1, 8, 8) and first.val_inputs.shape == (359, 1, 8, 8)
+    assert first.train_inputs.dtype == torch.float32 and first.train_targets.dtype == torch.int64
+    assert set(first.train_targets.tolist()) == set(range(10)) == set(first.val_targets.tolist())
+    # standardized with the training set's statistics
+    assert abs(float(first.train_inputs.mean())) < 1e-5
+    assert float(first.train_inputs.std()) == pytest.approx(1.0, abs=1e-4)
+    assert abs(float(first.val_inputs.mean())) < 0.1
+
+
+def test_standardization_uses_training_statistics_per_channel() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(loc=[[[[3.0]]], [[[-2.0]]]], scale=[[[[2.0]]], [[[0.5]]]], size=(2, 50, 4, 4))
+    train = train.transpose(1, 0, 2, 3)  # [50, 2 channels, 4, 4]
+    val = np.full((3, 2, 4, 4), 3.0)
+    task = standardized_task(train, np.zeros(50, dtype=np.int64), val, np.ones(3, dtype=np.int64), num_classes=2)
+    per_channel_mean = task.train_inputs.mean(dim=(0, 2, 3))
+    per_channel_std = task.train_inputs.std(dim=(0, 2, 3))
+    torch.testing.assert_close(per_channel_mean, torch.zeros(2), atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_channel_std, torch.ones(2), atol=1e-5, rtol=0)
+    raw = torch.from_numpy(train).float()
+    expected = (3.0 - raw.mean(dim=(0, 2, 3))) / raw.std(dim=(0, 2, 3))
+    torch.testing.assert_close(task.val_inputs[0, :, 0, 0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_digits_train_and_validation_images_come_from_disjoint_samples() -> None:
+    """The validation images are exactly the held-out indices of the fixed split (no training image leaks)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    train_index, val_index = fixed_split(len(bunch.target), DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
+    task = load_digits_task()
+    assert torch.equal(task.val_targets, torch.from_numpy(bunch.target[val_index]).long())
+    assert torch.equal(task.train_targets, torch.from_numpy(bunch.target[train_index]).long())
+    raw_train = torch.from_numpy(bunch.images[train_index] / 16.0).float().unsqueeze(1)
+    mean, std = raw_train.mean(), raw_train.std()
+    raw_val = torch.from_numpy(bunch.images[val_index] / 16.0).float().unsqueeze(1)
+    torch.testing.assert_close(task.val_inputs, (raw_val - mean) / std, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,506 @@
+"""End-to-end runs of the ``esper`` command line in subprocesses, with tiny settings, checking what they write.
+
+Every command runs as a user would run it (``python -m esper.app.cli`` or the ``esper`` console script) and the
+tests read the files it leaves: config, event log, results, summary, plots, TensorBoard scalars, checkpoints.
+Bad input must end with one clear line on stderr, exit status 2, and nothing written or changed on disk.
+
+Harness choices: each CLI process gets one torch thread (as the test processes do, see the root conftest: the
+suite runs two workers on two cores), and the compiled bytecode of the many short CLI processes is cached in the
+session's temporary directory (``PYTHONPYCACHEPREFIX``; never in the source tree), so a process does not
+recompile torch on start. The two runs several tests read (a heuristic run and a 2-round PPO run) are made once
+per session and shared by the pytest workers; a test that changes a run works on its own copy.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from esper.app.cli import main
+from esper.app.tasks import TASKS
+from esper.leyline import HEAD_ORDER, SlotConfig
+from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, save_checkpoint
+from esper.simic.episode_seeds import evaluation_episode_seeds, is_evaluation_seed, training_episode_seeds
+from esper.tamiyo import create_policy, register_builtin_policies
+
+pytestmark = pytest.mark.slow
+
+QUICK = ["--envs", "2", "--seed", "0", "--quiet"]
+HEURISTIC = ["train", "heuristic", "--epochs", "3", "--episodes", "2", *QUICK]
+PPO = ["train", "ppo", "--epochs", "3", "--rounds", "2", "--backend", "inprocess", *QUICK]
+#: evaluate and compare take the episode length from a config file
+TINY_TOML = "[run]\nepochs = 3\n"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------------- harness
+def _shared_root(factory: pytest.TempPathFactory) -> Path:
+    """A directory every pytest worker of this session sees (the per-worker base's parent under xdist)."""
+    base = factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "esper-e2e"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _shared_root(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def cli_env(shared_root: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPYCACHEPREFIX=str(shared_root / "pycache"))
+    with _exclusive(shared_root / "pycache.lock"):  # one worker compiles, the other waits and reuses
+        if not (shared_root / "pycache").is_dir():
+            subprocess.run([sys.executable, "-c", "import esper.app.cli"], env=env, check=True, timeout=600)
+    return env
+
+
+def run_cli(env: dict[str, str], cwd: Path, *args: str, script: bool = False) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).parent / "esper")] if script else [sys.executable, "-m", "esper.app.cli"]
+    return subprocess.run([*command, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    assert "Traceback" not in result.stderr
+    return result
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def shared_run(root: Path, env: dict[str, str], name: str, args: list[str]) -> Path:
+    """Run the CLI once per session into ``root/name`` (whichever worker comes first); everyone reads it."""
+    out = root / name
+    status = root / f"{name}.status.json"
+    with _exclusive(root / f"{name}.lock"):
+        if not status.exists():
+            result = run_cli(env, root, *args, "--out", str(out))
+            status.write_text(json.dumps({"code": result.returncode, "out": result.stdout, "err": result.stderr}))
+    outcome = json.loads(status.read_text())
+    assert outcome["code"] == 0, outcome["err"][-5000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def heuristic_run(shared_root: Path, cli_env: dict[str, str]) -> Path:
+    return shared_run(shared_root, cli_env, "heuristic", [*HEURISTIC, "--backend", "inprocess"])
+
+
+@pytest.fixture(scope="session")
+def ppo_run(shared_root: Path, cli_env: dict[str, str]) -> Path:
+    return shared_run(shared_root, cli_env, "ppo", PPO)
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    return Path(shutil.copytree(run, destination))
+
+
+def events(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
+
+
+def of_kind(run: Path, kind: str) -> list[dict[str, Any]]:
+    return [e for e in events(run) if e["event"] == kind]
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == PNG and path.stat().st_size > 5_000
+
+
+def table_rows(markdown: str, header_start: str) -> list[list[str]]:
+    """Cells of the Markdown table whose header line starts with ``header_start``."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- help, tasks
+COMMANDS = [[], ["tasks"], ["train"], ["train", "heuristic"], ["train", "ppo"], ["evaluate"], ["compare"]]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "esper")
+def test_help_works_on_every_command(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: esper" + "".join(" " + part for part in command))
+    expected = {
+        "train ppo": ["--resume", "--rounds", "--compile-mode", "--config"],
+        "train heuristic": ["--episodes", "--epochs", "--backend"],
+        "evaluate": ["--controller", "--episodes", "stochastic:"],
+        "compare": ["--controllers", "--baseline"],
+        "": ["tasks", "train", "evaluate", "compare"],
+    }.get(" ".join(command), [])
+    for text in expected:
+        assert text in out
+
+
+def test_console_script_lists_every_task(cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = succeeded(run_cli(cli_env, tmp_path, "tasks", script=True)).stdout
+    rows = table_rows(out, "| task |")
+    assert [row[0].removesuffix(" (default)") for row in rows] == list(TASKS)
+    assert rows[0][0] == "digits (default)"
+    for row, preset in zip(rows, TASKS.values(), strict=True):
+        assert row[3] == str(preset.episode_epochs)
+        assert f"{preset.name}: {preset.description}" in out
+    assert list(tmp_path.iterdir()) == []  # listing tasks writes nothing
+
+
+# ------------------------------------------------------------------------------------------ train heuristic
+def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic_run: Path) -> None:
+    config = read_json(heuristic_run / "config.json")
+    seeds = training_episode_seeds(0, 0, 2)
+    assert config["task"] == "digits" and config["controller"] == "heuristic"
+    assert config["episode_seeds"] == seeds
+    assert config["run"]["seed"] == 0 and config["run"]["episodes"] == 2 and config["run"]["epochs"] == 3
+    assert config["env"]["max_epochs"] == 3 and config["ppo"]["clip_ratio"] == 0.2  # fully resolved
+
+    epochs = of_kind(heuristic_run, "epoch")
+    assert len(epochs) == 2 * 3
+    assert sorted((e["episode"], e["epoch"]) for e in epochs) == [(ep, t) for ep in (0, 1) for t in (1, 2, 3)]
+    assert all(e["controller"] == "heuristic" and 0.0 <= e["val_accuracy"] <= 100.0 for e in epochs)
+    episodes = of_kind(heuristic_run, "episode")
+    assert [e["seed"] for e in episodes] == seeds and [e["epochs_run"] for e in episodes] == [3, 3]
+    for episode in episodes:  # the episode's curve is the one its epoch events reported
+        reported = [e["val_accuracy"] for e in epochs if e["episode"] == episodes.index(episode)]
+        assert episode["accuracy_curve"][1:] == reported
+
+    results = read_json(heuristic_run / "results.json")
+    assert results["seeds"] == seeds and [r["seed"] for r in results["episodes"]] == seeds
+    assert results["stats"]["episodes"] == 2
+    final = [e["final_accuracy"] for e in episodes]
+    assert results["stats"]["final_accuracy"]["mean"] == pytest.approx(sum(final) / 2)
+    summary = (heuristic_run / "summary.md").read_text()
+    assert summary.startswith("# Heuristic on `digits`")
+    assert [row[0] for row in table_rows(summary, "| controller |")] == ["heuristic"]
+    assert [int(row[0]) for row in table_rows(summary, "| seed |")] == seeds
+    assert "![lifecycle](plots/lifecycle.png)" in summary
+    assert is_png(heuristic_run / "plots" / "lifecycle.png")
+    assert not (heuristic_run / "tensorboard").exists()
+
+
+def test_process_backend_gives_the_same_episodes(heuristic_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "processes"
+    succeeded(run_cli(cli_env, tmp_path, *HEURISTIC, "--backend", "processes", "--workers", "2", "--out", str(out)))
+    assert read_json(out / "config.json")["run"]["backend"] == "processes"
+    assert read_json(out / "results.json")["episodes"] == read_json(heuristic_run / "results.json")["episodes"]
+    assert of_kind(out, "epoch") == of_kind(heuristic_run, "epoch")
+
+
+# ------------------------------------------------------------------------------------------------ train ppo
+def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> None:
+    config = read_json(ppo_run / "config.json")
+    assert config["controller"] == "ppo" and config["run"]["rounds"] == 2 and config["run"]["seed"] == 0
+    assert config["policy"] == {"kind": "lstm"} and config["env"]["max_epochs"] == 3
+
+    rounds = of_kind(ppo_run, "round")
+    assert [r["round"] for r in rounds] == [0, 1]
+    for record in rounds:
+        update = record["update"]
+        assert update["transitions"] == 2 * 3 and update["epochs_completed"] >= 1
+        assert update["first_ratio_deviation"] < 1e-4
+        assert "explained_variance" in update and update["clip_fraction"] >= 0.0
+        for head in HEAD_ORDER:
+            assert {f"heads.{head.value}.{k}" for k in ("entropy", "approx_kl", "clip_fraction")} <= update.keys()
+        assert 0.0 <= update["heads.op.entropy"] <= 1.0 and update["heads.op.relevant_fraction"] == 1.0
+    assert len(of_kind(ppo_run, "epoch")) == 2 * 2 * 3
+    episodes = of_kind(ppo_run, "episode")
+    assert [(e["round"], e["seed"]) for e in episodes] == [
+        (r, seed) for r in (0, 1) for seed in training_episode_seeds(0, r, 2)
+    ]
+
+    checkpoint = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
+    assert checkpoint.rounds_completed == 2
+    assert checkpoint.config == {k: v for k, v in config.items() if k != "controller"}
+    assert checkpoint.policy_build_config["slot_config"] == ["r0c0", "r0c1", "r0c2"]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # type: ignore[import-untyped]
+
+    accumulator = EventAccumulator(str(ppo_run / "tensorboard"))
+    accumulator.Reload()
+    tags = accumulator.Tags()["scalars"]
+    assert {"episode/final_accuracy", "ppo/explained_variance", "ppo/heads.op.entropy"} <= set(tags)
+    assert [event.step for event in accumulator.Scalars("episode/final_accuracy")] == [0, 1]
+
+    results = read_json(ppo_run / "results.json")
+    assert [r["round"] for r in results["rounds"]] == [0, 1]
+    assert [e["seed"] for e in results["last_round_episodes"]] == training_episode_seeds(0, 1, 2)
+    summary = (ppo_run / "summary.md").read_text()
+    assert "2 rounds x 2 envs x 3 epochs, run seed 0" in summary
+    assert [row[0] for row in table_rows(summary, "| round |")] == ["0", "1"]
+    assert [row[0] for row in table_rows(summary, "| head |")] == [h.value for h in HEAD_ORDER]
+    assert is_png(ppo_run / "plots" / "learning_curves.png") and is_png(ppo_run / "plots" / "lifecycle.png")
+
+
+def test_resume_continues_the_round_counter_and_keeps_earlier_events(
+    ppo_run: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    before = (run / "events.jsonl").read_text()
+    succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--resume", str(run), "--rounds", "3", "--quiet"))
+
+    after = (run / "events.jsonl").read_text()
+    assert after.startswith(before)  # nothing earlier lost or rewritten
+    new = [json.loads(line) for line in after[len(before) :].splitlines()]
+    assert new[0] == {"event": "resume", "rounds_completed": 2, "rounds": 3}
+    assert [r["round"] for r in of_kind(run, "round")] == [0, 1, 2]
+    assert len([e for e in new if e["event"] == "epoch"]) == 2 * 3
+    assert all(e["round"] == 2 for e in new if e["event"] in ("epoch", "episode"))
+    assert [e["seed"] for e in new if e["event"] == "episode"] == training_episode_seeds(0, 2, 2)
+    assert load_checkpoint(run / "checkpoints" / "latest.pt").rounds_completed == 3
+    assert read_json(run / "config.json")["run"]["rounds"] == 3
+    assert [r["round"] for r in read_json(run / "results.json")["rounds"]] == [0, 1, 2]
+    summary = (run / "summary.md").read_text()
+    assert "3 rounds x 2 envs x 3 epochs" in summary
+    assert [row[0] for row in table_rows(summary, "| round |")] == ["0", "1", "2"]
+    assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # one file per session
+
+
+# ----------------------------------------------------------------------------------- evaluate and compare
+def test_evaluate_static_on_held_out_seeds(cli_env: dict[str, str], tmp_path: Path, tiny_config: Path) -> None:
+    out = tmp_path / "eval"
+    args = ["evaluate", "--controller", "static", "--task", "digits", "--episodes", "3", "--config", str(tiny_config)]
+    result = succeeded(
+        run_cli(cli_env, tmp_path, *args, "--envs", "2", "--backend", "inprocess", "--quiet", "--out", str(out))
+    )
+    seeds = evaluation_episode_seeds(0, 3)
+    results = read_json(out / "results.json")
+    assert results["controller"] == "static" and results["seeds"] == seeds
+    assert all(is_evaluation_seed(seed) for seed in seeds)
+    assert [(r["seed"], r["params_added"], r["germinated"]) for r in results["episodes"]] == [(s, 0, 0) for s in seeds]
+    assert results["stats"]["episodes"] == 3
+    assert len(of_kind(out, "epoch")) == 3 * 3 and len(of_kind(out, "episode")) == 3
+    assert {e["op"] for e in of_kind(out, "epoch")} == {"WAIT"}
+    assert read_json(out / "config.json")["episode_seeds"] == seeds
+    summary = (out / "summary.md").read_text()
+    assert [int(row[0]) for row in table_rows(summary, "| seed |")] == seeds
+    assert is_png(out / "plots" / "lifecycle.png")
+    assert "| static |" in result.stdout
+
+
+@pytest.mark.parametrize("mode", ["deterministic", "stochastic"])
+def test_evaluate_a_ppo_run_directory(
+    mode: str, ppo_run: Path, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    out = tmp_path / "eval"
+    controller = str(ppo_run) if mode == "deterministic" else f"stochastic:{ppo_run}"
+    args = ["evaluate", "--controller", controller, "--episodes", "2", "--config", str(tiny_config)]
+    succeeded(run_cli(cli_env, tmp_path, *args, "--envs", "2", "--backend", "inprocess", "--quiet", "--out", str(out)))
+    results = read_json(out / "results.json")
+    assert results["controller"] == f"learned-{mode} (ppo)"
+    evaluation_seeds = results["seeds"]
+    training_seeds = {e["seed"] for e in of_kind(ppo_run, "episode")}
+    assert evaluation_seeds == evaluation_episode_seeds(0, 2)
+    assert training_seeds.isdisjoint(evaluation_seeds)
+    assert all(is_evaluation_seed(s) for s in evaluation_seeds) and not any(map(is_evaluation_seed, training_seeds))
+    assert [e["epochs_run"] for e in of_kind(out, "episode")] == [3, 3]
+    assert len(of_kind(out, "epoch")) == 2 * 3
+    assert results["stats"]["controller"] == f"learned-{mode} (ppo)"
+
+
+def test_compare_writes_tables_with_intervals_and_paired_differences(
+    ppo_run: Path, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    out = tmp_path / "compare"
+    controllers = f"heuristic,static,{ppo_run}"
+    args = ["compare", "--controllers", controllers, "--episodes", "2", "--config", str(tiny_config)]
+    result = succeeded(
+        run_cli(cli_env, tmp_path, *args, "--envs", "2", "--backend", "inprocess", "--quiet", "--out", str(out))
+    )
+    learned = "learned-deterministic (ppo)"
+    labels = ["heuristic", "static", learned]
+    results = read_json(out / "results.json")
+    seeds = evaluation_episode_seeds(0, 2)
+    assert results["seeds"] == seeds and results["baseline"] == "heuristic"
+    assert [s["controller"] for s in results["controllers"]] == labels
+    for stats in results["controllers"]:
+        rows = results["episodes"][stats["controller"]]
+        assert [r["seed"] for r in rows] == seeds  # every controller faced the same episodes
+        accuracy = stats["final_accuracy"]
+        assert accuracy["n"] == 2 and accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
+        assert accuracy["mean"] == pytest.approx(sum(r["final_accuracy"] for r in rows) / 2)
+        assert "gain_over_static" in stats
+    assert set(results["paired_vs_baseline"]) == {"static", learned}
+    heuristic_rows, static_rows = results["episodes"]["heuristic"], results["episodes"]["static"]
+    paired = results["paired_vs_baseline"]["static"]["final_accuracy"]
+    expected = sum(s["final_accuracy"] - h["final_accuracy"] for s, h in zip(static_rows, heuristic_rows, strict=True))
+    assert paired["mean"] == pytest.approx(expected / 2) and paired["low"] <= paired["mean"] <= paired["high"]
+
+    summary = (out / "summary.md").read_text()
+    assert [row[0] for row in table_rows(summary, "| controller | final acc % [95% CI]")] == labels
+    assert [row[0] for row in table_rows(summary, "| controller | accuracy minus heuristic")] == ["static", learned]
+    assert re.search(r"\| static \| [-\d.]+ \[[-\d.]+, [-\d.]+\] \|", summary)
+    assert "| heuristic |" in result.stdout
+    assert is_png(out / "plots" / "comparison.png")
+    for slug in ("heuristic", "static", "learned-deterministic--ppo"):
+        assert is_png(out / "plots" / f"lifecycle-{slug}.png")
+    assert len(of_kind(out, "episode")) == 3 * 2 and len(of_kind(out, "epoch")) == 3 * 2 * 3
+
+
+# ------------------------------------------------------------------------------------------------- bad input
+# A refusal happens before any training, so most refusal cases call ``main`` in the test process (the same code
+# path minus interpreter start-up); one case of each kind also runs as a real process, for the exit status.
+
+
+@pytest.fixture
+def run_refused(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    def run(cwd: Path, *args: str, separate_process: bool) -> subprocess.CompletedProcess[str]:
+        if separate_process:
+            return run_cli(cli_env, cwd, *args, script=True)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(["esper", *args], code, captured.out, captured.err)
+
+    return run
+
+
+def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Exit status 2 and exactly one line on stderr, naming the problem; no traceback, nothing on stdout."""
+    assert result.returncode == 2, f"exit {result.returncode}\n{result.stderr[-3000:]}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert lines[0].startswith("esper: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "toml", "message", "separate_process"),
+    [
+        (["train", "heuristic", "--task", "mnist"], None, r"unknown task 'mnist'; known tasks: digits, digits-", True),
+        (["train", "ppo"], "[ppo]\nlearning_rat = 0.1\n", r"unknown config key 'ppo\.learning_rat'", False),
+        (["train", "ppo"], "[policy]\nhiden_dim = 8\n", r"unknown network sizes \['hiden_dim'\]", False),
+        (
+            ["train", "heuristic", "--task", "cifar10", "--data-dir", "{tmp}/nonexistent"],
+            None,
+            r"CIFAR-10 directory .*nonexistent does not exist",
+            False,
+        ),
+        (["evaluate", "--controller", "heurstic"], None, r"unknown controller 'heurstic'", False),
+    ],
+    ids=["unknown-task", "unknown-config-key", "unknown-policy-size", "missing-cifar", "unknown-controller"],
+)
+def test_bad_input_leaves_nothing_behind(
+    args: list[str],
+    toml: str | None,
+    message: str,
+    separate_process: bool,
+    run_refused: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "out"
+    extra = ["--out", str(out), "--quiet"]
+    if toml is not None:
+        (tmp_path / "bad.toml").write_text(toml)
+        extra += ["--config", str(tmp_path / "bad.toml")]
+    command = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    refused(run_refused(tmp_path, *command, *extra, separate_process=separate_process), message)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["bad.toml"] if toml is not None else [])
+
+
+def foreign_checkpoint(run: Path, *, task: str | None = None, hidden_dim: int | None = None) -> TrainingCheckpoint:
+    """The checkpoint another run would have written: another task, or a policy of another size."""
+    own = load_checkpoint(run / "checkpoints" / "latest.pt")
+    config = json.loads(json.dumps(own.config))
+    policy_state, build_config = own.policy_state, own.policy_build_config
+    if task is not None:
+        config["task"] = task
+    if hidden_dim is not None:
+        register_builtin_policies()
+        bundle = create_policy("lstm", SlotConfig.from_ids(build_config["slot_config"]), hidden_dim=hidden_dim)
+        config["policy"] = {"kind": "lstm", "hidden_dim": hidden_dim}
+        policy_state, build_config = bundle.state_dict(), bundle.build_config()
+    return TrainingCheckpoint(own.rounds_completed, policy_state, build_config, own.updater_state, own.rng, config)
+
+
+@pytest.mark.parametrize(
+    ("case", "message", "separate_process"),
+    [
+        ("truncated", r"checkpoint .*latest\.pt is corrupt or unreadable", True),
+        ("other-policy-size", r"the checkpoint does not belong to this run: its 'policy' settings differ", False),
+        ("other-task", r"the checkpoint does not belong to this run: its 'task' settings differ", False),
+        ("finished", r"already completed 2 rounds; pass --rounds N with N > 2", False),
+        ("no-run", r"is not an Esper run directory \(no config\.json\)", False),
+    ],
+)
+def test_resume_refusals_leave_the_run_untouched(
+    case: str,
+    message: str,
+    separate_process: bool,
+    ppo_run: Path,
+    run_refused: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    latest = run / "checkpoints" / "latest.pt"
+    if case == "truncated":
+        latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 3])
+    elif case == "other-policy-size":
+        save_checkpoint(latest, foreign_checkpoint(run, hidden_dim=16))
+    elif case == "other-task":
+        save_checkpoint(latest, foreign_checkpoint(run, task="digits-strong"))
+    elif case == "no-run":
+        (run / "config.json").unlink()
+    before = snapshot(run)
+    args = ["train", "ppo", "--resume", str(run), "--quiet"]
+    refused(run_refused(tmp_path, *args, separate_process=separate_process), message)
+    assert snapshot(run) == before
+
+
+def test_compare_with_a_corrupt_run_directory_writes_nothing(
+    ppo_run: Path, run_refused: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, tiny_config: Path
+) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    latest = run / "checkpoints" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[:1000])
+    out = tmp_path / "compare"
+    args = ["compare", "--controllers", f"static,{run}", "--config", str(tiny_config), "--out", str(out), "--quiet"]
+    refused(run_refused(tmp_path, *args, separate_process=False), r"corrupt or unreadable")
+    assert not out.exists()
