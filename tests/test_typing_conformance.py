@@ -4,6 +4,7 @@ signature drift fails CI before any runtime check; the test then repeats the che
 from __future__ import annotations
 
 from esper.leyline import Controller, PolicyBundle, SlotConfig, Topology
+from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import (
     HeuristicController,
     LSTMPolicyBundle,
@@ -21,7 +22,9 @@ def _controllers() -> list[Controller]:
     heuristic: Controller = HeuristicController(_SLOTS, Topology.CNN)
     random_valid: Controller = RandomValidController(_SLOTS, Topology.CNN, seed=0)
     static: Controller = StaticController()
-    return [heuristic, random_valid, static]
+    register_builtin_policies()
+    learned: Controller = PolicyController(create_policy("lstm", _SLOTS), deterministic=True)
+    return [heuristic, random_valid, static, learned]
 
 
 def _bundles() -> list[PolicyBundle]:
