@@ -10,9 +10,10 @@ LSTM output so the heads do too over long sequences; the recurrent state itself 
 head reads the shared state only, never the action: the PPO baseline does not depend on the action it scores.
 
 Initialization: orthogonal Linear weights with gain sqrt(2) (ReLU), zero biases; policy output layers gain 0.01
-(near-uniform initial policy over the allowed actions, except the ``destructive_op_logit`` prior on the op head); value output gain 0.1 (values are in normalized return
-units, so small initial values keep the first value loss near the target variance); blueprint embedding N(0, 1)
-with the "no seed" row (``Blueprint.NOOP``) fixed at zero; the LSTM as documented in ``lstm``.
+(near-uniform initial policy over the allowed actions, except the ``destructive_op_logit`` prior on the op head);
+value output gain 0.1 (values are in normalized return units, so small initial values keep the first value loss
+near the target variance); blueprint embedding N(0, 1) with the "no seed" row (``Blueprint.NOOP``) fixed at zero;
+the LSTM as documented in ``lstm``.
 
 ``forward`` is the compiled hot path: pure tensor code (no host reads, no validation) over ``[batch, time]``.
 """
