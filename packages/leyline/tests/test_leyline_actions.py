@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
     ALPHA_TARGET_VALUES,
@@ -32,8 +35,6 @@ from esper.leyline import (
     is_relevant,
     relevance_rows,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 H = ActionHead
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 import numpy as np
 import pytest
 import torch
+
 from esper.leyline import safe
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from esper.leyline import InvalidSlotIdError, SlotConfig, SlotId
 
 

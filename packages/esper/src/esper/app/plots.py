@@ -45,7 +45,7 @@ def learning_curves(rounds: Sequence[dict[str, Any]], path: Path) -> None:
         points = [(xi, v) for xi, v in zip(x, values, strict=True) if v is not None]
         if points:
             ax.plot(*zip(*points, strict=True), label=head.value)
-    ax.set(title="normalized entropy per head (where relevant)", xlabel="round", ylim=(-0.02, 1.02))
+    ax.set(title="normalized entropy per head (steps with a choice)", xlabel="round", ylim=(-0.02, 1.02))
     ax.legend(fontsize=7, ncol=2)
     ax = axes[1][1]
     ax.plot(x, [r["update"].get("explained_variance") for r in rounds], label="explained variance")

@@ -16,9 +16,11 @@ from esper.leyline import ConfigError
 @dataclass(frozen=True)
 class RewardConfig:
     #: Rent per epoch = rent_weight * active seed params / host params: every parameter that changes the output
-    #: costs the same each epoch, measured in host sizes so the weight means the same on any host. At 0.002 a
-    #: seed as large as the host must buy 0.2 accuracy points per epoch to pay for itself.
-    rent_weight: float = 0.002
+    #: costs the same each epoch, measured in host sizes so the weight means the same on any host. At 0.001 a
+    #: seed as large as the host must buy 0.1 accuracy points per epoch to pay for itself (at 0.002 the digits
+    #: policy learned to grow nothing: the average random seed cost more than it earned before PPO could
+    #: learn which seeds pay).
+    rent_weight: float = 0.001
     #: Reward of the terminal step when the governor rolls the episode back (negated).
     rollback_penalty: float = 0.5
     #: Named option: extra penalty when the chosen action could not be executed (gate refused, slot busy).

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 "compile_mode": args.compile_mode,
                 "backend": args.backend,
                 "workers": args.workers,
+                "time_budget_minutes": args.time_budget_minutes,
             },
         )
         policy_config = {
@@ -92,7 +93,7 @@ def build_policy(policy_config: Mapping[str, object], config: RunConfig) -> Poli
 def _resumed_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     run = config.run
     changes: dict[str, Any] = {}
-    for name in ("rounds", "device", "compile_mode", "backend", "workers"):
+    for name in ("rounds", "device", "compile_mode", "backend", "workers", "time_budget_minutes"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
@@ -166,7 +167,15 @@ def _train(
                     f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
                 )
 
-            training.run(on_round=on_round, on_step=on_step)
+            budget = config.run.time_budget_minutes
+            training.run(
+                on_round=on_round, on_step=on_step, time_budget_seconds=None if budget is None else budget * 60.0
+            )
+            if training.rounds_completed < config.run.rounds:
+                progress.note(
+                    f"time budget reached after {training.rounds_completed} rounds; "
+                    f"continue with --resume {directory.path}"
+                )
     finally:
         pool.close()
     _write_summary(config, directory, last_round[0] if last_round else None)
@@ -251,14 +260,19 @@ def _write_summary(config: RunConfig, directory: RunDirectory, last: RoundReport
                 for r in rounds
             ],
         ),
-        "## Per-head entropy in the last round",
+        "## Per-head health in the last round",
+        "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
+        "action (a forced choice has entropy 0 by definition).",
         markdown_table(
-            ["head", "normalized entropy", "relevant share of steps"],
+            ["head", "normalized entropy", "KL", "clip fraction", "share of steps it mattered", "with a choice"],
             [
                 [
                     head.value,
                     _fmt(rounds[-1]["update"].get(f"heads.{head.value}.entropy")),
+                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.approx_kl"), 4),
+                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.clip_fraction")),
                     _fmt(rounds[-1]["update"].get(f"heads.{head.value}.relevant_fraction")),
+                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.choice_fraction")),
                 ]
                 for head in HEAD_ORDER
             ],
