@@ -62,55 +62,58 @@ _CIFAR_ENV = EnvConfig(
     max_epochs=CIFAR_EPISODE_EPOCHS, batch_size=128, host_lr=0.05, seed_lr=0.05, weight_decay=5e-4, val_batch_size=1000
 )
 
+_DIGITS_SOURCE = "scikit-learn's bundled digits (1,797 images, fixed 80/20 split)"
+_CIFAR_SOURCE = "CIFAR-10 python batches from --data-dir"
+
+
+def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
+    return TaskPreset(
+        name,
+        description,
+        _DIGITS_SOURCE,
+        host_preset,
+        8,
+        SlotConfig.after_blocks(3),
+        DIGITS_EPISODE_EPOCHS,
+        _DIGITS_ENV,
+        _digits,
+    )
+
+
+def _cifar_preset(name: str, description: str, host_preset: str) -> TaskPreset:
+    return TaskPreset(
+        name,
+        description,
+        _CIFAR_SOURCE,
+        host_preset,
+        32,
+        SlotConfig.after_blocks(3),
+        CIFAR_EPISODE_EPOCHS,
+        _CIFAR_ENV,
+        _cifar,
+        needs_data_dir=True,
+    )
+
+
 TASKS: Mapping[str, TaskPreset] = MappingProxyType(
     {
         preset.name: preset
         for preset in (
-            TaskPreset(
-                name="digits",
-                description="impaired CNN host (base 1, kernel 1) on 8x8 digits: growth decides the outcome",
-                data_source="scikit-learn's bundled digits (1,797 images, fixed 80/20 split)",
-                host_preset="digits_impaired",
-                image_size=8,
-                slots=SlotConfig.after_blocks(3),
-                episode_epochs=DIGITS_EPISODE_EPOCHS,
-                env=_DIGITS_ENV,
-                loader=_digits,
+            _digits_preset(
+                "digits",
+                "impaired CNN host (base 1, kernel 1) on 8x8 digits: growth decides the outcome",
+                "digits_impaired",
             ),
-            TaskPreset(
-                name="digits-strong",
-                description="strong CNN host (base 8, kernel 3) on 8x8 digits: little left to gain by growing",
-                data_source="scikit-learn's bundled digits (1,797 images, fixed 80/20 split)",
-                host_preset="digits_strong",
-                image_size=8,
-                slots=SlotConfig.after_blocks(3),
-                episode_epochs=DIGITS_EPISODE_EPOCHS,
-                env=_DIGITS_ENV,
-                loader=_digits,
+            _digits_preset(
+                "digits-strong",
+                "strong CNN host (base 8, kernel 3) on 8x8 digits: little left to gain by growing",
+                "digits_strong",
             ),
-            TaskPreset(
-                name="cifar10",
-                description="baseline CNN host (base 8, kernel 3, ~6.4k params) on CIFAR-10",
-                data_source="CIFAR-10 python batches from --data-dir",
-                host_preset="cifar_baseline",
-                image_size=32,
-                slots=SlotConfig.after_blocks(3),
-                episode_epochs=CIFAR_EPISODE_EPOCHS,
-                env=_CIFAR_ENV,
-                loader=_cifar,
-                needs_data_dir=True,
+            _cifar_preset(
+                "cifar10", "baseline CNN host (base 8, kernel 3, ~6.4k params) on CIFAR-10", "cifar_baseline"
             ),
-            TaskPreset(
-                name="cifar10-impaired",
-                description="impaired CNN host (base 1, kernel 1, 77 params) on CIFAR-10",
-                data_source="CIFAR-10 python batches from --data-dir",
-                host_preset="cifar_impaired",
-                image_size=32,
-                slots=SlotConfig.after_blocks(3),
-                episode_epochs=CIFAR_EPISODE_EPOCHS,
-                env=_CIFAR_ENV,
-                loader=_cifar,
-                needs_data_dir=True,
+            _cifar_preset(
+                "cifar10-impaired", "impaired CNN host (base 1, kernel 1, 77 params) on CIFAR-10", "cifar_impaired"
             ),
         )
     }

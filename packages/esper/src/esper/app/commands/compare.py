@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from esper.app.commands.shared import resolve_config, run_logged_episodes
+from esper.app.commands.shared import resolve_evaluation_config, run_logged_episodes
 from esper.app.controllers import ControllerSpec, build_controller
 from esper.app.evaluation import controller_stats, episode_row, paired_comparison
 from esper.app.plots import comparison_chart, lifecycle_timeline
@@ -22,17 +22,7 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 
 
 def run(args: argparse.Namespace) -> int:
-    config = resolve_config(
-        args,
-        {
-            "episodes": args.episodes,
-            "envs": args.envs,
-            "seed": args.seed,
-            "backend": args.backend,
-            "workers": args.workers,
-            "device": args.device,
-        },
-    )
+    config = resolve_evaluation_config(args)
     specs = [ControllerSpec.parse(text) for text in args.controllers.split(",") if text.strip()]
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels) or not specs:

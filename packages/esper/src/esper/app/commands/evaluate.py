@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from esper.app.commands.shared import resolve_config, run_logged_episodes
+from esper.app.commands.shared import resolve_evaluation_config, run_logged_episodes
 from esper.app.controllers import ControllerSpec, build_controller
 from esper.app.evaluation import controller_stats, episode_row
 from esper.app.plots import lifecycle_timeline
@@ -14,17 +14,7 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 
 
 def run(args: argparse.Namespace) -> int:
-    config = resolve_config(
-        args,
-        {
-            "episodes": args.episodes,
-            "envs": args.envs,
-            "seed": args.seed,
-            "backend": args.backend,
-            "workers": args.workers,
-            "device": args.device,
-        },
-    )
+    config = resolve_evaluation_config(args)
     spec = ControllerSpec.parse(args.controller)
     controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)

@@ -20,6 +20,12 @@ def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunCon
     return resolve(args.task, file_values, flags)
 
 
+def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
+    """The config of ``evaluate`` and ``compare`` (they take the same flags)."""
+    flags = {name: getattr(args, name) for name in ("episodes", "envs", "seed", "backend", "workers", "device")}
+    return resolve_config(args, flags)
+
+
 def run_logged_episodes(
     config: RunConfig,
     controller: Controller,
