@@ -29,9 +29,7 @@ def test_sequence_and_single_steps_agree_with_gradients(layers: int) -> None:
     whole, (h, c) = lstm(inputs, hidden)
     whole_grads = torch.autograd.grad((whole.square().sum() + h.sum() + c.sum()), list(lstm.parameters()))
     stepped, (h_step, c_step) = _one_step_at_a_time(lstm, inputs, hidden)
-    stepped_grads = torch.autograd.grad(
-        (stepped.square().sum() + h_step.sum() + c_step.sum()), list(lstm.parameters())
-    )
+    stepped_grads = torch.autograd.grad((stepped.square().sum() + h_step.sum() + c_step.sum()), list(lstm.parameters()))
     torch.testing.assert_close(whole, stepped, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h, h_step, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(c, c_step, rtol=1e-5, atol=1e-6)

@@ -98,8 +98,14 @@ def lifecycle_timeline(
     axes[-1][0].set_xlabel("epoch")
     handles = [Patch(color=color) for color in STAGE_COLORS.values()]
     fig.suptitle(title, y=0.99, fontsize=10)
-    fig.legend(handles, [s.name.lower() for s in STAGE_COLORS], loc="upper center", ncol=8, fontsize=8,
-               bbox_to_anchor=(0.5, 0.955))
+    fig.legend(
+        handles,
+        [s.name.lower() for s in STAGE_COLORS],
+        loc="upper center",
+        ncol=8,
+        fontsize=8,
+        bbox_to_anchor=(0.5, 0.955),
+    )
     fig.tight_layout(rect=(0, 0, 1, 0.90))
     fig.savefig(path, dpi=110)
     plt.close(fig)
