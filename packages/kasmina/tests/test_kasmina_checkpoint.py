@@ -4,6 +4,8 @@ host weights including BatchNorm buffers."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
@@ -163,3 +165,36 @@ def test_a_fossil_grown_after_the_snapshot_is_rewound() -> None:
     model.eval()
     host.eval()
     assert torch.equal(model(x), host(x))
+
+
+def _model_state(model: MorphogeneticModel) -> dict[str, torch.Tensor]:
+    return {name: tensor.clone() for name, tensor in model.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("spoil", "message"),
+    [
+        # the classifier bias fits, the weight after it in the state does not: nothing may be written
+        (lambda state: state["host"].update({"classifier.weight": torch.zeros(3, 3)}), "shape"),
+        (lambda state: state["host"].pop("blocks.0.1.running_mean"), "missing"),
+        (lambda state: state["host"].update({"classifier.bias": 0.5}), "not a tensor"),
+        (lambda state: state.update({"generator": torch.zeros(3, dtype=torch.uint8)}), "unreadable"),
+    ],
+)
+def test_a_refused_lifecycle_load_changes_nothing(spoil: Callable[[dict[str, Any]], object], message: str) -> None:
+    state: dict[str, Any] = _every_stage().lifecycle_state()
+    state["host"] = {
+        name: torch.full_like(tensor, 7) if tensor.is_floating_point() else tensor
+        for name, tensor in state["host"].items()
+    }
+    spoil(state)
+    target = digits_model(seed=9, slot_config=ALL_DIGITS_SLOTS)
+    before = _model_state(target)
+    generator_before = target._generator.get_state()
+    with pytest.raises(CheckpointError, match=message):
+        target.load_lifecycle_state(state)
+    after = _model_state(target)
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[name], before[name]) for name in before)
+    assert torch.equal(target._generator.get_state(), generator_before)
+    assert target.stages() == (SeedStage.DORMANT,) * 5

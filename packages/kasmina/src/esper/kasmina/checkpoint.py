@@ -70,6 +70,29 @@ def seed_record(seed: Seed) -> Record:
     }
 
 
+def check_state_fits(module: nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Raise ``CheckpointError`` unless ``module.load_state_dict(state)`` would succeed.
+
+    ``load_state_dict`` copies every tensor that fits before it reports the ones that do not, so a refused load
+    would already have overwritten part of the module: everything is checked first.
+    """
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"a state_dict must be a mapping, got {type(state).__name__}")
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"state_dict does not fit the module: missing {missing}, unexpected {unexpected}")
+    for name, tensor in state.items():
+        if not isinstance(tensor, Tensor):
+            raise CheckpointError(f"state_dict entry {name!r} is a {type(tensor).__name__}, not a tensor")
+        if tensor.shape != expected[name].shape:
+            raise CheckpointError(
+                f"state_dict entry {name!r} has shape {tuple(tensor.shape)}, the module needs "
+                f"{tuple(expected[name].shape)}"
+            )
+
+
 def _optional_float(value: object) -> float | None:
     return None if value is None else float(cast(float, value))
 
@@ -234,10 +257,15 @@ def restore_lifecycle(
             )
             rebuilt.append((slot, stage, int(cast(int, record["dwell_remaining"])), seed))
         next_serial = int(cast(int, state["next_serial"]))
-        host.load_state_dict(cast(Mapping[str, Tensor], state["host"]))
-        generator.set_state(cast(Tensor, state["generator"]))
+        host_state = cast(Mapping[str, Tensor], state["host"])
+        check_state_fits(host, host_state)
+        generator_state = cast(Tensor, state["generator"])
+        torch.Generator().set_state(generator_state)  # a scratch generator: refuses a bad state before any write
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"unreadable lifecycle checkpoint: {error}") from error
+    # Everything above only read and built; from here on nothing can be refused.
+    host.load_state_dict(host_state)
+    generator.set_state(generator_state)
     for slot, stage, dwell, seed in rebuilt:
         slot.restore_state(stage, dwell, seed)
     return next_serial
