@@ -18,7 +18,7 @@ from _kasmina_fixtures import (
     train_step,
 )
 
-from esper.kasmina import GateConfig, MorphogeneticModel
+from esper.kasmina import BLUEPRINTS, GateConfig, MorphogeneticModel
 from esper.leyline import (
     ALPHA_TARGET_VALUES,
     MIN_PRUNE_AGE,
@@ -34,6 +34,7 @@ from esper.leyline import (
     SeedStage,
     SlotReport,
     Tempo,
+    Topology,
 )
 
 
@@ -75,7 +76,7 @@ def test_germinate_records_choices_and_accuracy() -> None:
     )
     assert report.seed.metrics.accuracy_at_germination == 42.5
     assert report.seed.metrics.accuracy_at_stage_entry == 42.5
-    assert report.seed.param_count == 4 * 4 + 11 * 4 + 4 + 1  # depthwise at C=4, plus the gate's C + 1
+    assert report.seed.param_count == 4 * 4 + 11 * 4  # depthwise at C=4; under ADD the gate costs nothing
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_parameter_groups_partition_the_model_and_counts_ignore_requires_grad() 
     assert host.union(*seeds) == {id(p) for p in model.parameters()}
     assert model.host_param_count() == 75
     counts = [model.seed_param_count(s) for s in ("r0c0", "r0c1", "r0c2")]
-    assert counts == [9 * c * c + 2 * c + c + 1 for c in (1, 2, 4)]
+    assert counts == [9 * c * c + 2 * c for c in (1, 2, 4)]  # ADD: the unused blend gate costs nothing
     model.tick()  # r0c1's alpha becomes > 0; r0c2 is still in TRAINING (alpha 0)
     assert model.active_seed_param_count() == counts[0] + counts[1]
     for parameter in model.parameters():
@@ -232,3 +233,22 @@ def test_gradient_health_reaches_reports_and_follows_the_epoch() -> None:
     assert metrics.gradient_health == 1.0
     model.tick()  # the finished epoch stays visible until the next backward
     assert model.slot_reports()[0].seed.metrics.gradient_norm == metrics.gradient_norm  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("blueprint", [Blueprint.CONV_LIGHT, Blueprint.NORM, Blueprint.ATTENTION])
+def test_a_seed_costs_its_blend_gate_only_under_the_gate_operator(blueprint: Blueprint) -> None:
+    model = digits_model()
+    to_blending(model, 1, blueprint, BlendStyle.SIGMOID_ADD)  # r0c1: 2 channels
+    model.tick()
+    channels = model.slot("r0c1").channels
+    module_params = BLUEPRINTS.spec(Topology.CNN, blueprint).param_estimate(channels)
+    assert model.seed_param_count("r0c1") == module_params
+    assert model.slot_reports()[1].seed is not None
+    assert model.slot_reports()[1].seed.param_count == module_params
+    assert model.active_seed_param_count() == module_params
+    alpha = model.slot("r0c1").require_seed().alpha
+    while alpha.ramping:
+        model.tick()
+    ok(model.execute(FactoredAction.set_alpha_target(1, AlphaTarget.HALF, style=BlendStyle.GATED_GATE), 30.0))
+    assert model.seed_param_count("r0c1") == module_params + channels + 1
+    assert model.active_seed_param_count() == module_params + channels + 1

@@ -138,3 +138,25 @@ def test_seed_optimizer_follows_the_seed() -> None:
     before = [p.detach().clone() for p in seed_params]
     env.step(FactoredAction.wait())  # TRAINING: the seed learns through the incubator
     assert any(not torch.equal(a, b) for a, b in zip(before, seed_params, strict=True))
+
+
+def test_a_seed_that_never_blends_adds_no_parameters_and_pays_no_rent() -> None:
+    env = make_env(EnvConfig(max_epochs=4, batch_size=32, host_lr=0.05, seed_lr=0.05))
+    env.reset(2)
+    results = [env.step(FactoredAction.germinate(0, Blueprint.CONV_LIGHT))]
+    results += [env.step(FactoredAction.advance(0 if i == 0 else 1)) for i in range(3)]
+    assert env.model.stages()[0] is SeedStage.TRAINING  # germinated and training, never blended
+    assert env.model.seed_param_count("r0c0") > 0
+    summary = env.summary()
+    assert summary.params_added == 0
+    assert all(r.reward_terms.rent == 0.0 for r in results)
+
+
+def test_params_added_is_what_the_blended_seed_costs_without_its_unused_gate() -> None:
+    env = make_env()
+    obs = env.reset(1)
+    while not env.done:
+        obs = env.step(grow_first_slot(obs)).observation
+    seed = env.model.slot("r0c0").require_seed()
+    module_params = sum(p.numel() for p in seed.module.parameters())
+    assert env.summary().params_added == module_params == 9 * 1 + 2  # conv_light on 1 channel, ADD operator

@@ -291,7 +291,8 @@ class MorphogeneticModel(nn.Module):
         return 0 if seed is None else seed.param_count()
 
     def active_seed_param_count(self) -> int:
-        """Parameters of the seeds that change the output (alpha > 0 or fossilized), frozen or not."""
+        """What the seeds that change the output (alpha > 0 or fossilized) cost, frozen or not: the parameters
+        a user would keep if training stopped now (rent and ``params_added`` both use this count)."""
         return sum(slot.seed.param_count() for slot in self._slots if slot.seed is not None and slot.affects_output)
 
     # ------------------------------------------------------------------------------ snapshots and checkpoints

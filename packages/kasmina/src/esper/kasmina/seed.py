@@ -18,6 +18,7 @@ from esper.leyline import (
     AlphaCurve,
     AlphaMode,
     AlphaTarget,
+    BlendOperator,
     BlendStyle,
     Blueprint,
     SeedMetrics,
@@ -29,7 +30,8 @@ from esper.leyline import (
 
 class Seed(nn.Module):
     """One seed. ``module`` is the blueprint, ``gate`` the learned gate of the GATE operator (its parameters count
-    as the seed's). ``serial`` identifies this germination within its model (counterfactual rows refer to it)."""
+    as the seed's while the operator is GATE). ``serial`` identifies this germination within its model
+    (counterfactual rows refer to it)."""
 
     def __init__(
         self,
@@ -91,8 +93,11 @@ class Seed(nn.Module):
         )
 
     def param_count(self) -> int:
-        """Parameters of module and gate, frozen or not (a frozen seed still costs)."""
-        return sum(p.numel() for p in self.parameters())
+        """What the seed costs: its module's parameters, plus the blend gate's only while the operator is GATE
+        (under ADD and MULTIPLY the gate takes no part in the forward). Frozen or not: a frozen seed still
+        costs."""
+        parts = (self.module, self.gate) if self.operator is BlendOperator.GATE else (self.module,)
+        return sum(p.numel() for part in parts for p in part.parameters())
 
     def observe_gradients(self) -> None:
         self.gradients.observe([p for p in self.parameters() if p.requires_grad])

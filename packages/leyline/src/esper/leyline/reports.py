@@ -77,7 +77,8 @@ class SeedReport:
     metrics: SeedMetrics
     age_epochs: int
     epochs_in_stage: int
-    #: Parameters of the seed module, frozen or not (a frozen seed still costs).
+    #: What the seed costs: its module's parameters, plus its blend gate's under the GATE operator; frozen or not
+    #: (a frozen seed still costs).
     param_count: int
 
     def __post_init__(self) -> None:

@@ -145,7 +145,7 @@ class HostTrainingEnv:
             final_accuracy=self._curve[-1],
             best_accuracy=max(self._curve),
             host_params=model.host_param_count(),
-            params_added=sum(model.seed_param_count(slot) for slot in model.slot_config.slot_ids),
+            params_added=model.active_seed_param_count(),
             germinated=stages.count(SeedStage.GERMINATED),
             fossilized=stages.count(SeedStage.FOSSILIZED),
             pruned=sum(1 for e in self._events if e.source in LIVE_STAGES and e.target in FAILURE_STAGES),

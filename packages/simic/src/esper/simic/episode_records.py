@@ -47,7 +47,8 @@ class StepResult:
 
 @dataclass(frozen=True)
 class EpisodeSummary:
-    """One finished episode. Accuracies in percent; ``params_added`` counts every seed present at the end."""
+    """One finished episode. Accuracies in percent; ``params_added`` counts the seeds that change the output at
+    the end (alpha > 0 or fossilized), as the rent does: a seed that never blended adds nothing."""
 
     seed: int
     epochs_run: int
