@@ -243,8 +243,8 @@ def test_a_seed_costs_its_blend_gate_only_under_the_gate_operator(blueprint: Blu
     channels = model.slot("r0c1").channels
     module_params = BLUEPRINTS.spec(Topology.CNN, blueprint).param_estimate(channels)
     assert model.seed_param_count("r0c1") == module_params
-    assert model.slot_reports()[1].seed is not None
-    assert model.slot_reports()[1].seed.param_count == module_params
+    report = model.slot_reports()[1].seed
+    assert report is not None and report.param_count == module_params
     assert model.active_seed_param_count() == module_params
     alpha = model.slot("r0c1").require_seed().alpha
     while alpha.ramping:

@@ -5,7 +5,7 @@ groups, reports, snapshots and checkpoints) and ``Governor``; the rest is export
 """
 
 from esper.kasmina.alpha import AlphaController, curve_value
-from esper.kasmina.blending import BlendGate, blend, incubate
+from esper.kasmina.blending import BlendGate, blend, incubate, pass_host_gradient
 from esper.kasmina.blueprints import BLUEPRINTS, BlueprintRegistry, BlueprintSpec, SeedModule
 from esper.kasmina.checkpoint import CHECKPOINT_FORMAT, ModelSnapshot
 from esper.kasmina.counterfactual import CounterfactualPlan, CounterfactualRow, RowKind, count_correct
@@ -49,4 +49,5 @@ __all__ = [
     "curve_value",
     "gradient_health",
     "incubate",
+    "pass_host_gradient",
 ]

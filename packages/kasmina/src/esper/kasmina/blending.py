@@ -1,8 +1,10 @@
 """How a seed's output joins the host activation, per lifecycle stage and blend operator (domain.md section 3).
 
 h is the host activation at the slot, h_in the seed's input (h, detached while the seed is on probation) and
-s = seed(h_in). ``alpha`` is a Python float in the ordinary forward, or a per-sample tensor broadcastable to h
-during a counterfactual forward.
+s = seed(h_in). While the seed is live the blend is computed from h_in and the host's gradient passes straight
+through the slot (``pass_host_gradient``); a fossil blends h itself, so the full gradient flows through it.
+``alpha`` is a Python float in the ordinary forward, or a per-sample tensor broadcastable to h during a
+counterfactual forward.
 """
 
 from __future__ import annotations
@@ -46,16 +48,25 @@ def incubate(h: Tensor, s: Tensor) -> Tensor:
     return h + (s - s.detach())
 
 
-def blend(
-    operator: BlendOperator, h: Tensor, h_in: Tensor, s: Tensor, alpha: float | Tensor, gate: BlendGate
-) -> Tensor:
-    """BLENDING, HOLDING, FOSSILIZED.
+def blend(operator: BlendOperator, h: Tensor, s: Tensor, alpha: float | Tensor, gate: BlendGate) -> Tensor:
+    """BLENDING, HOLDING, FOSSILIZED, with ``h`` the seed's input (detached for a live seed, see
+    ``pass_host_gradient``).
 
-    ADD ``h + a (s - h)``; MULTIPLY ``h (1 + a tanh(s - h_in))`` (a residual seed is the identity at birth, so
-    s - h_in = 0 and y = h); GATE ``h + a_eff (s - h)`` with ``a_eff = clamp(a * gate(h_in), 0, 1)``.
+    ADD ``h + a (s - h)``; MULTIPLY ``h (1 + a tanh(s - h))`` (a residual seed is the identity at birth, so
+    s - h = 0 and y = h); GATE ``h + a_eff (s - h)`` with ``a_eff = clamp(a * gate(h), 0, 1)``.
     """
     if operator is BlendOperator.ADD:
         return torch.lerp(h, s, alpha)
     if operator is BlendOperator.MULTIPLY:
-        return torch.addcmul(h, h, torch.tanh(s - h_in) * alpha)
-    return torch.lerp(h, s, (gate(h_in) * alpha).clamp(0.0, 1.0))
+        return torch.addcmul(h, h, torch.tanh(s - h) * alpha)
+    return torch.lerp(h, s, (gate(h) * alpha).clamp(0.0, 1.0))
+
+
+def pass_host_gradient(h: Tensor, y: Tensor) -> Tensor:
+    """A live (BLENDING, HOLDING) seed's output ``y``, blended from the detached ``h``: ``y + (h - h.detach())``.
+
+    The value is exactly ``y``; the host below the slot receives the gradient it would receive if the slot were
+    the identity, whatever alpha and the operator. Without this term a seed at alpha 1 (or a saturated GATE)
+    would cut every host layer below its slot off from the task gradient for as long as the seed stays live.
+    """
+    return y + (h - h.detach())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from esper.kasmina.blending import blend, incubate
+from esper.kasmina.blending import blend, incubate, pass_host_gradient
 from esper.kasmina.gates import GateConfig, check_gate
 from esper.kasmina.seed import Seed
 from esper.leyline import (
@@ -222,7 +222,8 @@ class SeedSlot(nn.Module):
             return incubate(h, s)
         else:
             alpha = seed.alpha.value
-        return blend(seed.operator, h, h_in, s, alpha, seed.gate)
+        y = blend(seed.operator, h_in, s, alpha, seed.gate)
+        return y if fossil else pass_host_gradient(h, y)
 
     def host_hook(self, _module: nn.Module, _args: tuple[object, ...], output: Tensor) -> Tensor:
         """Forward hook on the host submodule this slot sits after: replaces its output by the slot's."""
