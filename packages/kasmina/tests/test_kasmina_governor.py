@@ -90,7 +90,7 @@ def test_rollback_restores_the_snapshot_through_the_model() -> None:
     assert verdict.rollback
     assert governor.rollback() == 0
     assert all(torch.equal(v, saved[k]) for k, v in model.host.state_dict().items())
-    assert model.stages()[1] is SeedStage.PRUNED
+    assert model.stages()[1] is SeedStage.DORMANT  # the seed was germinated after the snapshot
 
 
 def test_config_validation() -> None:

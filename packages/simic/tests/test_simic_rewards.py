@@ -33,10 +33,13 @@ def test_invalid_action_penalty_is_off_by_default_and_applies_only_to_failures()
     assert step_reward(penalized, 10, 10, 0, 75, action_succeeded=True).total == 0.0
 
 
-def test_rollback_reward_is_the_negated_penalty() -> None:
-    terms = rollback_reward(RewardConfig(rollback_penalty=0.8))
+def test_rollback_reward_is_the_penalty_plus_the_gain_up_to_the_restored_model() -> None:
+    terms = rollback_reward(RewardConfig(rollback_penalty=0.8), 40.0, 40.0)
     assert terms.total == pytest.approx(-0.8)
     assert terms.accuracy_gain == 0.0 and terms.rent == 0.0
+    worse = rollback_reward(RewardConfig(rollback_penalty=0.8), 40.0, 30.0)
+    assert worse.accuracy_gain == pytest.approx(-0.1)
+    assert worse.total == pytest.approx(-0.9)
 
 
 @pytest.mark.parametrize("field", ["rent_weight", "rollback_penalty", "invalid_action_penalty"])

@@ -1,4 +1,4 @@
-"""Capturing and restoring model state: full lifecycle checkpoints and the governor's host + fossil snapshots.
+"""Capturing and restoring model state: full lifecycle checkpoints, which are also the governor's snapshots.
 
 Format (decided here; domain.md leaves it open): plain dicts, lists, strings, numbers, bools, None and tensors,
 so ``torch.load(..., weights_only=True)`` reads it. Enums are stored as their stable integer values.
@@ -27,7 +27,6 @@ from esper.kasmina.gradient_health import GradientMonitor, GradientSummary
 from esper.kasmina.seed import Seed
 from esper.kasmina.slot import SeedSlot
 from esper.leyline import (
-    LIVE_STAGES,
     SEED_BEARING_STAGES,
     BlendStyle,
     Blueprint,
@@ -159,50 +158,12 @@ def seed_from_record(
 
 @dataclass(frozen=True, slots=True)
 class ModelSnapshot:
-    """Host weights and buffers plus the fossilized seeds by slot id (the governor's rollback point).
+    """The governor's rollback point: a full ``capture_lifecycle`` state (host, every seed in every stage with
+    its counters and metrics, the germination generator), so restoring it gives back exactly the model that was
+    validated when it was taken. ``fossils`` counts its fossilized seeds."""
 
-    Live seeds are never part of it."""
-
-    host_state: dict[str, Tensor]
-    fossils: dict[str, Record]
-
-
-def capture_snapshot(host: nn.Module, slots: Sequence[SeedSlot]) -> ModelSnapshot:
-    return ModelSnapshot(
-        host_state=cloned_state(host.state_dict()),
-        fossils={
-            str(slot.slot_id): seed_record(slot.seed)
-            for slot in slots
-            if slot.stage is SeedStage.FOSSILIZED and slot.seed is not None
-        },
-    )
-
-
-def restore_snapshot(
-    snapshot: ModelSnapshot,
-    host: nn.Module,
-    slots: Sequence[SeedSlot],
-    topology: Topology,
-    device: torch.device,
-    dtype: torch.dtype,
-) -> None:
-    """Rewind to ``snapshot``: host weights and buffers, its fossils; every live seed is pruned at once (into
-    the normal embargo). A fossil grown after the snapshot never existed in the restored timeline: its slot is
-    empty again. Slots already in the failure path keep their cooldown."""
-    names = {str(slot.slot_id) for slot in slots}
-    unknown = sorted(set(snapshot.fossils) - names)
-    if unknown:
-        raise CheckpointError(f"snapshot has fossils in slots this model does not have: {unknown}")
-    host.load_state_dict(snapshot.host_state)
-    for slot in slots:
-        record = snapshot.fossils.get(str(slot.slot_id))
-        if record is not None:
-            fossil = seed_from_record(record, topology, slot.channels, device, dtype)
-            slot.restore_state(SeedStage.FOSSILIZED, 0, fossil)
-        elif slot.stage in LIVE_STAGES:
-            slot.force_prune()
-        elif slot.stage is SeedStage.FOSSILIZED:
-            slot.restore_state(SeedStage.DORMANT, 0, None)
+    state: Record
+    fossils: int
 
 
 def capture_lifecycle(

@@ -8,8 +8,9 @@ Thresholds (domain.md asks for task-meaningful ones, the values are ours):
 - Sustained divergence: ``patience`` consecutive epochs each above both mean + ``sigma`` x std and
   ``ratio`` x mean of the last ``window`` healthy losses (statistically and materially far; a slow drift such
   as overfitting does not fire).
-Snapshots (host + fossils, never live seeds) are taken on healthy epochs every ``snapshot_interval`` epochs
-and on the first healthy epoch after a fossilization.
+Snapshots are taken on healthy epochs every ``snapshot_interval`` epochs and on the first healthy epoch after a
+fossilization. A snapshot is the whole model, live seeds included (see ``MorphogeneticModel.snapshot``): a
+live seed may carry the host, so a host restored without it need not work; the model as it was validated does.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ class RollbackReason(StrEnum):
 class GovernorVerdict:
     """The governor's judgement of one epoch.
 
-    On ``rollback`` the trainer calls ``Governor.rollback()``, clears its optimizers' state (momentum points the
-    way that diverged; the seed parameter set has changed too), and ends the episode as a true terminal with
-    a penalty. ``reason`` and ``detail`` say why, for the penalty and the logs.
+    On ``rollback`` the trainer calls ``Governor.rollback()``, clears its optimizers' state (momentum points the way
+    that diverged; the seeds are new objects too), re-validates the restored model, and ends the episode as a true
+    terminal with a penalty, reporting the restored model's accuracy. ``reason`` and ``detail`` say why, for the
+    penalty and the logs.
     """
 
     rollback: bool
@@ -128,14 +130,15 @@ class Governor:
     def _maybe_snapshot(self) -> bool:
         fossils = sum(stage is SeedStage.FOSSILIZED for stage in self.model.stages())
         due = self._epoch - self.snapshot_epoch >= self.config.snapshot_interval
-        if not (due or fossils != len(self._snapshot.fossils)):
+        if not (due or fossils != self._snapshot.fossils):
             return False
         self._snapshot = self.model.snapshot()
         self.snapshot_epoch = self._epoch
         return True
 
     def rollback(self) -> int:
-        """Restore the last snapshot through the model (live seeds pruned); returns the epoch it was taken."""
+        """Restore the last snapshot through the model (exactly the model validated at that epoch); returns the
+        epoch it was taken. The trainer re-validates the restored model and reports that."""
         self.model.restore(self._snapshot)
         self._streak = 0
         return self.snapshot_epoch

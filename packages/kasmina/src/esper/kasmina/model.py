@@ -18,9 +18,7 @@ from esper.kasmina.checkpoint import (
     ModelSnapshot,
     Record,
     capture_lifecycle,
-    capture_snapshot,
     restore_lifecycle,
-    restore_snapshot,
 )
 from esper.kasmina.counterfactual import (
     CounterfactualPlan,
@@ -297,13 +295,14 @@ class MorphogeneticModel(nn.Module):
 
     # ------------------------------------------------------------------------------ snapshots and checkpoints
     def snapshot(self) -> ModelSnapshot:
-        """Host weights and buffers plus fossilized seeds (never live seeds), detached copies."""
-        return capture_snapshot(self.host, self._slots)
+        """The whole lifecycle state (host, every seed in every stage, counters), detached copies."""
+        fossils = sum(stage is SeedStage.FOSSILIZED for stage in self.stages())
+        return ModelSnapshot(self.lifecycle_state(), fossils)
 
     def restore(self, snapshot: ModelSnapshot) -> None:
-        """Rewind to ``snapshot``: restore host and fossils, prune every live seed instantly (into the embargo)."""
-        restore_snapshot(snapshot, self.host, self._slots, self.topology, self._anchor.device, self._anchor.dtype)
-        self._sync_hooks()
+        """Rewind to ``snapshot``: the model becomes exactly what it was when the snapshot was taken (live seeds
+        included, in the stage they were in; a seed germinated since never existed)."""
+        self.load_lifecycle_state(snapshot.state)
 
     def lifecycle_state(self) -> Record:
         """Everything needed to rebuild this model's state: host, seeds in every stage, counters, metrics.

@@ -5,6 +5,9 @@ epoch on the full training set (episode-seeded order), validate once with the co
 fused into one batched forward, let the governor judge the epoch, then compute the reward (accuracy gained by
 this epoch minus seed rent) and the next observation. ``reset(seed)`` builds a fresh model and observes the
 untrained host (epoch 0), so every one of the ``max_epochs`` decisions affects training.
+
+After a rollback the restored model is validated again and the episode ends with it: its accuracy is the last
+epoch's, in the reward, the curve and the summary.
 """
 
 from __future__ import annotations
@@ -104,7 +107,10 @@ class HostTrainingEnv:
             self._require_governor().rollback()
             self._reset_optimizers()
             self._rollback_reason = f"{verdict.reason}: {verdict.detail}"
-            terms = rollback_reward(self.config.reward)
+            # The episode ends with the restored model: validate it, and report and reward its accuracy.
+            self._val_loss, self._val_accuracy = self._validate()
+            self._curve[-1] = self._val_accuracy
+            terms = rollback_reward(self.config.reward, accuracy_before, self._val_accuracy)
         else:
             terms = step_reward(
                 self.config.reward,

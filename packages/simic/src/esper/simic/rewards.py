@@ -70,6 +70,12 @@ def step_reward(
     )
 
 
-def rollback_reward(config: RewardConfig) -> RewardTerms:
-    """Reward of the terminal step of an episode the governor rolled back."""
-    return RewardTerms(accuracy_gain=0.0, rent=0.0, invalid_action=0.0, rollback=config.rollback_penalty)
+def rollback_reward(config: RewardConfig, accuracy_before: float, restored_accuracy: float) -> RewardTerms:
+    """Reward of the terminal step of an episode the governor rolled back: the penalty, and the accuracy gained
+    from the step's start to the restored model (so the accuracy terms still telescope to final minus initial)."""
+    return RewardTerms(
+        accuracy_gain=(restored_accuracy - accuracy_before) / 100.0,
+        rent=0.0,
+        invalid_action=0.0,
+        rollback=config.rollback_penalty,
+    )
