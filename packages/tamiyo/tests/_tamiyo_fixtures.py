@@ -46,6 +46,7 @@ def seed(
     age: int = 10,
     epochs_in_stage: int = 3,
     param_count: int = 100,
+    gate_blocked_epochs: int = 0,
 ) -> SeedReport:
     return SeedReport(
         blueprint=blueprint,
@@ -56,6 +57,7 @@ def seed(
         age_epochs=age,
         epochs_in_stage=epochs_in_stage,
         param_count=param_count,
+        gate_blocked_epochs=gate_blocked_epochs,
     )
 
 
@@ -144,6 +146,7 @@ def seed_reports(draw: st.DrawFn, topology: Topology = Topology.CNN) -> SeedRepo
         age_epochs=age,
         epochs_in_stage=draw(st.integers(0, age)),
         param_count=draw(st.integers(0, 10**7)),
+        gate_blocked_epochs=draw(st.integers(0, 80)),
     )
 
 

@@ -149,6 +149,17 @@ def test_slot_fields_of_a_seed() -> None:
     assert _slot(features, 0, "epochs_in_stage")[0] == pytest.approx(6 / 60)
 
 
+def test_a_stalled_seed_is_visible() -> None:
+    def stalled(blocked: int) -> float:
+        report = seed(gate_blocked_epochs=blocked)
+        obs = observation([slot(0, SeedStage.TRAINING, report), slot(1), slot(2)])
+        return float(_slot(encode_features([obs], SLOTS).features, 0, "gate_blocked")[0])
+
+    assert stalled(0) == 0.0
+    assert stalled(6) == pytest.approx(6 / 60)
+    assert stalled(500) == 1.0  # clipped at the horizon
+
+
 def test_never_measured_contribution_has_zero_freshness() -> None:
     features = encode_features([observation([slot(0, SeedStage.TRAINING), slot(1), slot(2)])], SLOTS).features
     assert _slot(features, 0, "counterfactual_freshness")[0] == 0.0

@@ -167,6 +167,23 @@ def test_accuracy_drop_after_five_epochs_in_stage_prunes() -> None:
     assert _act(_controller(), training(4)) == FactoredAction.advance(0)
 
 
+def test_a_stalled_seed_is_pruned_so_growth_can_go_on() -> None:
+    def training(blocked: int) -> EnvObservation:
+        report = seed(gate_blocked_epochs=blocked, metrics=SeedMetrics(gradient_norm=0.0, gradient_health=0.0))
+        return observation([slot(0, S.TRAINING, report), slot(1), slot(2)], epoch=8)
+
+    controller = _controller()
+    assert _act(controller, training(2)) == FactoredAction.advance(0)  # the gate may still let it through
+    assert _act(controller, training(3)) == FactoredAction.prune(0)
+    state = controller.env_state(0)
+    assert state.last_decision == Decision(DecisionReason.PRUNE_STALLED, slot=0)
+    assert state.blueprint_penalties[Blueprint.CONV_LIGHT] == 2.0  # the next germination tries another one
+    patient = _controller(HeuristicConfig(stalled_prune_epochs=5))
+    assert _act(patient, training(4)) == FactoredAction.advance(0)
+    with pytest.raises(ConfigError, match="stalled_prune_epochs"):
+        HeuristicConfig(stalled_prune_epochs=0)
+
+
 def test_blending_advances_at_full_alpha_and_retargets_partial_targets() -> None:
     controller = _controller()
     full = slot(0, S.BLENDING, seed(alpha=AlphaSnapshot(1.0, 1.0, AlphaMode.HOLD, 5, 5)))

@@ -37,7 +37,7 @@ from esper.leyline import (
     Topology,
 )
 
-CHECKPOINT_FORMAT = "esper.kasmina.lifecycle/1"
+CHECKPOINT_FORMAT = "esper.kasmina.lifecycle/2"
 
 Record = dict[str, object]
 
@@ -58,6 +58,7 @@ def seed_record(seed: Seed) -> Record:
         "alpha": seed.alpha.state(),
         "age": seed.age,
         "epochs_in_stage": seed.epochs_in_stage,
+        "gate_blocked_epochs": seed.gate_blocked_epochs,
         "metrics": asdict(seed.metrics),
         "contribution_in_stage": seed.contribution_in_stage,
         "contribution_age": seed.contribution_age,
@@ -141,6 +142,7 @@ def seed_from_record(
         seed.alpha = AlphaController.from_state(cast(dict[str, float | int], record["alpha"]))
         seed.age = int(cast(int, record["age"]))
         seed.epochs_in_stage = int(cast(int, record["epochs_in_stage"]))
+        seed.gate_blocked_epochs = int(cast(int, record["gate_blocked_epochs"]))
         seed.metrics = _metrics(cast(Mapping[str, object], record["metrics"]))
         seed.contribution_in_stage = bool(record["contribution_in_stage"])
         age = record["contribution_age"]

@@ -63,6 +63,8 @@ class Seed(nn.Module):
         #: Epochs since ``metrics.contribution`` was measured (the full-alpha probe does not reset it).
         self.contribution_age: int | None = None
         self.gradients = GradientMonitor()
+        #: Consecutive epochs the BLENDING gate would have refused this TRAINING seed after its minimum dwell.
+        self.gate_blocked_epochs = 0
         #: A PRUNE scheduled as an alpha ramp down: the prune completes when the ramp ends.
         self.prune_pending = False
         #: ``requires_grad`` of every parameter before a down-ramp froze them (restored when it ends).
@@ -113,6 +115,7 @@ class Seed(nn.Module):
 
     def begin_stage(self, val_accuracy: float) -> None:
         self.epochs_in_stage = 0
+        self.gate_blocked_epochs = 0
         self.contribution_in_stage = False
         self.metrics = dataclasses.replace(self.metrics, accuracy_at_stage_entry=val_accuracy)
 
@@ -176,4 +179,5 @@ class Seed(nn.Module):
             age_epochs=self.age,
             epochs_in_stage=self.epochs_in_stage,
             param_count=self.param_count(),
+            gate_blocked_epochs=self.gate_blocked_epochs,
         )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from esper.kasmina.blending import blend, incubate, pass_host_gradient
-from esper.kasmina.gates import GateConfig, check_gate
+from esper.kasmina.gates import GateCheck, GateConfig, check_gate
 from esper.kasmina.seed import Seed
 from esper.leyline import (
     ADVANCE_TARGETS,
@@ -170,6 +170,15 @@ class SeedSlot(nn.Module):
             self._tick_failure()
         elif self.seed is not None and self.seed.tick():
             self._move_to(SeedStage.PRUNED)
+        elif self.seed is not None and self.stage is SeedStage.TRAINING:
+            self._track_blending_gate(self.seed)
+
+    def _track_blending_gate(self, seed: Seed) -> None:
+        """Count the epochs at whose end a TRAINING seed, past its minimum dwell, would still be refused by the
+        BLENDING gate: a seed that cannot advance (seeds develop one at a time, so it blocks all growth)."""
+        gate = check_gate(SeedStage.BLENDING, seed, self.gate_config)
+        blocked = not gate.passed and gate.check is not GateCheck.TRAINING_EPOCHS
+        seed.gate_blocked_epochs = seed.gate_blocked_epochs + 1 if blocked else 0
 
     def _tick_failure(self) -> None:
         # PRUNED has no dwell of its own: this tick is already the first epoch of the next stage.

@@ -80,12 +80,16 @@ class SeedReport:
     #: What the seed costs: its module's parameters, plus its blend gate's under the GATE operator; frozen or not
     #: (a frozen seed still costs).
     param_count: int
+    #: Consecutive epochs at whose end this TRAINING seed had served its minimum dwell and the BLENDING gate
+    #: would still have refused it (gradient health unmeasured, exploding or too low): a stalled seed that can
+    #: never advance, and that blocks every other germination until something prunes it. 0 in other stages.
+    gate_blocked_epochs: int = 0
 
     def __post_init__(self) -> None:
         if self.blueprint is Blueprint.NOOP:
             raise ConfigError("a seed report needs a real blueprint, not NOOP")
-        if self.age_epochs < 0 or self.epochs_in_stage < 0 or self.param_count < 0:
-            raise ConfigError("seed age, epochs in stage and parameter count must be >= 0")
+        if min(self.age_epochs, self.epochs_in_stage, self.param_count, self.gate_blocked_epochs) < 0:
+            raise ConfigError("seed age, epochs in stage, parameter count and gate-blocked epochs must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

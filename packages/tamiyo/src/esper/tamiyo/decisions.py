@@ -36,6 +36,7 @@ class DecisionReason(Enum):
     PRUNE_LOW_CONTRIBUTION = "prune_low_contribution"
     PRUNE_ACCURACY_DROP = "prune_accuracy_drop"
     PRUNE_RANSOMWARE = "prune_ransomware"
+    PRUNE_STALLED = "prune_stalled"
 
 
 #: The op each reason leads to.
@@ -50,6 +51,7 @@ REASON_OPS: Mapping[DecisionReason, LifecycleOp] = MappingProxyType(
         DecisionReason.PRUNE_LOW_CONTRIBUTION: LifecycleOp.PRUNE,
         DecisionReason.PRUNE_ACCURACY_DROP: LifecycleOp.PRUNE,
         DecisionReason.PRUNE_RANSOMWARE: LifecycleOp.PRUNE,
+        DecisionReason.PRUNE_STALLED: LifecycleOp.PRUNE,
     }
 )
 

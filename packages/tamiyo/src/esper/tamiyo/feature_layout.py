@@ -13,7 +13,7 @@ from types import MappingProxyType
 from esper.leyline import HISTORY_LENGTH, AlphaMode, BlendOperator, ConfigError, LifecycleOp, SeedStage
 
 #: Version of the feature layout and scales below, stored in every policy checkpoint.
-FEATURE_SCHEMA_VERSION = 1
+FEATURE_SCHEMA_VERSION = 2
 
 #: Per-env fields, in column order.
 BASE_FIELDS: tuple[tuple[str, int], ...] = (
@@ -53,6 +53,7 @@ SLOT_FIELDS: tuple[tuple[str, int], ...] = (
     ("can_prune", 1),  # 1 if seed age >= MIN_PRUNE_AGE (part of the PRUNE mask)
     ("accuracy_since_stage_entry", 1),  # (accuracy - accuracy at stage entry) / 10, clipped to [-1, 1]
     ("accuracy_since_germination", 1),  # (accuracy - accuracy at germination) / 10, clipped to [-1, 1]
+    ("gate_blocked", 1),  # epochs a TRAINING seed's BLENDING gate has refused it past its dwell / max_epochs
 )
 
 

@@ -195,6 +195,7 @@ def _fill_age(block: FloatArray, seed: SeedReport, observation: EnvObservation) 
     block[SLOT_LAYOUT["epochs_in_stage"].start] = safe(seed.epochs_in_stage, 0.0, horizon) / horizon
     block[SLOT_LAYOUT["seed_age"].start] = safe(seed.age_epochs, 0.0, horizon) / horizon
     block[SLOT_LAYOUT["can_prune"].start] = 1.0 if seed.age_epochs >= MIN_PRUNE_AGE else 0.0
+    block[SLOT_LAYOUT["gate_blocked"].start] = safe(seed.gate_blocked_epochs, 0.0, horizon) / horizon
     host = max(1, observation.host_param_count)
     block[SLOT_LAYOUT["param_ratio"].start] = symlog(safe(seed.param_count / host)) / LOG_SCALE
 

@@ -7,7 +7,9 @@ One action per env per step, chosen by this priority (slots in slot-config order
 1. safety prunes: a seed whose accuracy fell more than ``failure_drop`` pp below its stage-entry accuracy after
    ``failure_min_epochs_in_stage`` epochs in the stage, or "ransomware" (contribution above
    ``ransomware_contribution`` while accuracy is below what it was at germination, seed at least
-   ``ransomware_min_age`` epochs old);
+   ``ransomware_min_age`` epochs old), or a stalled seed (its BLENDING gate has refused it for
+   ``stalled_prune_epochs`` epochs after its minimum TRAINING dwell: it can never advance and, since seeds
+   develop one at a time, it would block all further growth);
 2. HOLDING seeds with a measured contribution: fossilize above ``min_fossilize_contribution`` pp, else prune;
 3. BLENDING seeds: advance once alpha has reached a full target (1.0, not ramping); a seed resting at a partial
    target is retargeted to 1.0 first;
@@ -82,6 +84,7 @@ class HeuristicConfig:
     failure_min_epochs_in_stage: int = 5
     ransomware_contribution: float = 0.1
     ransomware_min_age: int = 10
+    stalled_prune_epochs: int = 3
     germination_style: BlendStyle = BlendStyle.SIGMOID_ADD
     germination_tempo: Tempo = Tempo.STANDARD
 
@@ -99,10 +102,13 @@ class HeuristicConfig:
             "prune_embargo_epochs": self.prune_embargo_epochs,
             "failure_min_epochs_in_stage": self.failure_min_epochs_in_stage,
             "ransomware_min_age": self.ransomware_min_age,
+            "stalled_prune_epochs": self.stalled_prune_epochs,
         }
         negative = {name: value for name, value in counts.items() if value < 0}
         if negative:
             raise ConfigError(f"heuristic epoch counts must be >= 0, got {negative}")
+        if self.stalled_prune_epochs < 1:
+            raise ConfigError(f"stalled_prune_epochs must be >= 1, got {self.stalled_prune_epochs}")
         if self.blueprint_rotation is not None and (
             not self.blueprint_rotation or Blueprint.NOOP in self.blueprint_rotation
         ):
@@ -218,6 +224,8 @@ class HeuristicController:
 
     def _safety_prune(self, view: _SeedView) -> Decision | None:
         cfg, metrics = self.config, view.seed.metrics
+        if view.stage is SeedStage.TRAINING and view.seed.gate_blocked_epochs >= cfg.stalled_prune_epochs:
+            return Decision(DecisionReason.PRUNE_STALLED, slot=view.index)
         if view.accuracy is None:
             return None
         entry = _finite(metrics.accuracy_at_stage_entry)

@@ -37,10 +37,20 @@ class BlueprintSpec:
         return self.blueprint.registry_name
 
 
-def relu_from_zero(x: Tensor) -> Tensor:
-    """ReLU whose subgradient at exactly 0 is 1 (``torch.relu`` uses 0).
+#: Slope of ``seed_relu`` below 0.
+NEGATIVE_SLOPE = 0.01
 
-    A residual seed ending in ``relu(GN(...))`` with a zero-initialised GroupNorm outputs exactly 0 at birth;
-    with ``torch.relu`` no gradient would ever reach it and the seed could never learn.
+
+def seed_relu(x: Tensor) -> Tensor:
+    """The ReLU of every CNN seed: slope 1 from 0 up (``torch.relu`` has subgradient 0 at 0), ``NEGATIVE_SLOPE``
+    below.
+
+    A residual seed ending in ``relu(GN(...))`` with a zero-initialised GroupNorm outputs exactly 0 at birth:
+    with subgradient 0 there no gradient would ever reach it. And with a plain ReLU a seed on a narrow slot
+    dies: on one channel a single GroupNorm bias that drifts below ``-|weight| * max|normalised x|`` (one
+    early SGD step can do it) turns every position negative, and from then on the seed's gradient is exactly
+    0, its gradient health 0, and the BLENDING gate refuses it forever. A 1x1 projection of a non-negative
+    one-channel activation is likewise dead at birth wherever its weight is negative. The small negative slope
+    keeps every unit trainable.
     """
-    return torch.where(x >= 0, x, 0.0)
+    return torch.where(x >= 0, x, NEGATIVE_SLOPE * x)

@@ -1,8 +1,9 @@
 """CNN blueprints (domain.md section 4): feature maps [B, C, H, W] -> same shape, at any H, W and any C >= 1.
 
 GroupNorm only (``group_count`` picks a group count that divides C); every residual seed zero-initialises its
-last layer so it is the identity at birth; the squeeze-excite seed's gate is 2 sigmoid(z) with z = 0 at birth,
-so it is the identity too and the MULTIPLY operator starts at y = h.
+last layer so it is the identity at birth; every ReLU is ``seed_relu`` (slope 1 at 0, a small slope below), so
+no seed, however narrow its slot, can end up with exactly zero gradient; the squeeze-excite seed's gate is
+2 sigmoid(z) with z = 0 at birth, so it is the identity too and the MULTIPLY operator starts at y = h.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from esper.kasmina.blueprints.base import BlueprintSpec, SeedModule, relu_from_zero
+from esper.kasmina.blueprints.base import BlueprintSpec, SeedModule, seed_relu
 from esper.kasmina.initialization import init_affine_, zero_
 from esper.leyline import Blueprint, Topology
 
@@ -70,7 +71,7 @@ class AttentionSeed(SeedModule):
 
     def forward(self, x: Tensor) -> Tensor:
         pooled = x.mean(dim=(2, 3))
-        hidden = torch.relu(self.squeeze(pooled))
+        hidden = seed_relu(self.squeeze(pooled))
         logits: Tensor = self.excite(hidden)
         return x * (2.0 * torch.sigmoid(logits))[:, :, None, None]
 
@@ -90,7 +91,7 @@ class DepthwiseSeed(SeedModule):
 
     def forward(self, x: Tensor) -> Tensor:
         branch: Tensor = self.norm(self.pointwise(self.depthwise(x)))
-        return x + relu_from_zero(branch)
+        return x + seed_relu(branch)
 
 
 def bottleneck_width(channels: int) -> int:
@@ -116,7 +117,7 @@ class BottleneckSeed(SeedModule):
         zero_(self.norm.weight, self.norm.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = torch.relu(self.conv(torch.relu(self.down(x))))
+        hidden = seed_relu(self.conv(seed_relu(self.down(x))))
         branch: Tensor = self.norm(self.up(hidden))
         return x + branch
 
@@ -135,7 +136,7 @@ class ConvSeed(SeedModule):
 
     def forward(self, x: Tensor) -> Tensor:
         branch: Tensor = self.norm(self.conv(x))
-        return x + relu_from_zero(branch)
+        return x + seed_relu(branch)
 
 
 class ConvHeavySeed(SeedModule):
