@@ -1,25 +1,34 @@
-"""Prove each workspace member can be released on its own.
+"""Prove each workspace member works as users will install it: alone, with the oldest sibling versions its
+ranges allow, and with the newest.
 
-For every member: build its wheel with ``uv build``, create a fresh virtual environment, install the wheel with
-only its declared dependencies (sibling members come from the wheels just built, everything else from PyPI),
-then import every module of the package. A missing dependency declaration fails the import. For
-``esper-leyline`` it also checks that torch is absent from the environment: the contracts must not need it.
+For every member (or ``--members``):
 
-Usage: ``uv run python tools/release_check.py [--members esper-leyline,esper-kasmina] [--work-dir DIR]``
-Exit status 0 when every member passed.
+1. build its wheel and check what a user sees in it (README as long description, license, classifiers,
+   ``py.typed``, a ``>=,<`` range on every sibling and on torch);
+2. choose its sibling sets: the oldest versions its declared ranges allow (released versions are rebuilt
+   from their release commits, see ``releasing/compat.py``) and the newest (the workspace's);
+3. for each set (once when both are the same): a fresh virtual environment with only those wheels and their
+   declared dependencies (third-party versions as in uv.lock), where every module must import (and
+   ``esper-leyline`` must not pull torch in); a set the resolver refuses fails here, before anything runs;
+4. add the member's ``test`` dependency group and run the member's own tests against the installed wheels
+   (a copy of its tests/ and README.md, so nothing is imported from the workspace's sources).
+
+Usage: ``uv run python tools/release_check.py [--root DIR] [--members esper-leyline,esper-kasmina] [--work-dir DIR]``
+Exit status 0 when every member passed; one line per member.
 """
 
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
+import shutil
 import sys
 import tempfile
-import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from releasing.compat import Candidate, newest_set, oldest_set
+from releasing.wheels import CommandError, WheelBuilder, metadata_problems, run
+from releasing.workspace import ROOT, Member, WorkspaceError, load_members, member_named
 
 # Runs inside the fresh venv: import every module of the member's package, report whether torch exists.
 _IMPORT_ALL = """
@@ -31,75 +40,96 @@ for name in names:
 print(len(names), "modules imported;", "torch present" if importlib.util.find_spec("torch") else "torch absent")
 """
 
-
-@dataclass(frozen=True)
-class Member:
-    distribution: str
-    import_name: str
-    directory: Path
-
-
-def workspace_members() -> list[Member]:
-    """Every ``packages/*`` member, with the import name of its single ``esper.*`` package."""
-    members = []
-    for pyproject in sorted(ROOT.glob("packages/*/pyproject.toml")):
-        project = tomllib.loads(pyproject.read_text())["project"]
-        src = pyproject.parent / "src" / "esper"
-        (package_dir,) = [p for p in src.iterdir() if p.is_dir() and (p / "__init__.py").exists()]
-        members.append(Member(project["name"], f"esper.{package_dir.name}", pyproject.parent))
-    return members
+_PYTEST_INI = """[pytest]
+addopts = --import-mode=importlib -p no:cacheprovider
+pythonpath = tests
+markers =
+    slow: end-to-end runs that take more than a few seconds
+"""
 
 
-def _run(command: list[str], cwd: Path = ROOT) -> str:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"command failed ({result.returncode}): {' '.join(command)}\n{result.stderr[-3000:]}")
-    return result.stdout
+class ReleaseCheck:
+    """One run of the check: the wheels it built, the lock's pins, and where its environments live."""
 
+    def __init__(self, root: Path, work: Path) -> None:
+        self.root = root
+        self.work = work
+        self.members = load_members(root)
+        self.wheels = WheelBuilder(root, work)
+        self.constraints = work / "constraints.txt"
+        export = ["uv", "export", "--frozen", "--quiet", "--all-packages", "--all-groups", "--no-emit-workspace"]
+        run([*export, "--no-hashes", "--no-header", "--no-annotate", "--output-file", str(self.constraints)], root)
 
-def build_wheels(members: list[Member], dist: Path) -> None:
-    for member in members:
-        _run(["uv", "build", "--wheel", "--package", member.distribution, "--out-dir", str(dist)])
+    def check(self, member: Member) -> str:
+        """The member's report line; raises CommandError or WorkspaceError naming what failed."""
+        own = Candidate(member.distribution, member.version, None, {})
+        problems = metadata_problems(member, self.wheels.wheel(own), set(self.members))
+        if problems:
+            raise WorkspaceError(f"wheel metadata: {'; '.join(problems)}")
+        oldest = oldest_set(self.root, self.members, member.distribution)
+        if oldest is None:
+            raise WorkspaceError("no released or workspace versions of its siblings satisfy every declared range")
+        newest = newest_set(self.root, self.members, member.distribution)
+        sets = {"oldest": oldest, "newest": newest}
+        if [c.release_commit for c in oldest.values()] == [c.release_commit for c in newest.values()]:
+            sets = {"oldest = newest": newest}
+        return "; ".join(
+            f"{name} [{self._describe(chosen)}]: {self._run_set(member, own, chosen, name)}"
+            for name, chosen in sets.items()
+        )
 
+    @staticmethod
+    def _describe(chosen: dict[str, Candidate]) -> str:
+        return ", ".join(candidate.label for candidate in chosen.values()) or "no siblings"
 
-def check_member(member: Member, dist: Path, work: Path) -> str:
-    """Install one member's wheel into a fresh venv and import it; return the import report."""
-    venv = work / f"venv-{member.distribution}"
-    _run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)])
-    python = venv / "bin" / "python"
-    wheel = next(dist.glob(f"{member.distribution.replace('-', '_')}-*.whl"))
-    _run(["uv", "pip", "install", "--quiet", "--python", str(python), "--find-links", str(dist), str(wheel)])
-    report = _run([str(python), "-c", _IMPORT_ALL, member.import_name]).strip()
-    if member.distribution == "esper-leyline" and "torch absent" not in report:
-        raise RuntimeError(f"esper-leyline pulled torch into its environment: {report}")
-    return report
+    def _run_set(self, member: Member, own: Candidate, chosen: dict[str, Candidate], name: str) -> str:
+        venv = self.work / f"venv-{member.distribution}-{name.split()[0]}"
+        run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], self.root)
+        python = str(venv / "bin" / "python")
+        install = ["uv", "pip", "install", "--quiet", "--python", python, "--constraint", str(self.constraints)]
+        wheels = [str(self.wheels.wheel(candidate)) for candidate in [own, *chosen.values()]]
+        try:
+            run([*install, *wheels], self.root)
+        except CommandError as error:
+            raise CommandError(f"the resolver refused {self._describe(chosen)}: {error}") from None
+        imported = run([python, "-c", _IMPORT_ALL, member.import_name], self.root).strip()
+        if member.distribution == "esper-leyline" and "torch absent" not in imported:
+            raise WorkspaceError(f"esper-leyline pulled torch into its environment: {imported}")
+        run([*install, *member.test_requirements], self.root)
+        tests = self._tests_copy(member)
+        environment = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+        output = run([python, "-m", "pytest", "-q", "tests"], tests, environment)
+        return f"{imported}; {output.strip().splitlines()[-1]}"
+
+    def _tests_copy(self, member: Member) -> Path:
+        copy = self.work / f"tests-{member.distribution}"
+        if not copy.exists():
+            shutil.copytree(member.directory / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copy(member.directory / "README.md", copy / "README.md")
+            (copy / "pytest.ini").write_text(_PYTEST_INI)
+        return copy
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this repository)")
     parser.add_argument("--members", help="comma-separated distribution names (default: all)")
     parser.add_argument("--work-dir", type=Path, help="where wheels and venvs go (default: a temp dir)")
     args = parser.parse_args(argv)
-    members = workspace_members()
-    if args.members:
-        wanted = set(args.members.split(","))
-        unknown = wanted - {m.distribution for m in members}
-        if unknown:
-            parser.error(f"unknown members: {sorted(unknown)}")
-        members_to_check = [m for m in members if m.distribution in wanted]
-    else:
-        members_to_check = members
+    members = load_members(args.root)
+    try:
+        chosen = [member_named(members, name) for name in args.members.split(",")] if args.members else members.values()
+    except WorkspaceError as error:
+        parser.error(str(error))
     with tempfile.TemporaryDirectory() as temp:
-        work = args.work_dir or Path(temp)
-        dist = work / "dist"
-        build_wheels(members, dist)  # all of them: a member's siblings must be installable from here
+        check = ReleaseCheck(args.root, args.work_dir or Path(temp))
         failures = 0
-        for member in members_to_check:
+        for member in chosen:
             try:
-                print(f"{member.distribution}: ok ({check_member(member, dist, work)})", flush=True)
-            except RuntimeError as error:
+                print(f"{member.distribution}: ok ({check.check(member)})", flush=True)
+            except (CommandError, WorkspaceError) as error:
                 failures += 1
-                print(f"{member.distribution}: FAILED\n{error}", flush=True)
+                print(f"{member.distribution}: FAILED: {error}", flush=True)
     return 1 if failures else 0
 
 
