@@ -6,17 +6,21 @@ snapshots), never into the workspace.
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from api_check import check_member
 from packaging.version import Version
-from releasing.api import minimum_version
+from releasing.api import load_source_api, minimum_version, snapshot_text
+from releasing.compat import release_commit
 from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,3 +135,18 @@ def test_a_version_below_the_last_release_fails(copy: Path) -> None:
 )
 def test_minimum_version(last: str, breaking: bool, expected: str) -> None:
     assert minimum_version(Version(last), breaking=breaking) == Version(expected)
+
+
+@pytest.mark.parametrize("name", ["esper-leyline", "esper-kasmina", "esper-tamiyo", "esper-simic", "esper"])
+def test_the_last_release_snapshot_is_the_api_of_its_release_commit(name: str, tmp_path: Path) -> None:
+    """A snapshot taken before a rebase would describe another API than the release it records."""
+    member = load_members(ROOT)[name]
+    last = member.last_release()
+    assert last is not None
+    commit = release_commit(ROOT, member, last)
+    source = member.directory.relative_to(ROOT) / "src"
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, str(source)], capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(tmp_path, filter="data")
+    released = replace(member, directory=tmp_path / member.directory.relative_to(ROOT))
+    assert snapshot_text(load_source_api(released)) == member.snapshot_path(last).read_text()

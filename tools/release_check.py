@@ -83,7 +83,7 @@ class ReleaseCheck:
         return ", ".join(candidate.label for candidate in chosen.values()) or "no siblings"
 
     def _run_set(self, member: Member, own: Candidate, chosen: dict[str, Candidate], name: str) -> str:
-        venv = self.work / f"venv-{member.distribution}-{name.split()[0]}"
+        venv = self.work / f"venv-{member.distribution}-{name.replace(' = ', '-')}"
         run(["uv", "venv", "--quiet", "--python", sys.executable, str(venv)], self.root)
         python = str(venv / "bin" / "python")
         install = ["uv", "pip", "install", "--quiet", "--python", python, "--constraint", str(self.constraints)]
