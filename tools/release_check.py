@@ -74,9 +74,22 @@ class ReleaseCheck:
         if [c.release_commit for c in oldest.values()] == [c.release_commit for c in newest.values()]:
             sets = {"oldest = newest": newest}
         return "; ".join(
-            f"{name} [{self._describe(chosen)}]: {self._run_set(member, own, chosen, name)}"
+            f"{name} [{self._describe(chosen)}]: {self._run_labelled(member, own, chosen, name)}"
             for name, chosen in sets.items()
         )
+
+    def _run_labelled(self, member: Member, own: Candidate, chosen: dict[str, Candidate], name: str) -> str:
+        """Run one set; a failure names the set, and for the oldest set says what usually fixes it."""
+        try:
+            return self._run_set(member, own, chosen, name)
+        except (CommandError, WorkspaceError) as error:
+            hint = ""
+            if name == "oldest":
+                hint = (
+                    " (the oldest versions its ranges allow: when it needs something newer from a sibling, raise "
+                    "that range's lower bound, e.g. `tools/release.py bump <sibling> --bump minor` moves it)"
+                )
+            raise type(error)(f"with the {name} set [{self._describe(chosen)}]{hint}: {error}") from None
 
     @staticmethod
     def _describe(chosen: dict[str, Candidate]) -> str:
