@@ -1,5 +1,6 @@
-"""Counterfactuals: the plan's rows, the fused batched forward equal to K separate forwards, and the results
-landing in the seeds' reports (contribution, full-alpha probe, velocity, freshness)."""
+"""Counterfactuals: the plan's rows, the fused batched forward equal to K separate forwards, the batching choice
+(fused or separate, per device when auto), and the results landing in the seeds' reports (contribution,
+full-alpha probe, velocity, freshness)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from _kasmina_fixtures import (
     to_training,
 )
 
-from esper.kasmina import CounterfactualPlan, MorphogeneticModel, RowKind, count_correct
+from esper.kasmina import CounterfactualBatching, CounterfactualPlan, MorphogeneticModel, RowKind, count_correct
 from esper.leyline import BlendStyle, Blueprint, SeedStage
 
 
@@ -85,16 +86,54 @@ def test_arbitrary_override_tables() -> None:
         torch.testing.assert_close(fused[k], _separate_forward(model, alphas[k], x), rtol=1e-5, atol=1e-6)
 
 
-def test_fused_forward_needs_eval_mode_and_valid_alphas() -> None:
+@pytest.mark.parametrize("batching", list(CounterfactualBatching))
+def test_fused_forward_needs_eval_mode_and_valid_alphas(batching: CounterfactualBatching) -> None:
     model = _mixed_model()
     x, _ = batch()
     with pytest.raises(ValueError, match="num_slots=5"):
-        model.forward_with_alphas(x, torch.zeros(2, 3))
+        model.forward_with_alphas(x, torch.zeros(2, 3), batching)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        model.forward_with_alphas(x, torch.full((1, 5), 2.0))
+        model.forward_with_alphas(x, torch.full((2, 5), 2.0), batching)
     model.train()
     with pytest.raises(ValueError, match="eval mode"):
-        model.forward_with_alphas(x, torch.zeros(1, 5))
+        model.forward_with_alphas(x, torch.zeros(1, 5), batching)
+
+
+def _host_forward_sizes(model: MorphogeneticModel) -> list[int]:
+    """Batch size of every host forward from now on (a forward hook that records and never changes anything)."""
+    sizes: list[int] = []
+    model.host.register_forward_hook(lambda _module, inputs, _output: sizes.append(inputs[0].shape[0]))
+    return sizes
+
+
+def test_separate_batching_runs_one_forward_per_row_with_the_fused_results() -> None:
+    model = _mixed_model()
+    plan = model.counterfactual_plan()
+    x, y = batch(6, size=12)
+    sizes = _host_forward_sizes(model)
+    fused = model.forward_with_alphas(x, plan.alphas, CounterfactualBatching.FUSED)
+    assert sizes == [5 * 12]
+    sizes.clear()
+    separate = model.forward_with_alphas(x, plan.alphas, CounterfactualBatching.SEPARATE)
+    assert sizes == [12] * 5
+    assert separate.shape == fused.shape == (5, 12, 10)
+    torch.testing.assert_close(separate, fused, rtol=1e-5, atol=1e-6)
+    assert torch.equal(count_correct(separate, y), count_correct(fused, y))
+
+
+def test_auto_batching_is_separate_on_the_cpu_and_fused_on_accelerators() -> None:
+    auto = CounterfactualBatching.AUTO
+    assert auto.resolve(torch.device("cpu")) is CounterfactualBatching.SEPARATE
+    assert auto.resolve(torch.device("cuda")) is CounterfactualBatching.FUSED
+    assert auto.resolve(torch.device("mps")) is CounterfactualBatching.FUSED
+    for explicit in (CounterfactualBatching.FUSED, CounterfactualBatching.SEPARATE):
+        assert explicit.resolve(torch.device("cpu")) is explicit
+        assert explicit.resolve(torch.device("cuda")) is explicit
+    model = _mixed_model()
+    plan = model.counterfactual_plan()
+    sizes = _host_forward_sizes(model)
+    model.forward_with_alphas(batch(7, size=3)[0], plan.alphas)  # the default is AUTO: separate on this CPU model
+    assert sizes == [3] * len(plan.rows)
 
 
 def test_contributions_land_in_reports() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from _simic_fixtures import grow_first_slot, stripes_factory, stripes_task
@@ -160,3 +162,32 @@ def test_params_added_is_what_the_blended_seed_costs_without_its_unused_gate() -
     seed = env.model.slot("r0c0").require_seed()
     module_params = sum(p.numel() for p in seed.module.parameters())
     assert env.summary().params_added == module_params == 9 * 1 + 2  # conv_light on 1 channel, ADD operator
+
+
+def _episode(config: EnvConfig) -> tuple[list[float], list[int]]:
+    """Validation accuracies of a growth episode and the batch size of every host forward in eval mode."""
+    env = make_env(config)
+    obs = env.reset(4)
+    sizes: list[int] = []
+    env.model.host.register_forward_hook(
+        lambda module, inputs, _output: None if module.training else sizes.append(inputs[0].shape[0])
+    )
+    accuracies = []
+    while not env.done:
+        obs = env.step(grow_first_slot(obs)).observation
+        accuracies.append(obs.val_accuracy)
+    return accuracies, sizes
+
+
+def test_counterfactual_batching_changes_the_forwards_not_the_results() -> None:
+    fused, fused_sizes = _episode(dataclasses.replace(CONFIG, counterfactual_batching="fused"))
+    separate, separate_sizes = _episode(dataclasses.replace(CONFIG, counterfactual_batching="separate"))
+    auto, auto_sizes = _episode(CONFIG)
+    assert fused == separate == auto
+    validation = stripes_task().val_inputs.shape[0]
+    # A seed that affects the output adds rows (K = 2): fused stacks them, separate runs one forward per row.
+    assert any(size == 2 * validation for size in fused_sizes)
+    assert set(separate_sizes) == {validation} and len(separate_sizes) > len(fused_sizes)
+    assert auto_sizes == separate_sizes  # auto is separate on the CPU
+    with pytest.raises(ConfigError, match="counterfactual_batching must be one of auto, fused, separate"):
+        EnvConfig(counterfactual_batching="batched")

@@ -8,7 +8,13 @@ from esper.kasmina.alpha import AlphaController, curve_value
 from esper.kasmina.blending import BlendGate, blend, incubate, pass_host_gradient
 from esper.kasmina.blueprints import BLUEPRINTS, BlueprintRegistry, BlueprintSpec, SeedModule
 from esper.kasmina.checkpoint import CHECKPOINT_FORMAT, ModelSnapshot
-from esper.kasmina.counterfactual import CounterfactualPlan, CounterfactualRow, RowKind, count_correct
+from esper.kasmina.counterfactual import (
+    CounterfactualBatching,
+    CounterfactualPlan,
+    CounterfactualRow,
+    RowKind,
+    count_correct,
+)
 from esper.kasmina.gates import GateCheck, GateConfig, GateResult
 from esper.kasmina.governor import Governor, GovernorConfig, GovernorVerdict, RollbackReason
 from esper.kasmina.gradient_health import GradientSummary, gradient_health
@@ -27,6 +33,7 @@ __all__ = [
     "BlueprintSpec",
     "CNNHost",
     "CNNHostConfig",
+    "CounterfactualBatching",
     "CounterfactualPlan",
     "CounterfactualRow",
     "ExecutionResult",

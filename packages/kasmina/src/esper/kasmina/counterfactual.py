@@ -1,4 +1,5 @@
-"""Counterfactual contributions (domain.md section 6), all configurations in one batched forward.
+"""Counterfactual contributions: the accuracy of K alpha configurations, fused into one batched forward or run
+as K forwards (``CounterfactualBatching``).
 
 contribution(slot) = accuracy with current alphas - accuracy with that slot's alpha forced to 0 (percentage
 points). A seed still in TRAINING (alpha 0) gets the alpha = 1 probe instead: what it would add if blended.
@@ -16,6 +17,24 @@ from torch import Tensor
 
 from esper.kasmina.slot import SeedSlot
 from esper.leyline import ConfigError, SeedStage, SlotId
+
+
+class CounterfactualBatching(StrEnum):
+    """How a plan's K configurations are run. FUSED: one forward of K stacked copies of the batch (one kernel
+    launch per layer for all K: the win on a GPU, where launches dominate small hosts). SEPARATE: K forwards of
+    one batch each (on a CPU a forward costs its arithmetic, so fusing saves only Python dispatch, and K-times
+    larger activations can cost more per sample: docs/performance.md measures a 4x batch at 0.5-1.7x the four
+    separate passes). AUTO: SEPARATE on the CPU, FUSED on any accelerator. The outputs are the same either way."""
+
+    AUTO = "auto"
+    FUSED = "fused"
+    SEPARATE = "separate"
+
+    def resolve(self, device: torch.device) -> CounterfactualBatching:
+        """FUSED or SEPARATE: what AUTO means on ``device``; the other two stand for themselves."""
+        if self is not CounterfactualBatching.AUTO:
+            return self
+        return CounterfactualBatching.SEPARATE if device.type == "cpu" else CounterfactualBatching.FUSED
 
 
 class RowKind(StrEnum):
@@ -68,18 +87,24 @@ def build_plan(slots: Sequence[SeedSlot]) -> CounterfactualPlan:
     return CounterfactualPlan(alphas, tuple(rows))
 
 
+def check_alphas(alphas: Tensor, num_slots: int) -> Tensor:
+    """``alphas`` as a float32 CPU table after checking it is [K >= 1, num_slots] with values in [0, 1] or NaN."""
+    plan = alphas.detach().to("cpu", torch.float32)
+    if plan.dim() != 2 or plan.shape[1] != num_slots or plan.shape[0] < 1:
+        raise ConfigError(f"alphas must be [K >= 1, num_slots={num_slots}], got {tuple(alphas.shape)}")
+    given = ~torch.isnan(plan)
+    if bool(((plan[given] < 0.0) | (plan[given] > 1.0)).any()):
+        raise ConfigError("alpha overrides must be in [0, 1] (or NaN to keep the current alpha)")
+    return plan
+
+
 def per_sample_alphas(
     alphas: Tensor, slots: Sequence[SeedSlot], batch_size: int, site_ndim: int, like: Tensor
 ) -> dict[int, Tensor]:
     """The override of every wired slot some row overrides: [K * batch_size, 1, ...] (rank ``site_ndim``),
     row-major in K like the stacked batch, NaN replaced by the slot's current alpha."""
-    plan = alphas.detach().to("cpu", torch.float32)
-    if plan.dim() != 2 or plan.shape[1] != len(slots) or plan.shape[0] < 1:
-        raise ConfigError(f"alphas must be [K >= 1, num_slots={len(slots)}], got {tuple(alphas.shape)}")
-    given = ~torch.isnan(plan)
-    if bool(((plan[given] < 0.0) | (plan[given] > 1.0)).any()):
-        raise ConfigError("alpha overrides must be in [0, 1] (or NaN to keep the current alpha)")
-    overridden = given.any(dim=0).tolist()
+    plan = check_alphas(alphas, len(slots))
+    overridden = (~torch.isnan(plan)).any(dim=0).tolist()
     overrides: dict[int, Tensor] = {}
     for index, slot in enumerate(slots):
         if not (overridden[index] and slot.wired and slot.seed is not None):

@@ -21,8 +21,10 @@ from esper.kasmina.checkpoint import (
     restore_lifecycle,
 )
 from esper.kasmina.counterfactual import (
+    CounterfactualBatching,
     CounterfactualPlan,
     build_plan,
+    check_alphas,
     per_sample_alphas,
     record_counterfactuals,
 )
@@ -146,18 +148,29 @@ class MorphogeneticModel(nn.Module):
         out: Tensor = self.host(x)
         return out
 
-    def forward_with_alphas(self, x: Tensor, alphas: Tensor) -> Tensor:
-        """Run K alpha configurations in ONE batched forward: x [B, ...], alphas [K, num_slots] (NaN = keep the
-        slot's alpha) -> outputs [K, B, ...] (logits [K, B, classes]).
+    def forward_with_alphas(
+        self, x: Tensor, alphas: Tensor, batching: CounterfactualBatching = CounterfactualBatching.AUTO
+    ) -> Tensor:
+        """Run K alpha configurations: x [B, ...], alphas [K, num_slots] (NaN = keep the slot's alpha) -> outputs
+        [K, B, ...] (logits [K, B, classes]).
 
-        The K copies of the batch are stacked along the batch dimension and every overridden slot blends with
-        per-sample alphas; an override on a TRAINING seed applies its blend operator for real. Runs without
-        gradients and needs eval mode (BatchNorm must not mix the K configurations' statistics).
+        FUSED stacks the K copies of the batch along the batch dimension (one forward) and every overridden slot
+        blends with per-sample alphas; SEPARATE runs one such forward per configuration; AUTO picks by the
+        model's device (``CounterfactualBatching``). An override on a TRAINING seed applies its blend operator
+        for real. Runs without gradients and needs eval mode (BatchNorm must not mix the configurations'
+        statistics).
         """
         if self.training:
             raise ConfigError("forward_with_alphas needs eval mode: call model.eval() first")
+        check_alphas(alphas, len(self._slots))
+        if batching.resolve(self._anchor.device) is CounterfactualBatching.SEPARATE and alphas.shape[0] > 1:
+            return torch.cat([self._forward_stacked(x, alphas[k : k + 1]) for k in range(alphas.shape[0])])
+        return self._forward_stacked(x, alphas)
+
+    def _forward_stacked(self, x: Tensor, alphas: Tensor) -> Tensor:
+        """One forward of ``alphas.shape[0]`` stacked copies of ``x``, each with its row's alphas."""
         batch = x.shape[0]
-        count = alphas.shape[0] if alphas.dim() == 2 else 0
+        count = alphas.shape[0]
         overrides = per_sample_alphas(alphas, self._slots, batch, SITE_NDIM[self.topology], self._anchor)
         stacked = x.repeat(count, *([1] * (x.dim() - 1)))
         try:

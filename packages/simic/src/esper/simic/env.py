@@ -1,10 +1,11 @@
 """One host-training environment: a morphogenetic model trained on a task for a fixed number of epochs.
 
 RL step t (``step(action)``): execute the controller's action through kasmina, tick every slot once, train one
-epoch on the full training set (episode-seeded order), validate once with the counterfactual configurations
-fused into one batched forward, let the governor judge the epoch, then compute the reward (accuracy gained by
-this epoch minus seed rent) and the next observation. ``reset(seed)`` builds a fresh model and observes the
-untrained host (epoch 0), so every one of the ``max_epochs`` decisions affects training.
+epoch on the full training set (episode-seeded order), validate once with every counterfactual configuration,
+let the governor judge the epoch, then compute the reward (accuracy gained by this epoch minus seed rent) and
+the next observation. ``reset(seed)`` builds a fresh model and observes the untrained host (epoch 0), so every
+one of the ``max_epochs`` decisions affects training. The counterfactual configurations run fused or as
+separate forwards as ``EnvConfig.counterfactual_batching`` says (the same results either way).
 
 After a rollback the restored model is validated again and the episode ends with it: its accuracy is the last
 epoch's, in the reward, the curve and the summary.
@@ -18,7 +19,7 @@ from collections import Counter, deque
 import torch
 import torch.nn.functional as F
 
-from esper.kasmina import Governor, GovernorConfig, MorphogeneticModel, count_correct
+from esper.kasmina import CounterfactualBatching, Governor, GovernorConfig, MorphogeneticModel, count_correct
 from esper.leyline import (
     FAILURE_STAGES,
     HISTORY_LENGTH,
@@ -45,6 +46,7 @@ class HostTrainingEnv:
         self.device = torch.device(config.device)
         self.task = task.to(self.device)
         self.model_factory = model_factory
+        self._batching = CounterfactualBatching(config.counterfactual_batching)
         self._model: MorphogeneticModel | None = None
         self._governor: Governor | None = None
         self._done = True
@@ -217,7 +219,7 @@ class HostTrainingEnv:
             for start in range(0, n, self.config.val_batch_size):
                 inputs = task.val_inputs[start : start + self.config.val_batch_size]
                 targets = task.val_targets[start : start + self.config.val_batch_size]
-                logits = model.forward_with_alphas(inputs, plan.alphas)
+                logits = model.forward_with_alphas(inputs, plan.alphas, self._batching)
                 correct += count_correct(logits, targets)
                 loss_sum += F.cross_entropy(logits[0].float(), targets, reduction="sum")
         finally:

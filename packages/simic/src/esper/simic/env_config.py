@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from esper.kasmina import CounterfactualBatching
 from esper.leyline import DIGITS_EPISODE_EPOCHS, ConfigError
 from esper.simic.rewards import RewardConfig
 
@@ -29,6 +30,9 @@ class EnvConfig:
     #: Germinations allowed per episode (the seed cap the masks and observations see).
     max_germinations: int = 6
     device: str = "cpu"
+    #: How validation runs the counterfactual configurations: "auto" (separate forwards on the CPU, one fused
+    #: forward on a GPU), "fused" or "separate" (kasmina's ``CounterfactualBatching``; same results either way).
+    counterfactual_batching: str = CounterfactualBatching.AUTO.value
     reward: RewardConfig = field(default_factory=RewardConfig)
 
     def __post_init__(self) -> None:
@@ -45,6 +49,11 @@ class EnvConfig:
             raise ConfigError(f"env.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise ConfigError("env.weight_decay and env.grad_clip must be >= 0")
+        choices = [choice.value for choice in CounterfactualBatching]
+        if self.counterfactual_batching not in choices:
+            raise ConfigError(
+                f"env.counterfactual_batching must be one of {', '.join(choices)}, got {self.counterfactual_batching!r}"
+            )
         if self.max_germinations < 0:
             raise ConfigError(f"env.max_germinations must be >= 0, got {self.max_germinations}")
 
