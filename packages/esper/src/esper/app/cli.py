@@ -37,6 +37,9 @@ def _add_common(parser: argparse.ArgumentParser, *, task_default: str | None = D
     parser.add_argument("--config", type=Path, help="TOML file with [run] [env] [reward] [ppo] [policy] sections")
     parser.add_argument("--backend", choices=BACKENDS, help="where envs run (default auto: worker processes on CPU)")
     parser.add_argument("--workers", type=int, help="worker processes for the process backend (default: cores)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per env process (default: 1 in-process, cores / workers otherwise)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar (for CI and scripts)")
 
 

@@ -38,6 +38,9 @@ class RunSettings:
     compile_mode: str | None = None
     backend: str = "auto"
     workers: int | None = None
+    #: torch threads per process that runs envs (in-process: this one; default 1); with worker processes, per
+    #: worker (default: an equal share of the cores). Defaults never oversubscribe the machine.
+    threads: int | None = None
     #: PPO only: stop (at a checkpoint) before a round that would end after this many minutes of training.
     time_budget_minutes: float | None = None
 
@@ -55,8 +58,10 @@ class RunSettings:
             raise ConfigError(f"run.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
             raise ConfigError(f"run.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
-        if self.workers is not None and self.workers < 1:
-            raise ConfigError(f"run.workers must be >= 1, got {self.workers}")
+        for name in ("workers", "threads"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"run.{name} must be >= 1, got {value}")
 
 
 @dataclass(frozen=True)

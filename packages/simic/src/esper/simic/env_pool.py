@@ -3,7 +3,8 @@
 Both expose the same three calls (``reset``, ``step``, ``summaries``), so the vectorized loop and every controller
 run through one code path whichever backend is used. Worker processes pay off when an env epoch costs more than
 the round trip (measured by ``tools/bench``); each worker runs its envs sequentially with ``threads_per_worker``
-torch threads.
+torch threads. Both pools set the torch threads of this process as ``thread_plan.plan_threads`` says (one unless
+asked otherwise), so envs and policy never oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from esper.simic.env_config import EnvConfig
 from esper.simic.episode_records import EpisodeSummary, StepResult
 from esper.simic.model_factories import ModelFactory
 from esper.simic.task_data import TaskData
+from esper.simic.thread_plan import plan_threads
 
 
 class EnvPool(Protocol):
@@ -41,11 +43,15 @@ class EnvPool(Protocol):
 
 
 class InProcessPool:
-    """Every env in this process, stepped one after another."""
+    """Every env in this process, stepped one after another with ``threads`` torch threads (this process's
+    setting, which the policy acting between steps shares; default one)."""
 
-    def __init__(self, n_envs: int, task: TaskData, factory: ModelFactory, config: EnvConfig) -> None:
+    def __init__(
+        self, n_envs: int, task: TaskData, factory: ModelFactory, config: EnvConfig, threads: int | None = None
+    ) -> None:
         if n_envs < 1:
             raise ConfigError(f"need at least one env, got {n_envs}")
+        torch.set_num_threads(plan_threads(os.cpu_count() or 1, n_envs, processes=False, threads=threads).main)
         self._envs = [HostTrainingEnv(task, factory, config) for _ in range(n_envs)]
 
     @property
@@ -103,7 +109,9 @@ class WorkerError(EsperError):
 
 
 class ProcessPool:
-    """Envs split into contiguous blocks over ``n_workers`` spawned processes."""
+    """Envs split into contiguous blocks over ``n_workers`` spawned processes (default one per core, at most one
+    per env), each with ``threads_per_worker`` torch threads (default an equal share of the cores); this process
+    keeps one thread for the policy, which acts while the workers wait."""
 
     def __init__(
         self,
@@ -112,13 +120,14 @@ class ProcessPool:
         factory: ModelFactory,
         config: EnvConfig,
         n_workers: int | None = None,
-        threads_per_worker: int = 1,
+        threads_per_worker: int | None = None,
     ) -> None:
         if n_envs < 1:
             raise ConfigError(f"need at least one env, got {n_envs}")
-        workers = min(n_envs, n_workers if n_workers is not None else (os.cpu_count() or 1))
-        if workers < 1:
-            raise ConfigError(f"need at least one worker, got {n_workers}")
+        plan = plan_threads(os.cpu_count() or 1, n_envs, processes=True, workers=n_workers, threads=threads_per_worker)
+        torch.set_num_threads(plan.main)
+        workers = plan.workers
+        threads_per_worker = plan.per_worker
         self._n_envs = n_envs
         base, extra = divmod(n_envs, workers)
         sizes = [base + (1 if w < extra else 0) for w in range(workers)]

@@ -22,7 +22,9 @@ def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunCon
 
 def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
     """The config of ``evaluate`` and ``compare`` (they take the same flags)."""
-    flags = {name: getattr(args, name) for name in ("episodes", "envs", "seed", "backend", "workers", "device")}
+    flags = {
+        name: getattr(args, name) for name in ("episodes", "envs", "seed", "backend", "workers", "threads", "device")
+    }
     return resolve_config(args, flags)
 
 

@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "backend": args.backend,
             "workers": args.workers,
+            "threads": args.threads,
             "epochs": args.epochs,
         },
     )

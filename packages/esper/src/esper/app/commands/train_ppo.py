@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 "compile_mode": args.compile_mode,
                 "backend": args.backend,
                 "workers": args.workers,
+                "threads": args.threads,
                 "time_budget_minutes": args.time_budget_minutes,
             },
         )
@@ -93,7 +94,7 @@ def build_policy(policy_config: Mapping[str, object], config: RunConfig) -> Poli
 def _resumed_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     run = config.run
     changes: dict[str, Any] = {}
-    for name in ("rounds", "device", "compile_mode", "backend", "workers", "time_budget_minutes"):
+    for name in ("rounds", "device", "compile_mode", "backend", "workers", "threads", "time_budget_minutes"):
         value = getattr(args, name)
         if value is not None:
             changes[name] = value
