@@ -1,5 +1,7 @@
-"""tools/bench: the interleaved timing helper, the target/bound logic, the report writers and the check step's
-exit status. No timing asserts: fake clocks and fixed figures only (speed itself is what tools/bench measures)."""
+"""tools/bench: the interleaved timing helper and its paired ratios, the target/bound logic (CI bounds always,
+targets only under --check), the report writers and the exit status. No timing asserts: fake clocks and fixed
+figures only (speed itself is what tools/bench measures); the load-independent gates are in
+test_bench_gates.py."""
 
 from __future__ import annotations
 
@@ -71,6 +73,18 @@ def test_median_is_robust_to_one_slow_round() -> None:
     timings = Timings({"a": (1.0, 1.0, 9.0), "b": (2.0, 2.0, 2.0)})
     assert timings.median("a") == 1.0
     assert timings.ratio("a", "b") == 0.5
+
+
+def test_paired_ratio_cancels_load_that_hits_both_cases_of_a_round() -> None:
+    # Rounds 2 and 3 ran under load (everything 3x and 5x slower): the per-round ratio stays 2, while the ratio
+    # of the medians mixes a loaded round of one case with a quiet round of the other.
+    timings = Timings({"a": (2.0, 6.0, 10.0, 2.0, 6.0), "b": (1.0, 3.0, 5.0, 1.0, 3.0)})
+    assert timings.paired_ratio("a", "b") == 2.0
+    lopsided = Timings({"a": (2.0, 2.0, 6.0), "b": (1.0, 3.0, 3.0)})
+    assert lopsided.ratio("a", "b") == pytest.approx(2 / 3)
+    assert lopsided.paired_ratio("a", "b") == 2.0
+    with pytest.raises(ConfigError, match="no timings for case 'z'"):
+        timings.paired_ratio("z", "a")
 
 
 @pytest.mark.parametrize(("rounds", "warmup", "calls"), [(0, 1, 1), (1, -1, 1), (1, 1, 0)])
@@ -154,17 +168,29 @@ def _fake_benchmark(monkeypatch: pytest.MonkeyPatch, value: float) -> None:
     monkeypatch.setattr(cli, "BENCHMARKS", {"fake": "fake_benchmark"})
 
 
-@pytest.mark.parametrize(("value", "status"), [(1.0, 0), (1.2, 0), (2.0, 1)])
-def test_check_step_fails_only_past_a_bound(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: float, status: int
+@pytest.mark.parametrize(
+    ("value", "flags", "status"),
+    [
+        (1.0, [], 0),
+        (1.2, [], 0),  # misses the target (1.1), within the CI bound (1.5): CI passes
+        (2.0, [], 1),
+        (1.0, ["--check"], 0),
+        (1.2, ["--check"], 1),  # --check (a quiet machine) holds the strict target
+        (2.0, ["--check"], 1),
+    ],
+)
+def test_quick_fails_only_past_a_bound_and_check_also_on_a_missed_target(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: float, flags: list[str], status: int
 ) -> None:
     _fake_benchmark(monkeypatch, value)
     previous = torch.get_num_threads()
     try:
-        assert cli.main(["--quick", "--out", str(tmp_path)]) == status
+        assert cli.main(["--quick", *flags, "--out", str(tmp_path)]) == status
     finally:
         torch.set_num_threads(previous)
-    assert json.loads((tmp_path / "results.json").read_text())["results"][0]["name"] == "fake"
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["results"][0]["name"] == "fake"
+    assert data["settings"]["mode"] == "quick" + (" --check" if flags else "")
 
 
 def test_unknown_benchmark_or_missing_device_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +205,17 @@ def test_counterfactual_benchmark_runs_on_a_tiny_configuration(tmp_path: Path) -
         quick=True, device=torch.device("cpu"), profile=False, default_threads=1, sizes=sizes, out=tmp_path
     )
     result = counterfactuals.run(ctx)
-    (metric,) = result.metrics
-    assert metric.key == "counterfactuals.fused_speedup"
-    assert math.isfinite(metric.value) and metric.value > 0
+    metrics = {metric.key: metric for metric in result.metrics}
+    assert sorted(metrics) == [
+        "counterfactuals.auto_choice",
+        "counterfactuals.forwards_per_validation",
+        "counterfactuals.fused_speedup",
+        "counterfactuals.rows_agree",
+    ]
+    # The gates are counts: auto runs the 4 rows separately on the CPU, and both batchings agree on every row.
+    assert metrics["counterfactuals.forwards_per_validation"].value == 1.0
+    assert metrics["counterfactuals.rows_agree"].value == 1.0
+    assert all(metric.within_bound is not False for metric in result.metrics)
+    speedup = metrics["counterfactuals.fused_speedup"]
+    assert math.isfinite(speedup.value) and speedup.value > 0 and speedup.bound is None
     assert "current" in result.notes[0] and len(result.medians) == 2

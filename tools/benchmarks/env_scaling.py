@@ -5,8 +5,11 @@ scaling over the available cores:
 
     efficiency(N) = steps/s at N / (steps/s of one env x min(N, cores))
 
-One env is what ``make_pool`` runs in-process; its rate is the faster of torch's default thread count (what
-``make_pool`` keeps) and one thread, both measured, so an oversubscribed default cannot flatter the others.
+One env is what ``make_pool`` runs in-process, with one torch thread (``esper.simic.thread_plan``); it is also
+measured with torch's default thread count (one per core), to show what oversubscription costs.
+
+Nothing here gates CI: wall-clock scaling across processes is exactly what a busy neighbour changes. The
+efficiency target applies under ``--check`` (a quiet machine).
 
 Every pool lives for the whole benchmark and the (backend, N) cases are interleaved round by round. A round
 resets the envs (untimed), then times ``steps`` RL steps of all N envs under the random-valid controller (seeds
@@ -32,9 +35,9 @@ from esper.tamiyo import RandomValidController
 EPISODE_SEED = 100
 INPROCESS = "inprocess"
 PROCESSES = "processes"
-#: The CI check: the backend ``esper train`` picks on a multi-core CPU (processes) must keep at least this share
-#: of perfect scaling at 8 envs (a broken or serialized worker pool falls far below it).
-BOUND = 0.35
+#: ``--check``: the backend ``esper train`` picks on a multi-core CPU (processes) keeps at least this share of
+#: perfect scaling at 8 envs on a quiet machine (a broken or serialized worker pool falls far below it).
+TARGET = 0.6
 
 
 @dataclass
@@ -42,7 +45,7 @@ class _Setting:
     backend: str
     n_envs: int
     pool: EnvPool
-    #: torch threads of this process while it steps (make_pool keeps the default in-process, pins 1 otherwise).
+    #: torch threads of this process while it steps (make_pool: 1 unless asked otherwise).
     threads: int
     steps_done: list[int]
 
@@ -58,14 +61,10 @@ def _name(backend: str, n_envs: int, threads: int | None = None) -> str:
 def _build(ctx: BenchContext, backend: str, n_envs: int, threads: int = 1) -> _Setting:
     task = digits_task()
     config = digits_env_config(ctx.device)
-    cores = os.cpu_count() or 1
     if backend == INPROCESS:
-        return _Setting(backend, n_envs, InProcessPool(n_envs, task, digits_factory(), config), threads, [])
-    workers = min(cores, n_envs)
-    pool = ProcessPool(
-        n_envs, task, digits_factory(), config, n_workers=workers, threads_per_worker=max(1, cores // workers)
-    )
-    return _Setting(backend, n_envs, pool, 1, [])
+        pool: EnvPool = InProcessPool(n_envs, task, digits_factory(), config, threads=threads)
+        return _Setting(backend, n_envs, pool, threads, [])
+    return _Setting(backend, n_envs, ProcessPool(n_envs, task, digits_factory(), config), 1, [])
 
 
 def _case(setting: _Setting, steps: int) -> Case:
@@ -110,10 +109,10 @@ def run(ctx: BenchContext) -> BenchmarkResult:
     settings: list[_Setting] = []
     try:
         if default != 1:
-            settings.append(_build(ctx, INPROCESS, 1, threads=1))
+            settings.append(_build(ctx, INPROCESS, 1, threads=default))
         for n_envs in counts:
             if n_envs in inprocess_counts:
-                settings.append(_build(ctx, INPROCESS, n_envs, threads=default))
+                settings.append(_build(ctx, INPROCESS, n_envs, threads=1))
             if n_envs > 1:
                 settings.append(_build(ctx, PROCESSES, n_envs))
         warmup = 1
@@ -134,14 +133,14 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         )
         for setting in settings
     }
-    single = max(rates[_name(INPROCESS, 1, 1)], rates[_name(INPROCESS, 1, default)])
+    single = rates[_name(INPROCESS, 1, 1)]
 
     def efficiency(rate: float | None, n_envs: int) -> str:
         return "-" if rate is None else f"{rate / (single * min(n_envs, cores)):.2f}"
 
     rows = []
     for n_envs in counts:
-        inprocess = rates.get(_name(INPROCESS, n_envs, default))
+        inprocess = rates.get(_name(INPROCESS, n_envs, 1))
         processes = rates.get(_name(PROCESSES, n_envs))
         faster = "-"
         if inprocess is not None:
@@ -165,7 +164,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
             f"env steps/s, processes at {largest} envs / (one env x {min(largest, cores)} cores)",
             processes_largest / (single * min(largest, cores)),
             Better.HIGHER,
-            bound=BOUND,
+            target=TARGET,
         )
     ]
     if largest in inprocess_counts:
@@ -173,7 +172,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
             Metric(
                 f"env_scaling.processes_vs_inprocess_{largest}",
                 f"env steps/s at {largest} envs, processes / in-process",
-                processes_largest / rates[_name(INPROCESS, largest, default)],
+                processes_largest / rates[_name(INPROCESS, largest, 1)],
                 Better.HIGHER,
             )
         )
@@ -181,19 +180,20 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         metrics.append(
             Metric(
                 "env_scaling.one_env_one_thread",
-                f"env steps/s of one env in-process, 1 thread / {default} threads",
+                f"env steps/s of one env in-process, 1 thread (make_pool) / {default} threads (torch's default)",
                 rates[_name(INPROCESS, 1, 1)] / rates[_name(INPROCESS, 1, default)],
                 Better.HIGHER,
             )
         )
     notes = (
-        f"{cores} cores. In-process: this process with torch's default {default} threads (what `make_pool` keeps; "
-        f"one env also with 1 thread: {rates[_name(INPROCESS, 1, 1)]:.2f} steps/s); processes: min(N, {cores}) "
-        f"spawned workers with max(1, {cores} // workers) threads each and 1 thread here (as `make_pool` does). "
-        f"Efficiency is against the faster single env ({single:.2f} steps/s). One env step = one RL step: the "
-        "controller acts, every env trains one digits epoch and validates.",
-        f"Median over {ctx.sizes.scaling_rounds} interleaved rounds of {ctx.sizes.scaling_steps} steps of every env "
-        "after a reset (untimed); the random-valid controller runs in this process and is timed too.",
+        f"{cores} cores. In-process: this process with 1 torch thread (what `make_pool` picks; one env also with "
+        f"torch's default {default}: {rates.get(_name(INPROCESS, 1, default), single):.2f} steps/s); processes: "
+        f"min(N, {cores}) spawned workers with max(1, {cores} // workers) threads each and 1 thread here (as "
+        f"`make_pool` does). Efficiency is against one env at 1 thread ({single:.2f} steps/s). One env step = one "
+        "RL step: the controller acts, every env trains one digits epoch and validates.",
+        f"Wall-clock median over {ctx.sizes.scaling_rounds} interleaved rounds of {ctx.sizes.scaling_steps} steps "
+        "of every env after a reset (untimed); the random-valid controller runs in this process and is timed too. "
+        "Report only in CI (a busy neighbour moves wall-clock scaling); the efficiency target is for --check.",
     )
     return BenchmarkResult(
         name="env_scaling",

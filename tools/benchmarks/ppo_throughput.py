@@ -2,7 +2,8 @@
 ``RolloutBuffer`` with the real LSTM bundle, against one update of sb3-contrib's ``RecurrentPPO`` with an LSTM
 of the same width and a MultiDiscrete action space with the same 8 head sizes, both on the same synthetic
 rollout (one digits training round: 8 envs x 60 steps), same epochs and minibatch size, same process and device.
-Target: Esper at least 5x faster.
+Target: Esper at least 5x faster (``--check``); the CI bound, 1.5x, is a gross one: both sides run on one
+thread in this process, timed in thread CPU time and compared round by round, so load does not move it that far.
 
 The rollout is real Esper output on synthetic inputs: observations from random-valid digits envs, actions,
 log-probs and values sampled by the bundle itself, rewards drawn from a seeded generator."""
@@ -16,7 +17,7 @@ import torch
 
 from benchmarks.context import BenchContext
 from benchmarks.report import BenchmarkResult, Better, Metric, Table
-from benchmarks.timing import Case, Work, measure, synchronizer
+from benchmarks.timing import THREAD_CLOCK, Case, Work, measure, synchronizer
 from benchmarks.workloads import DIGITS, collect_observations
 from esper.leyline import HEAD_ORDER, EnvObservation, PolicyBundle, head_sizes
 from esper.simic.policy_controller import PolicyController
@@ -114,12 +115,14 @@ def run(ctx: BenchContext) -> BenchmarkResult:
     if separate is not None:
         cases.append(baseline_case(separate_name, separate))
         parameters.append((separate_name, separate.parameter_count))
-    timings = measure(cases, rounds=ctx.sizes.ppo_rounds, warmup=1, synchronize=synchronizer(ctx.device))
+    timings = measure(
+        cases, rounds=ctx.sizes.ppo_rounds, warmup=1, synchronize=synchronizer(ctx.device), clock=THREAD_CLOCK
+    )
     transitions = N_ENVS * steps
     metric = Metric(
         "ppo_throughput.speedup",
         "PPO update transitions/s, Esper / RecurrentPPO (shared LSTM)",
-        timings.ratio(shared_name, esper_name),
+        timings.paired_ratio(shared_name, esper_name),
         Better.HIGHER,
         target=TARGET,
         bound=BOUND,
@@ -130,7 +133,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
             str(count),
             f"{timings.median(name):.3f}",
             f"{transitions / timings.median(name):,.0f}",
-            f"{timings.ratio(name, esper_name):.2f}x",
+            f"{timings.paired_ratio(name, esper_name):.2f}x",
         )
         for name, count in parameters
     )
@@ -139,7 +142,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         f"Rollout: {N_ENVS} envs x {steps} steps = {transitions} transitions, observation width "
         f"{feature_dim(DIGITS.slots.num_slots)} (tamiyo `feature_dim(3)`), head sizes "
         f"{dict(zip([h.value for h in HEAD_ORDER], head_widths, strict=True))}; same process, {ctx.device}, one "
-        "torch thread, interleaved rounds.",
+        "torch thread, interleaved rounds timed in thread CPU time (ratios: median of per-round ratios).",
         f"Matched: {config.update_epochs} epochs x {minibatches} minibatches of {config.minibatch_envs * steps} "
         f"transitions (Esper: {config.minibatch_envs} whole env sequences; sb3: batch_size "
         f"{config.minibatch_envs * steps}, sequences cut at its random split and padded), Adam lr "
