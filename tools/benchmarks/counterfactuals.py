@@ -9,6 +9,8 @@ asks that auto's choice is not grossly slower than the other one on this machine
 from __future__ import annotations
 
 import functools
+import resource
+import statistics
 
 import torch
 
@@ -43,6 +45,43 @@ def _validate(
         logits = model.forward_with_alphas(batch, alphas, batching)
         correct += count_correct(logits, targets[start : start + batch_size])
     return correct
+
+
+def _page_faults() -> int:
+    """Minor page faults of this thread so far (memory the allocator got back from the kernel and touched)."""
+    return resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+
+
+def forward_scaling(model: MorphogeneticModel, inputs: torch.Tensor, copies: tuple[int, ...], calls: int) -> Table:
+    """Why the batching matters on this device: one host forward of 1, 2 ... K copies of the validation set,
+    thread CPU time per call (median of ``calls``) and minor page faults per call (on a CPU, the cost that grows
+    faster than the batch: buffers the allocator returns to the kernel after each call and faults in again)."""
+    rows = []
+    for count in copies:
+        x = inputs.repeat(count, *([1] * (inputs.dim() - 1)))
+        seconds = []
+        with torch.no_grad():
+            model.host(x)
+            faults = _page_faults()
+            for _ in range(calls):
+                start = THREAD_CLOCK()
+                model.host(x)
+                seconds.append(THREAD_CLOCK() - start)
+            faults = _page_faults() - faults
+        median = statistics.median(seconds)
+        rows.append(
+            (
+                str(x.shape[0]),
+                f"{median * 1e3:.2f}",
+                f"{median * 1e6 / x.shape[0]:.2f}",
+                f"{faults / calls:.0f}",
+            )
+        )
+    return Table(
+        "One host forward by batch size (thread CPU time, median)",
+        ("samples", "ms", "µs / sample", "minor page faults / call"),
+        tuple(rows),
+    )
 
 
 def run(ctx: BenchContext) -> BenchmarkResult:
@@ -133,7 +172,10 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         title="5. Counterfactual batching",
         compared="The K alpha configurations of validation fused into one forward against one forward each.",
         metrics=metrics,
-        tables=(Table("Median time of one validation pass", ("variant", "ms", "vs fused"), rows),),
+        tables=(
+            Table("Median time of one validation pass", ("variant", "ms", "vs fused"), rows),
+            forward_scaling(model, inputs, (1, 2, k), ctx.sizes.counterfactual_rounds),
+        ),
         medians=timings.medians(),
         notes=notes,
     )

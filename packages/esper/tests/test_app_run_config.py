@@ -127,6 +127,8 @@ def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str) -> None
         ({"epochs": 0}, "run.epochs must be >= 1"),
         ({"backend": "gpu-farm"}, "run.backend must be one of"),
         ({"compile_mode": "fastest"}, "compile mode must be one of"),
+        ({"threads": 0}, "run.threads must be >= 1, got 0"),
+        ({"workers": 0}, "run.workers must be >= 1, got 0"),
     ],
 )
 def test_out_of_range_values_are_errors(flags: dict[str, object], message: str) -> None:
@@ -139,6 +141,11 @@ def test_values_are_validated_by_their_section(tmp_path: Path) -> None:
         resolve("digits", read_toml(write_toml(tmp_path, "[ppo]\nclip_ratio = 0\n")), {})
     with pytest.raises(ConfigError, match=r"env\.lr_schedule"):
         resolve("digits", read_toml(write_toml(tmp_path, '[env]\nlr_schedule = "step"\n')), {})
+    with pytest.raises(ConfigError, match=r"env\.counterfactual_batching must be one of auto, fused, separate"):
+        resolve("digits", read_toml(write_toml(tmp_path, '[env]\ncounterfactual_batching = "k"\n')), {})
+    separate = '[env]\ncounterfactual_batching = "separate"\n[run]\nthreads = 2\n'
+    config = resolve("digits", read_toml(write_toml(tmp_path, separate)), {})
+    assert config.env.counterfactual_batching == "separate" and config.run.threads == 2
 
 
 def test_unknown_task_is_an_error() -> None:
