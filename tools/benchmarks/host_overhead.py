@@ -151,10 +151,11 @@ def count_work(task: TaskData, config: EnvConfig) -> tuple[tuple[Metric, Metric]
         env_counted = env_expected = 0
         for _ in range(COUNT_STEPS):
             with module_calls(env.model.host) as forwards:
-                env.step(wait)
+                result = env.step(wait)
             plan_rows = len(env.model.counterfactual_plan().rows)
+            validations = 2 if result.rolled_back else 1  # a rollback validates the restored model again
             env_counted += len(forwards)
-            env_expected += train_batches + val_batches * (plan_rows if separate else 1)
+            env_expected += train_batches + validations * val_batches * (plan_rows if separate else 1)
         rows.append((name, f"{env_counted / COUNT_STEPS:g}", f"{env_expected / COUNT_STEPS:g}"))
         counted += env_counted
         expected += env_expected
