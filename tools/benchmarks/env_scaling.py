@@ -64,7 +64,8 @@ def _build(ctx: BenchContext, backend: str, n_envs: int, threads: int = 1) -> _S
     if backend == INPROCESS:
         pool: EnvPool = InProcessPool(n_envs, task, digits_factory(), config, threads=threads)
         return _Setting(backend, n_envs, pool, threads, [])
-    return _Setting(backend, n_envs, ProcessPool(n_envs, task, digits_factory(), config), 1, [])
+    pool = ProcessPool(n_envs, task, digits_factory(), config, threads_per_worker=None)  # as make_pool
+    return _Setting(backend, n_envs, pool, 1, [])
 
 
 def _case(setting: _Setting, steps: int) -> Case:

@@ -38,11 +38,11 @@ class RunSettings:
     compile_mode: str | None = None
     backend: str = "auto"
     workers: int | None = None
+    #: PPO only: stop (at a checkpoint) before a round that would end after this many minutes of training.
+    time_budget_minutes: float | None = None
     #: torch threads per process that runs envs (in-process: this one; default 1); with worker processes, per
     #: worker (default: an equal share of the cores). Defaults never oversubscribe the machine.
     threads: int | None = None
-    #: PPO only: stop (at a checkpoint) before a round that would end after this many minutes of training.
-    time_budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("rounds", "envs", "episodes"):

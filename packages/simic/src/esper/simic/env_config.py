@@ -30,10 +30,10 @@ class EnvConfig:
     #: Germinations allowed per episode (the seed cap the masks and observations see).
     max_germinations: int = 6
     device: str = "cpu"
+    reward: RewardConfig = field(default_factory=RewardConfig)
     #: How validation runs the counterfactual configurations: "auto" (separate forwards on the CPU, one fused
     #: forward on a GPU), "fused" or "separate" (kasmina's ``CounterfactualBatching``; same results either way).
     counterfactual_batching: str = CounterfactualBatching.AUTO.value
-    reward: RewardConfig = field(default_factory=RewardConfig)
 
     def __post_init__(self) -> None:
         for name in ("max_epochs", "batch_size", "val_batch_size"):

@@ -110,7 +110,7 @@ class WorkerError(EsperError):
 
 class ProcessPool:
     """Envs split into contiguous blocks over ``n_workers`` spawned processes (default one per core, at most one
-    per env), each with ``threads_per_worker`` torch threads (default an equal share of the cores); this process
+    per env), each with ``threads_per_worker`` torch threads (None: an equal share of the cores); this process
     keeps one thread for the policy, which acts while the workers wait."""
 
     def __init__(
@@ -120,7 +120,7 @@ class ProcessPool:
         factory: ModelFactory,
         config: EnvConfig,
         n_workers: int | None = None,
-        threads_per_worker: int | None = None,
+        threads_per_worker: int | None = 1,
     ) -> None:
         if n_envs < 1:
             raise ConfigError(f"need at least one env, got {n_envs}")
