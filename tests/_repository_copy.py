@@ -6,6 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from packaging.version import Version
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # An identity for the copy's commits: CI's machine may have none configured.
@@ -25,13 +27,18 @@ def commit_all(root: Path, message: str) -> str:
 
 def repository_copy(target: Path) -> Path:
     """The work tree's files (tracked and untracked, not ignored) in one commit of a new repository at
-    ``target``: every release snapshot there is released at that commit."""
+    ``target``. Only each member's last release is kept: its snapshot is added by that one commit, which holds
+    that version; older releases could not be rebuilt from it."""
     files = git(ROOT, "ls-files", "--cached", "--others", "--exclude-standard", "-z").split("\0")
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
+    for releases in target.glob("packages/*/releases"):
+        snapshots = sorted(releases.glob("*.json"), key=lambda path: Version(path.stem))
+        for older in snapshots[:-1]:
+            older.unlink()
     git(target, "init", "-q", "-b", "main")
     commit_all(target, "base")
     return target
