@@ -55,7 +55,7 @@ def test_events_are_appended_and_survive_reopening(tmp_path: Path) -> None:
         directory.event("epoch", epoch=2, accuracy=math.nan)
         # flushed at once: a reader (or a crash) sees every event written so far
         assert [e["epoch"] for e in events(run)] == [1, 2]
-    with RunDirectory(run, resume=True, tensorboard=False) as directory:
+    with RunDirectory(run, resume_from=0, tensorboard=False) as directory:
         directory.event("resume", rounds_completed=2)
         directory.event("epoch", epoch=3, accuracy=12.0)
     assert events(run) == [
@@ -87,7 +87,7 @@ def test_refuses_a_non_empty_directory_and_a_file(tmp_path: Path) -> None:
 
 def test_resume_needs_an_existing_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="is not an Esper run directory"):
-        RunDirectory(tmp_path / "absent", resume=True, tensorboard=False)
+        RunDirectory(tmp_path / "absent", resume_from=0, tensorboard=False)
     assert not (tmp_path / "absent").exists()
     with pytest.raises(ConfigError, match="is not an Esper run directory"):
         read_run_config(tmp_path)

@@ -1,18 +1,22 @@
 """The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare.
 
 With no flags every command runs the embedded default task (``digits``). Errors a user can fix (unknown task,
-unknown config key, missing data, corrupt checkpoint) print one line and exit with status 2.
+unknown config key, missing data, corrupt checkpoint, an unwritable or full output directory) print one line and
+exit with status 2; Ctrl-C and SIGTERM stop cleanly with one line and status 130 / 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from esper.app.commands import compare, evaluate, tasks_command, train_heuristic, train_ppo
+from esper.app.commands import compare, evaluate, report, tasks_command, train_heuristic, train_ppo
 from esper.app.run_config import BACKENDS, COMPILE_MODES
+from esper.app.signals import SIGINT_EXIT_STATUS, SIGTERM_EXIT_STATUS, Terminated, stop_on_sigterm
 from esper.app.tasks import DEFAULT_TASK
 from esper.leyline import EsperError
 from esper.tamiyo import register_builtin_policies
@@ -20,12 +24,21 @@ from esper.tamiyo import register_builtin_policies
 Command = Callable[[argparse.Namespace], int]
 
 
-def _compile_mode(text: str) -> str | None:
-    if text == "none":
-        return None
-    if text not in COMPILE_MODES:
+def _compile_mode(text: str) -> str:
+    """``none`` is kept as text: on ``--resume`` it removes the run's compile mode (absent keeps it)."""
+    if text != "none" and text not in COMPILE_MODES:
         raise argparse.ArgumentTypeError(f"choose from none, {', '.join(COMPILE_MODES)}")
     return text
+
+
+def _time_budget(text: str) -> float | str:
+    """Minutes, or ``none`` (on ``--resume``: remove the run's time budget)."""
+    if text == "none":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected minutes or none, got {text!r}") from None
 
 
 def _add_common(parser: argparse.ArgumentParser, *, task_default: str | None = DEFAULT_TASK) -> None:
@@ -77,12 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     ppo.add_argument("--epochs", type=int, help="epochs per episode (default: the task's)")
     ppo.add_argument(
         "--time-budget-minutes",
-        type=float,
-        help="stop at a checkpoint before a round that would end after this many minutes (resume continues)",
+        type=_time_budget,
+        help="stop at a checkpoint before a round that would end after this many minutes (resume continues; "
+        "none removes the budget on resume)",
     )
     ppo.add_argument("--resume", type=Path, help="continue the run in this directory from its last checkpoint")
     ppo.add_argument("--device", help="torch device for the policy and envs (default cpu)")
-    ppo.add_argument("--compile-mode", type=_compile_mode, help="torch.compile mode for the policy (default none)")
+    ppo.add_argument(
+        "--compile-mode", type=_compile_mode, help="torch.compile mode for the policy, or none (the default)"
+    )
     ppo.set_defaults(handler=train_ppo.run)
 
     evaluation = commands.add_parser(
@@ -113,22 +129,50 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("--episodes", type=int, help="held-out episodes (default 8)")
     comparison.add_argument("--device", help="torch device (default cpu)")
     comparison.set_defaults(handler=compare.run)
+
+    rebuild = commands.add_parser(
+        "report",
+        help="(re)build the summary, results and plots of a run directory",
+        description="Rebuild summary.md, results.json and the plots of a run from its config and event log.",
+    )
+    rebuild.add_argument("run", type=Path, help="a run directory written by esper")
+    rebuild.set_defaults(handler=report.run)
     return parser
+
+
+def _line(message: str, error: BaseException) -> str:
+    """``message`` and the error's notes (such as how to resume) on one line."""
+    return "; ".join([message, *getattr(error, "__notes__", [])])
+
+
+def _os_error(error: OSError) -> str:
+    """The cause first (ENOSPC, EROFS, ENOTDIR, ... named as such), then the file."""
+    code = errno.errorcode.get(error.errno, "") if error.errno is not None else ""
+    message = (error.strerror or str(error)) + (f" ({code})" if code else "")
+    return message + (f": {error.filename}" if error.filename is not None else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     register_builtin_policies()
+    if threading.current_thread() is threading.main_thread():
+        stop_on_sigterm()
     handler: Command = args.handler
     try:
         return handler(args)
     except EsperError as error:
-        print(f"esper: error: {error}", file=sys.stderr)
+        print(f"esper: error: {_line(str(error), error)}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("esper: interrupted", file=sys.stderr)
-        return 130
+    except OSError as error:  # output problems: read-only filesystem, a file in the way, a full disk
+        print(f"esper: error: {_line(_os_error(error), error)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as error:
+        print(f"esper: {_line('interrupted', error)}", file=sys.stderr)
+        return SIGINT_EXIT_STATUS
+    except Terminated as error:
+        print(f"esper: {_line(str(error), error)}", file=sys.stderr)
+        return SIGTERM_EXIT_STATUS
 
 
 if __name__ == "__main__":

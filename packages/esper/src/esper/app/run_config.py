@@ -3,17 +3,24 @@
 A TOML file has the sections ``[run]``, ``[env]``, ``[reward]``, ``[ppo]`` and ``[policy]``; any unknown section
 or key is an error naming it and listing the known ones (a typo must never be silently ignored). The resolved
 config is written to the run directory as ``config.json`` and is what ``--resume`` reads back.
+
+Every value survives that round trip: the few settings where infinity means something (``ppo.max_grad_norm``
+and ``env.grad_clip``: no clipping; ``ppo.target_kl``: no early stop) are written to ``config.json`` as the
+string ``"inf"``, and every other non-finite number is refused where the settings are validated.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from esper.app.tasks import TaskPreset, get_task
 from esper.leyline import ConfigError
@@ -23,6 +30,9 @@ from esper.simic.rewards import RewardConfig
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 BACKENDS = ("auto", "inprocess", "processes")
+#: Episode seeds are derived from the low 32 bits of the run seed, so a larger seed would repeat a smaller one.
+MAX_SEED = 2**32 - 1
+_INFINITY = "inf"
 
 
 @dataclass(frozen=True)
@@ -56,8 +66,12 @@ class RunSettings:
             )
         if self.backend not in BACKENDS:
             raise ConfigError(f"run.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if self.time_budget_minutes is not None and not self.time_budget_minutes > 0:
-            raise ConfigError(f"run.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
+        if self.time_budget_minutes is not None and not (
+            math.isfinite(self.time_budget_minutes) and self.time_budget_minutes > 0
+        ):
+            raise ConfigError(f"run.time_budget_minutes must be > 0 and finite, got {self.time_budget_minutes}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"run.seed must be in [0, {MAX_SEED}] (episode seeds use 32 bits), got {self.seed}")
         for name in ("workers", "threads"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -87,16 +101,39 @@ class RunConfig:
         return self.env.max_epochs
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain values only (JSON-safe): an infinite setting is the string ``"inf"``, which ``from_dict`` and
+        TOML files both accept."""
         env = dataclasses.asdict(self.env)
         reward = env.pop("reward")
-        return {
-            "task": self.task,
+        sections = {
             "run": dataclasses.asdict(self.run),
             "env": env,
             "reward": reward,
             "ppo": dataclasses.asdict(self.ppo),
-            "policy": {"kind": self.policy.kind, **self.policy.sizes},
         }
+        encoded = {
+            name: {k: _INFINITY if v == math.inf else v for k, v in values.items()} for name, values in sections.items()
+        }
+        return {"task": self.task, **encoded, "policy": {"kind": self.policy.kind, **self.policy.sizes}}
+
+
+def check_device(device: str) -> None:
+    """A device this machine has: ``cpu``, ``cuda``/``cuda:N`` with a GPU, or ``mps`` where available."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device {device!r} asked, but this machine has no usable CUDA GPU; use --device cpu")
+        if parsed.index is not None and parsed.index >= count:
+            raise ConfigError(f"device {device!r} asked, but this machine has {count} CUDA GPU(s)")
+    elif parsed.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {device!r} asked, but MPS is not available on this machine; use --device cpu")
+    elif parsed.type != "cpu":
+        raise ConfigError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
 
 
 _SECTIONS = ("run", "env", "reward", "ppo", "policy")
@@ -126,6 +163,8 @@ def _checked(value: Any, hint: Any, name: str) -> Any:
         if type(None) not in allowed:
             raise ConfigError(f"config key '{name}' cannot be none")
         return None
+    if float in allowed and value == _INFINITY:
+        return math.inf
     if float in allowed and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     for kind in allowed:
@@ -138,9 +177,15 @@ def _checked(value: Any, hint: Any, name: str) -> Any:
 def read_toml(path: Path) -> dict[str, dict[str, Any]]:
     """Parse a config file; unknown sections and non-table sections are errors."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory, not a TOML file") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {error.start}); TOML files are UTF-8") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
     for section, values in data.items():
@@ -169,6 +214,13 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
         if isinstance(value, float) or not isinstance(value, int):
             raise ConfigError(f"policy size '{key}' must be an integer (or bool), got {value!r}")
     return RunConfig(task_name, run, env, ppo, PolicySettings(kind, policy_values))
+
+
+def override_run(config: RunConfig, flags: dict[str, Any]) -> RunConfig:
+    """``config`` with the given ``[run]`` flags changed (``None``: not given; ``"none"``: remove the setting), the
+    envs following the device."""
+    run = _override(config.run, {k: v for k, v in flags.items() if v is not None}, "run")
+    return dataclasses.replace(config, run=run, env=dataclasses.replace(config.env, device=run.device))
 
 
 def from_dict(data: dict[str, Any]) -> RunConfig:

@@ -66,17 +66,40 @@ def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> None:
     torch_save_atomic(path, payload)
 
 
-def load_checkpoint(path: Path) -> TrainingCheckpoint:
-    """Read a checkpoint; a missing, truncated, foreign or incomplete file raises ``CheckpointError``.
+def verify_archive(path: Path) -> None:
+    """A checkpoint is a zip archive whose every member carries a CRC-32: reading them all detects flipped or
+    truncated bytes before anything is unpickled (``torch.load`` itself does not check them)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {_first_line(error)}") from None
+    except OSError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or unreadable: the checksum of {damaged!r} does not match its bytes"
+        )
 
-    Loading is restricted to tensors and plain containers (``weights_only``): a checkpoint cannot run code.
+
+def load_checkpoint(path: Path) -> TrainingCheckpoint:
+    """Read a checkpoint; a missing, damaged, foreign or incomplete file raises ``CheckpointError``.
+
+    Loading is restricted to tensors and plain containers (``weights_only``): a checkpoint cannot run code, and
+    one that tries is refused without advice to lift the restriction.
     """
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    verify_archive(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {error}") from None
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain containers; it was not written by "
+            "Esper and is not loaded"
+        ) from None
+    except (OSError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or unreadable: {_first_line(error)}") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {path} is not an Esper training checkpoint")
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
@@ -92,3 +115,7 @@ def load_checkpoint(path: Path) -> TrainingCheckpoint:
         rng=payload["rng"],
         config=payload["config"],
     )
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

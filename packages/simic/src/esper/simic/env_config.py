@@ -47,8 +47,10 @@ class EnvConfig:
             raise ConfigError(f"env.momentum must be in [0, 1), got {self.momentum}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ConfigError(f"env.lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
-        if self.weight_decay < 0 or self.grad_clip < 0:
-            raise ConfigError("env.weight_decay and env.grad_clip must be >= 0")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"env.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if not self.grad_clip >= 0:  # inf: no clipping, like 0
+            raise ConfigError(f"env.grad_clip must be >= 0, got {self.grad_clip}")
         choices = [choice.value for choice in CounterfactualBatching]
         if self.counterfactual_batching not in choices:
             raise ConfigError(

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import multiprocessing.connection
 import os
+import signal
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 import torch
@@ -82,30 +86,65 @@ def _worker(
     config: EnvConfig,
     threads: int,
 ) -> None:
-    """Serve commands for ``n_local`` envs until told to close; errors are sent back, never swallowed."""
+    """Serve commands for ``n_local`` envs until told to close; errors are sent back, never swallowed.
+
+    Ctrl-C and SIGTERM reach every process of the group, but only the parent decides how a run stops, so a
+    worker ignores them (it starts with them ignored, see ``ProcessPool``) and ends when told or when the parent
+    is gone (its end of the pipe closes)."""
     torch.set_num_threads(threads)
     envs = [HostTrainingEnv(task, factory, config) for _ in range(n_local)]
-    while True:
-        command, payload = connection.recv()
-        try:
+    try:
+        while True:
+            command, payload = connection.recv()
             if command == "close":
-                connection.send(("ok", None))
                 return
-            if command == "reset":
-                result: Any = [envs[i].reset(seed) for i, seed in payload]
-            elif command == "step":
-                result = [envs[i].step(action) for i, action in payload]
-            elif command == "summary":
-                result = [envs[i].summary() for i, _ in payload]
-            else:
-                raise EsperError(f"unknown worker command {command!r}")
-            connection.send(("ok", result))
-        except Exception as error:  # the parent re-raises it with the worker's message and traceback
-            connection.send(("error", f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}"))
+            try:
+                if command == "reset":
+                    result: Any = [envs[i].reset(seed) for i, seed in payload]
+                elif command == "step":
+                    result = [envs[i].step(action) for i, action in payload]
+                elif command == "summary":
+                    result = [envs[i].summary() for i, _ in payload]
+                else:
+                    raise EsperError(f"unknown worker command {command!r}")
+                reply: tuple[str, Any] = ("ok", result)
+            except Exception as error:  # the parent re-raises it with the worker's message and traceback
+                reply = ("error", f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=-3)}")
+            connection.send(reply)
+    except (EOFError, OSError):  # the parent is gone: nothing is left to serve
+        return
 
 
 class WorkerError(EsperError):
-    """An environment failed inside a worker process."""
+    """An environment failed inside a worker process, or a worker process died."""
+
+
+def _death(process: BaseProcess) -> str:
+    """Why a worker process ended, as far as its exit status tells."""
+    process.join(timeout=5)
+    code = process.exitcode
+    if code is None:
+        return "its pipe closed while it was still running"
+    if code < 0:
+        name = signal.Signals(-code).name
+        hint = ", perhaps by the out-of-memory killer" if -code == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit status {code}"
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """SIGINT and SIGTERM ignored while workers are spawned: a spawned process inherits the ignored disposition
+    from its very start (before any import), so Ctrl-C never prints a worker traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class ProcessPool:
@@ -135,16 +174,17 @@ class ProcessPool:
         context = mp.get_context("spawn")
         shared = task.shared()
         self._connections: list[multiprocessing.connection.Connection] = []
-        self._processes = []
-        for size in sizes:
-            parent, child = context.Pipe()
-            process = context.Process(
-                target=_worker, args=(child, size, shared, factory, config, threads_per_worker), daemon=True
-            )
-            process.start()
-            child.close()
-            self._connections.append(parent)
-            self._processes.append(process)
+        self._processes: list[BaseProcess] = []
+        with _signals_ignored():
+            for size in sizes:
+                parent, child = context.Pipe()
+                process = context.Process(
+                    target=_worker, args=(child, size, shared, factory, config, threads_per_worker), daemon=True
+                )
+                process.start()
+                child.close()
+                self._connections.append(parent)
+                self._processes.append(process)
 
     @property
     def n_envs(self) -> int:
@@ -158,11 +198,17 @@ class ProcessPool:
             per_worker.setdefault(worker, []).append((local, item))
             positions.setdefault(worker, []).append(position)
         for worker, payload in per_worker.items():
-            self._connections[worker].send((command, payload))
+            try:
+                self._connections[worker].send((command, payload))
+            except OSError:  # a broken pipe: the worker is gone
+                raise WorkerError(f"env worker {worker} died ({_death(self._processes[worker])})") from None
         results: list[Any] = [None] * len(env_ids)
         errors = []
         for worker in per_worker:
-            status, value = self._connections[worker].recv()
+            try:
+                status, value = self._connections[worker].recv()
+            except (EOFError, OSError):
+                raise WorkerError(f"env worker {worker} died ({_death(self._processes[worker])})") from None
             if status != "ok":
                 errors.append(f"worker {worker}: {value}")
                 continue
@@ -182,17 +228,20 @@ class ProcessPool:
         return self._scatter("summary", env_ids, [None] * len(env_ids))
 
     def close(self) -> None:
+        """Tell every worker to stop, wait a little, and kill what is left (a worker in the middle of a long step
+        when the run is interrupted); the workers ignore SIGTERM, so ``kill`` it is."""
         for connection in self._connections:
             try:
                 connection.send(("close", None))
-                connection.recv()
-            except (BrokenPipeError, EOFError, OSError):
+            except OSError:  # the worker is already gone
                 pass
-            connection.close()
         for process in self._processes:
-            process.join(timeout=10)
+            process.join(timeout=5)
             if process.is_alive():
-                process.terminate()
+                process.kill()
+                process.join()
+        for connection in self._connections:
+            connection.close()
         self._connections = []
         self._processes = []
 

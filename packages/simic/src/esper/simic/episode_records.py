@@ -28,6 +28,10 @@ class LifecycleEvent:
             "blueprint": self.blueprint,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LifecycleEvent:
+        return cls(data["epoch"], data["slot"], SeedStage[data["from"]], SeedStage[data["to"]], data["blueprint"])
+
 
 @dataclass(frozen=True)
 class StepResult:
@@ -73,3 +77,12 @@ class EpisodeSummary:
         out["events"] = [event.as_dict() for event in self.events]
         out["accuracy_curve"] = list(self.accuracy_curve)
         return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EpisodeSummary:
+        """The summary ``as_dict`` wrote (an episode event of a run's log); unknown keys are ignored, so an event
+        may carry extra fields such as its round."""
+        values = {name: data[name] for name in cls.__dataclass_fields__}
+        values["accuracy_curve"] = tuple(data["accuracy_curve"])
+        values["events"] = tuple(LifecycleEvent.from_dict(event) for event in data["events"])
+        return cls(**values)

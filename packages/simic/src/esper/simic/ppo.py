@@ -46,23 +46,26 @@ class PPOConfig:
     autocast_dtype: Literal["float32", "bfloat16"] = "float32"
 
     def __post_init__(self) -> None:
-        positive = {
+        finite_positive = {
             "learning_rate": self.learning_rate,
             "update_epochs": self.update_epochs,
             "minibatch_envs": self.minibatch_envs,
             "clip_ratio": self.clip_ratio,
-            "max_grad_norm": self.max_grad_norm,
         }
-        for name, value in positive.items():
-            if not value > 0:
-                raise ConfigError(f"ppo.{name} must be > 0, got {value}")
+        for name, value in finite_positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"ppo.{name} must be > 0 and finite, got {value}")
+        # Infinity is meaningful for these two: no gradient clipping, no KL early stop.
+        if not self.max_grad_norm > 0:
+            raise ConfigError(f"ppo.max_grad_norm must be > 0 (inf: no clipping), got {self.max_grad_norm}")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ConfigError(f"ppo.target_kl must be > 0 (inf or none: no early stop), got {self.target_kl}")
         for name, value in {"gamma": self.gamma, "gae_lambda": self.gae_lambda}.items():
             if not 0.0 <= value <= 1.0:
                 raise ConfigError(f"ppo.{name} must be in [0, 1], got {value}")
-        if self.value_coef < 0 or self.entropy_coef < 0:
-            raise ConfigError("ppo.value_coef and ppo.entropy_coef must be >= 0")
-        if self.target_kl is not None and not self.target_kl > 0:
-            raise ConfigError(f"ppo.target_kl must be > 0 or None, got {self.target_kl}")
+        for name, value in {"value_coef": self.value_coef, "entropy_coef": self.entropy_coef}.items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"ppo.{name} must be a finite number >= 0, got {value}")
         if self.lr_schedule not in ("constant", "linear"):
             raise ConfigError(f"ppo.lr_schedule must be 'constant' or 'linear', got {self.lr_schedule!r}")
         if self.autocast_dtype not in ("float32", "bfloat16"):

@@ -99,6 +99,8 @@ class PPOTraining:
     ) -> list[RoundReport]:
         """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update.
 
+        ``on_round`` (the caller's log) sees a round before its checkpoint is written: a process killed in between
+        leaves a log one round ahead of the checkpoint, never behind it, and resume trains that round again.
         With a time budget, a round is started only if the mean duration of this session's rounds says it will
         finish within the budget; the run then stops at a checkpoint and ``--resume`` can continue it.
         """
@@ -114,11 +116,12 @@ class PPOTraining:
                     break
             report = self.run_round(round_index, on_step)
             self.rounds_completed = round_index + 1
-            if self.checkpoint_path is not None:
-                save_checkpoint(self.checkpoint_path, self.checkpoint())
             reports.append(report)
+            state = self.checkpoint()  # taken before the caller's logging can touch any global RNG
             if on_round is not None:
                 on_round(report)
+            if self.checkpoint_path is not None:
+                save_checkpoint(self.checkpoint_path, state)
         return reports
 
     def run_round(self, round_index: int, on_step: StepObserver | None = None) -> RoundReport:

@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from esper.app.commands.shared import resolve_evaluation_config, run_logged_episodes
+from esper.app.commands.shared import (
+    resolve_evaluation_config,
+    run_logged_episodes,
+    warn_on_other_episode_lengths,
+)
 from esper.app.controllers import ControllerSpec, build_controller
 from esper.app.evaluation import controller_stats, episode_row, paired_comparison
 from esper.app.plots import comparison_chart, lifecycle_timeline
@@ -33,12 +37,13 @@ def run(args: argparse.Namespace) -> int:
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, "compare")
     episodes: dict[str, list[EpisodeSummary]] = {}
+    warn_on_other_episode_lengths(specs, config)
     # Every controller is built (its checkpoint loaded and checked) before the output directory is created.
     controllers = [
         build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device) for spec in specs
     ]
     task = config.preset.load_data(args.data_dir)
-    with RunDirectory(out, tensorboard=False) as directory:
+    with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config({**config.to_dict(), "controllers": labels, "episode_seeds": seeds})
         for spec, controller in zip(specs, controllers, strict=True):
             episodes[spec.label] = run_logged_episodes(
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     if paired:
         print()
         print(paired_table(baseline, paired))
-    print(f"\nwrote {out}/summary.md and {out}/results.json")
+    print(f"\nwrote {directory.path}/summary.md and {directory.path}/results.json")
     return 0
 
 

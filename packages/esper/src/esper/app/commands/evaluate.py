@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from esper.app.commands.shared import resolve_evaluation_config, run_logged_episodes
+from esper.app.commands.shared import (
+    resolve_evaluation_config,
+    run_logged_episodes,
+    warn_on_other_episode_lengths,
+)
 from esper.app.controllers import ControllerSpec, build_controller
 from esper.app.evaluation import controller_stats, episode_row
 from esper.app.plots import lifecycle_timeline
@@ -16,11 +20,12 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
     spec = ControllerSpec.parse(args.controller)
+    warn_on_other_episode_lengths([spec], config)
     controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
     task = config.preset.load_data(args.data_dir)
-    with RunDirectory(out, tensorboard=False) as directory:
+    with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config({**config.to_dict(), "controller": spec.label, "episode_seeds": seeds})
         summaries = run_logged_episodes(
             config, controller, seeds, directory, task, quiet=args.quiet, label=f"evaluating {spec.label}"
@@ -52,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     print(episodes_table(rows))
     print()
     print(comparison_table([stats]))
-    print(f"\nwrote {out}/summary.md")
+    print(f"\nwrote {directory.path}/summary.md")
     return 0

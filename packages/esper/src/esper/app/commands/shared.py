@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Sequence
 
 from esper.app.backends import make_pool
+from esper.app.console import warn
+from esper.app.controllers import ControllerSpec
 from esper.app.progress import Progress
-from esper.app.run_config import RunConfig, read_toml, resolve
-from esper.app.run_directory import RunDirectory
+from esper.app.run_config import RunConfig, check_device, read_toml, resolve
+from esper.app.run_directory import RunDirectory, read_run_config
 from esper.leyline import Controller
 from esper.simic.episode_records import EpisodeSummary, StepResult
 from esper.simic.task_data import TaskData
@@ -17,7 +19,9 @@ from esper.simic.vectorized import run_episodes
 
 def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunConfig:
     file_values = read_toml(args.config) if getattr(args, "config", None) is not None else {}
-    return resolve(args.task, file_values, flags)
+    config = resolve(args.task, file_values, flags)
+    check_device(config.run.device)
+    return config
 
 
 def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
@@ -26,6 +30,21 @@ def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
         name: getattr(args, name) for name in ("episodes", "envs", "seed", "backend", "workers", "threads", "device")
     }
     return resolve_config(args, flags)
+
+
+def warn_on_other_episode_lengths(specs: Sequence[ControllerSpec], config: RunConfig) -> None:
+    """A policy sees the episode's progress in its observations: on episodes of another length it is evaluated
+    outside what it was trained on, which is allowed but must not pass unnoticed."""
+    for spec in specs:
+        if spec.run_dir is None:
+            continue
+        env = read_run_config(spec.run_dir).get("env")
+        trained = env.get("max_epochs") if isinstance(env, dict) else None
+        if trained != config.episode_epochs:
+            warn(
+                f"the policy in {spec.run_dir} was trained on {trained}-epoch episodes; these episodes have "
+                f"{config.episode_epochs} epochs (set [run] epochs = {trained} in a --config file to match)"
+            )
 
 
 def run_logged_episodes(

@@ -28,9 +28,9 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     seeds = training_episode_seeds(config.run.seed, 0, config.run.episodes)
-    out = args.out or default_run_dir(config.task, "heuristic")
     task = config.preset.load_data(args.data_dir)
-    with RunDirectory(out, tensorboard=False) as directory:
+    out = args.out or default_run_dir(config.task, "heuristic")
+    with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config({**config.to_dict(), "controller": "heuristic", "episode_seeds": seeds})
         controller = HeuristicController(config.preset.slots, Topology.CNN)
         summaries = run_logged_episodes(
@@ -56,5 +56,5 @@ def run(args: argparse.Namespace) -> int:
         )
         directory.write_summary(markdown + "\n")
     print(comparison_table([stats]))
-    print(f"\nwrote {out}/summary.md")
+    print(f"\nwrote {directory.path}/summary.md")
     return 0

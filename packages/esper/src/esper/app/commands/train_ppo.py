@@ -2,84 +2,116 @@
 
 Writes the resolved config, a JSONL log (every epoch, episode and update), TensorBoard scalars, a checkpoint after
 every update, and a summary with learning curves. ``--resume DIR`` continues a run from its last checkpoint with
-the run's own config (``--rounds`` may extend it).
+the run's own config (``--rounds`` may extend it, ``--compile-mode`` and ``--time-budget-minutes`` change, ``none``
+removes them).
+
+A run is identified by a random run id (in ``config.json`` and in every checkpoint) and the settings that shape
+it; a checkpoint from another run is refused. One process trains a run directory at a time (``RunLock``). Every
+fault during training (a dead env worker, a full disk, Ctrl-C, SIGTERM) ends with one line that says how to
+resume; the last checkpoint is intact because checkpoints are replaced atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from esper.app.backends import make_pool
 from esper.app.commands.shared import resolve_config
-from esper.app.evaluation import episode_row
-from esper.app.plots import learning_curves, lifecycle_timeline
+from esper.app.console import note
+from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
-from esper.app.reporting import episodes_table, markdown_table
-from esper.app.run_config import RunConfig, from_dict
+from esper.app.run_config import RunConfig, check_device, from_dict, override_run
 from esper.app.run_directory import RunDirectory, checkpoint_file, default_run_dir, read_run_config
-from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, PolicyBundle, Topology
+from esper.app.run_lock import RunLock
+from esper.app.signals import Terminated
+from esper.leyline import CheckpointError, ConfigError, EsperError, PolicyBundle, Topology
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
 from esper.simic.task_data import TaskData
 from esper.tamiyo import create_policy_from_config
 
-_RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config")
+_RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config", "out")
+#: The run settings that shape what a run computes (with the task, env, reward, ppo and policy sections).
+_SHAPING_RUN_SETTINGS = ("envs", "epochs", "seed")
 
 
 def run(args: argparse.Namespace) -> int:
     # Everything that can be refused (config, checkpoint, data, policy) is checked before the run directory is
-    # created or reopened, so bad input leaves nothing behind.
-    checkpoint: TrainingCheckpoint | None = None
+    # created or changed, so bad input leaves nothing behind.
     if args.resume is not None:
-        given = [name for name in _RESUME_FORBIDS if getattr(args, name) is not None]
-        if given:
-            raise ConfigError(
-                f"--resume continues the run with its own config; drop {', '.join('--' + g for g in given)}"
-            )
-        config = _resumed_config(from_dict(read_run_config(args.resume)), args)
-        checkpoint = load_checkpoint(checkpoint_file(args.resume))
-        _check_checkpoint_matches(checkpoint, config)
-        policy_config = checkpoint.policy_build_config
-    else:
-        args.task = args.task or "digits"
-        config = resolve_config(
-            args,
-            {
-                "rounds": args.rounds,
-                "envs": args.envs,
-                "epochs": args.epochs,
-                "seed": args.seed,
-                "device": args.device,
-                "compile_mode": args.compile_mode,
-                "backend": args.backend,
-                "workers": args.workers,
-                "threads": args.threads,
-                "time_budget_minutes": args.time_budget_minutes,
-            },
-        )
-        policy_config = {
-            "kind": config.policy.kind,
-            "slot_config": list(config.preset.slots.names()),
-            "topology": Topology.CNN.value,
-            "sizes": dict(config.policy.sizes),
-        }
+        return _resume(args)
+    args.task = args.task or "digits"
+    config = resolve_config(
+        args,
+        {
+            "rounds": args.rounds,
+            "envs": args.envs,
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "device": args.device,
+            "compile_mode": args.compile_mode,
+            "backend": args.backend,
+            "workers": args.workers,
+            "threads": args.threads,
+            "time_budget_minutes": args.time_budget_minutes,
+        },
+    )
+    policy_config = {
+        "kind": config.policy.kind,
+        "slot_config": list(config.preset.slots.names()),
+        "topology": Topology.CNN.value,
+        "sizes": dict(config.policy.sizes),
+    }
     bundle = build_policy(policy_config, config)
     task = config.preset.load_data(args.data_dir)
-    if args.resume is not None:
-        directory = RunDirectory(args.resume, resume=True)
-    else:
-        directory = RunDirectory(args.out or default_run_dir(config.task, "ppo"))
-    with directory:
-        directory.write_config({**config.to_dict(), "controller": "ppo"})
-        _train(config, bundle, directory, checkpoint, task, args.quiet)
+    run_id = uuid.uuid4().hex
+    out = args.out or default_run_dir(config.task, "ppo")
+    with RunDirectory(out, unique=args.out is None) as directory, RunLock(directory.path):
+        _train(config, run_id, bundle, directory, None, task, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
+    return 0
+
+
+def _resume(args: argparse.Namespace) -> int:
+    given = [name for name in _RESUME_FORBIDS if getattr(args, name) is not None]
+    if given:
+        raise ConfigError(f"--resume continues the run with its own config; drop {', '.join('--' + g for g in given)}")
+    run_dir: Path = args.resume
+    stored = read_run_config(run_dir)
+    with RunLock(run_dir):
+        config = override_run(
+            from_dict(stored),
+            {
+                name: getattr(args, name)
+                for name in ("rounds", "device", "compile_mode", "backend", "workers", "threads", "time_budget_minutes")
+            },
+        )
+        check_device(config.run.device)
+        run_id = stored.get("run_id")
+        if not isinstance(run_id, str):
+            raise ConfigError(f"{run_dir}/config.json has no run id; it was not written by this Esper")
+        checkpoint = load_checkpoint(checkpoint_file(run_dir))
+        _check_checkpoint_matches(checkpoint, config, run_id)
+        if checkpoint.rounds_completed >= config.run.rounds:
+            if not (run_dir / "summary.md").is_file() and write_ppo_report(run_dir, config):
+                print(f"the run was already complete; wrote {run_dir}/summary.md")
+                return 0
+            raise ConfigError(
+                f"the run already completed {checkpoint.rounds_completed} rounds; pass --rounds N with N > "
+                f"{checkpoint.rounds_completed} to train further"
+            )
+        bundle = build_policy(checkpoint.policy_build_config, config)
+        task = config.preset.load_data(args.data_dir)
+        with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
+            _train(config, run_id, bundle, directory, checkpoint, task, args.quiet)
+    print(f"wrote {run_dir}/summary.md (checkpoint: {checkpoint_file(run_dir)})")
     return 0
 
 
@@ -91,50 +123,85 @@ def build_policy(policy_config: Mapping[str, object], config: RunConfig) -> Poli
         return create_policy_from_config(policy_config, device=config.run.device, compile_mode=config.run.compile_mode)
 
 
-def _resumed_config(config: RunConfig, args: argparse.Namespace) -> RunConfig:
-    run = config.run
-    changes: dict[str, Any] = {}
-    for name in ("rounds", "device", "compile_mode", "backend", "workers", "threads", "time_budget_minutes"):
-        value = getattr(args, name)
-        if value is not None:
-            changes[name] = value
-    run = dataclasses.replace(run, **changes)
-    return dataclasses.replace(config, run=run, env=dataclasses.replace(config.env, device=run.device))
+def _checkpoint_config(config: RunConfig, run_id: str) -> dict[str, Any]:
+    """What a checkpoint records of its run: every setting, and the run id."""
+    return {**config.to_dict(), "run_id": run_id}
 
 
-def _check_checkpoint_matches(checkpoint: TrainingCheckpoint, config: RunConfig) -> None:
+def _check_checkpoint_matches(checkpoint: TrainingCheckpoint, config: RunConfig, run_id: str) -> None:
     saved = checkpoint.config
+    if saved.get("run_id") != run_id:
+        raise CheckpointError(
+            f"the checkpoint does not belong to this run: it was written by run {saved.get('run_id')!r}, "
+            f"config.json is run {run_id!r}"
+        )
     expected = config.to_dict()
     for key in ("task", "policy", "env", "reward", "ppo"):
         if saved.get(key) != expected[key]:
             raise CheckpointError(
                 f"the checkpoint does not belong to this run: its {key!r} settings differ from config.json"
             )
-    if checkpoint.rounds_completed >= config.run.rounds:
-        raise ConfigError(
-            f"the run already completed {checkpoint.rounds_completed} rounds; pass --rounds N with N > "
-            f"{checkpoint.rounds_completed} to train further"
-        )
+    saved_run = saved.get("run")
+    for key in _SHAPING_RUN_SETTINGS:
+        if not isinstance(saved_run, dict) or saved_run.get(key) != expected["run"][key]:
+            raise CheckpointError(
+                f"the checkpoint does not belong to this run: its 'run.{key}' setting differs from config.json"
+            )
+
+
+def _resume_hint(run_dir: Path) -> str:
+    try:
+        rounds = load_checkpoint(checkpoint_file(run_dir)).rounds_completed
+    except CheckpointError:
+        return f"no round was completed, so there is nothing to resume in {run_dir}"
+    return f"the checkpoint after {rounds} rounds is intact: continue with `esper train ppo --resume {run_dir}`"
 
 
 def _train(
     config: RunConfig,
+    run_id: str,
     bundle: PolicyBundle,
     directory: RunDirectory,
     checkpoint: TrainingCheckpoint | None,
     task: TaskData,
     quiet: bool,
 ) -> None:
+    directory.write_config({**config.to_dict(), "controller": "ppo", "run_id": run_id})
+    try:
+        stopped_early = _run_rounds(config, run_id, bundle, directory, checkpoint, task, quiet)
+    except (EsperError, OSError, KeyboardInterrupt, Terminated) as error:
+        error.add_note(_resume_hint(directory.path))
+        raise
+    if stopped_early is not None:
+        directory.event(STOP_EVENT, reason=TIME_BUDGET_REACHED, rounds_completed=stopped_early)
+        note(
+            f"time budget reached after {stopped_early} of {config.run.rounds} rounds; "
+            f"continue with `esper train ppo --resume {directory.path}`"
+        )
+    write_ppo_report(directory.path, config)
+
+
+def _run_rounds(
+    config: RunConfig,
+    run_id: str,
+    bundle: PolicyBundle,
+    directory: RunDirectory,
+    checkpoint: TrainingCheckpoint | None,
+    task: TaskData,
+    quiet: bool,
+) -> int | None:
+    """Train the remaining rounds; the number of rounds completed if the time budget stopped the run early."""
     preset = config.preset
     factory = preset.model_factory(preset.slots, config.episode_epochs)
     pool = make_pool(config, task, factory, config.run.envs)
     run = PPORunConfig(config.run.rounds, config.run.envs, config.episode_epochs, config.run.seed, config.ppo)
-    training = PPOTraining(bundle, pool, run, checkpoint_path=directory.checkpoint_path, run_config=config.to_dict())
+    training = PPOTraining(
+        bundle, pool, run, checkpoint_path=directory.checkpoint_path, run_config=_checkpoint_config(config, run_id)
+    )
     if checkpoint is not None:
         training.resume(checkpoint)
         directory.event("resume", rounds_completed=checkpoint.rounds_completed, rounds=config.run.rounds)
     steps_per_round = config.run.envs * config.episode_epochs
-    last_round: list[RoundReport] = []
     try:
         with Progress(
             config.run.rounds * steps_per_round,
@@ -162,7 +229,6 @@ def _train(
             def on_round(report: RoundReport) -> None:
                 current[0] = report.round_index + 1
                 _log_round(directory, report)
-                last_round[:] = [report]
                 progress.note(
                     f"round {report.round_index}: accuracy {report.mean_final_accuracy:.1f} %, "
                     f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
@@ -172,14 +238,9 @@ def _train(
             training.run(
                 on_round=on_round, on_step=on_step, time_budget_seconds=None if budget is None else budget * 60.0
             )
-            if training.rounds_completed < config.run.rounds:
-                progress.note(
-                    f"time budget reached after {training.rounds_completed} rounds; "
-                    f"continue with --resume {directory.path}"
-                )
     finally:
         pool.close()
-    _write_summary(config, directory, last_round[0] if last_round else None)
+    return training.rounds_completed if training.rounds_completed < config.run.rounds else None
 
 
 def _log_round(directory: RunDirectory, report: RoundReport) -> None:
@@ -208,95 +269,3 @@ def _log_round(directory: RunDirectory, report: RoundReport) -> None:
             **{f"ppo/{key}": value for key, value in update.items()},
         },
     )
-
-
-def _rounds_from_log(directory: RunDirectory) -> list[dict[str, Any]]:
-    """Every round of the run, including those of earlier (resumed) sessions; the latest record wins."""
-    rounds: dict[int, dict[str, Any]] = {}
-    with (directory.path / "events.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            event = json.loads(line)
-            if event.get("event") == "round":
-                rounds[event["round"]] = event
-    return [rounds[k] for k in sorted(rounds)]
-
-
-def _write_summary(config: RunConfig, directory: RunDirectory, last: RoundReport | None) -> None:
-    rounds = _rounds_from_log(directory)
-    if not rounds:
-        return
-    learning_curves(rounds, directory.plots / "learning_curves.png")
-    sections = [
-        f"# PPO on `{config.task}`",
-        f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
-        f"{config.run.seed}, policy `{config.policy.kind}`.",
-        "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
-        "## Rounds",
-        markdown_table(
-            [
-                "round",
-                "mean final acc %",
-                "min",
-                "max",
-                "mean return",
-                "params added",
-                "explained var",
-                "approx KL",
-                "op entropy",
-                "early stop",
-            ],
-            [
-                [
-                    r["round"],
-                    f"{r['mean_accuracy']:.2f}",
-                    f"{r['min_accuracy']:.1f}",
-                    f"{r['max_accuracy']:.1f}",
-                    f"{r['mean_return']:.3f}",
-                    f"{r['mean_params_added']:.0f}",
-                    _fmt(r["update"].get("explained_variance")),
-                    _fmt(r["update"].get("approx_kl"), 4),
-                    _fmt(r["update"].get("heads.op.entropy")),
-                    "yes" if r["update"].get("early_stopped") else "",
-                ]
-                for r in rounds
-            ],
-        ),
-        "## Per-head health in the last round",
-        "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
-        "action (a forced choice has entropy 0 by definition).",
-        markdown_table(
-            ["head", "normalized entropy", "KL", "clip fraction", "share of steps it mattered", "with a choice"],
-            [
-                [
-                    head.value,
-                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.entropy")),
-                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.approx_kl"), 4),
-                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.clip_fraction")),
-                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.relevant_fraction")),
-                    _fmt(rounds[-1]["update"].get(f"heads.{head.value}.choice_fraction")),
-                ]
-                for head in HEAD_ORDER
-            ],
-        ),
-    ]
-    results: dict[str, Any] = {"task": config.task, "rounds": rounds}
-    if last is not None:
-        rows = [episode_row(e) for e in last.episodes]
-        lifecycle_timeline(
-            last.episodes,
-            config.preset.slots.names(),
-            directory.plots / "lifecycle.png",
-            f"round {last.round_index} episodes (training seeds)",
-        )
-        sections += [
-            f"## Episodes of the last round ({last.round_index})",
-            episodes_table(rows),
-            "![lifecycle](plots/lifecycle.png)",
-        ]
-        results["last_round_episodes"] = rows
-    directory.write_results(results)
-    directory.write_summary("\n\n".join(sections) + "\n")
-
-
-def _fmt(value: object, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"

@@ -1,0 +1,149 @@
+"""The summary, results and plots of a PPO run, built from its event log alone.
+
+The same code writes them at the end of a training session and in ``esper report``, so a run killed after its
+last checkpoint but before its summary loses nothing: everything the summary shows is in ``events.jsonl``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from esper.app.evaluation import episode_row
+from esper.app.plots import learning_curves, lifecycle_timeline
+from esper.app.reporting import episodes_table, markdown_table
+from esper.app.run_config import RunConfig
+from esper.app.run_directory import read_events, write_results, write_summary
+from esper.leyline import HEAD_ORDER
+from esper.simic.episode_records import EpisodeSummary
+
+#: ``results.json`` ``status`` of a run with fewer rounds than asked, by the reason logged when it stopped.
+COMPLETE = "complete"
+TIME_BUDGET_REACHED = "time_budget_reached"
+INCOMPLETE = "incomplete"
+STOP_EVENT = "stopped"
+
+
+def write_ppo_report(run_dir: Path, config: RunConfig) -> bool:
+    """Write ``results.json``, ``summary.md`` and the plots; False (nothing written) if no round is logged."""
+    events = read_events(run_dir)
+    rounds_by_index: dict[int, dict[str, Any]] = {}
+    stop_reason: str | None = None
+    for event in events:
+        if event.get("event") == "round":
+            rounds_by_index[event["round"]] = event  # a round trained again after a resume: the latest wins
+            stop_reason = None
+        elif event.get("event") == STOP_EVENT:
+            stop_reason = event.get("reason")
+    rounds = [rounds_by_index[k] for k in sorted(rounds_by_index)]
+    if not rounds:
+        return False
+    last = rounds[-1]["round"]
+    episodes = {e["env"]: e for e in events if e.get("event") == "episode" and e.get("round") == last}
+    last_episodes = [EpisodeSummary.from_dict(episodes[k]) for k in sorted(episodes)]
+    if len(rounds) >= config.run.rounds:
+        status = COMPLETE
+    elif stop_reason == TIME_BUDGET_REACHED:
+        status = TIME_BUDGET_REACHED
+    else:
+        status = INCOMPLETE
+
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    learning_curves(rounds, plots / "learning_curves.png")
+    sections = [
+        f"# PPO on `{config.task}`",
+        f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
+        f"{config.run.seed}, policy `{config.policy.kind}`.",
+    ]
+    if status != COMPLETE:
+        why = "stopped by its time budget" if status == TIME_BUDGET_REACHED else "not finished"
+        sections.append(
+            f"**Incomplete**: {why} after {len(rounds)} of {config.run.rounds} rounds; "
+            f"`esper train ppo --resume {run_dir}` continues it."
+        )
+    sections += [
+        "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
+        "## Rounds",
+        _rounds_table(rounds),
+        "## Per-head health in the last round",
+        "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
+        "action (a forced choice has entropy 0 by definition).",
+        _heads_table(rounds[-1]["update"]),
+    ]
+    results: dict[str, Any] = {
+        "task": config.task,
+        "status": status,
+        "rounds_planned": config.run.rounds,
+        "rounds": rounds,
+    }
+    if last_episodes:
+        rows = [episode_row(e) for e in last_episodes]
+        lifecycle_timeline(
+            last_episodes,
+            config.preset.slots.names(),
+            plots / "lifecycle.png",
+            f"round {last} episodes (training seeds)",
+        )
+        sections += [
+            f"## Episodes of the last round ({last})",
+            episodes_table(rows),
+            "![lifecycle](plots/lifecycle.png)",
+        ]
+        results["last_round_episodes"] = rows
+    write_results(run_dir, results)
+    write_summary(run_dir, "\n\n".join(sections) + "\n")
+    return True
+
+
+def _rounds_table(rounds: list[dict[str, Any]]) -> str:
+    return markdown_table(
+        [
+            "round",
+            "mean final acc %",
+            "min",
+            "max",
+            "mean return",
+            "params added",
+            "explained var",
+            "approx KL",
+            "op entropy",
+            "early stop",
+        ],
+        [
+            [
+                r["round"],
+                f"{r['mean_accuracy']:.2f}",
+                f"{r['min_accuracy']:.1f}",
+                f"{r['max_accuracy']:.1f}",
+                f"{r['mean_return']:.3f}",
+                f"{r['mean_params_added']:.0f}",
+                _fmt(r["update"].get("explained_variance")),
+                _fmt(r["update"].get("approx_kl"), 4),
+                _fmt(r["update"].get("heads.op.entropy")),
+                "yes" if r["update"].get("early_stopped") else "",
+            ]
+            for r in rounds
+        ],
+    )
+
+
+def _heads_table(update: dict[str, Any]) -> str:
+    return markdown_table(
+        ["head", "normalized entropy", "KL", "clip fraction", "share of steps it mattered", "with a choice"],
+        [
+            [
+                head.value,
+                _fmt(update.get(f"heads.{head.value}.entropy")),
+                _fmt(update.get(f"heads.{head.value}.approx_kl"), 4),
+                _fmt(update.get(f"heads.{head.value}.clip_fraction")),
+                _fmt(update.get(f"heads.{head.value}.relevant_fraction")),
+                _fmt(update.get(f"heads.{head.value}.choice_fraction")),
+            ]
+            for head in HEAD_ORDER
+        ],
+    )
+
+
+def _fmt(value: object, digits: int = 2) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "n/a"
