@@ -45,6 +45,7 @@ PPO, copy_run, of_kind, read_json, refused, run_cli, snapshot, succeeded = (
     e2e.succeeded,
 )
 shared_root, cli_env, ppo_run, run_refused = e2e.shared_root, e2e.cli_env, e2e.ppo_run, e2e.run_refused
+heuristic_run, tiny_config = e2e.heuristic_run, e2e.tiny_config
 
 Refuser = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -191,6 +192,28 @@ def test_report_rebuilds_summary_results_and_plots(ppo_run: Path, cli_env: dict[
         assert (run / name).is_file()
     assert read_json(run / "results.json") == read_json(ppo_run / "results.json")
     assert (run / "summary.md").read_text() == (ppo_run / "summary.md").read_text()
+
+
+def _rebuilt_by_report(run: Path, env: dict[str, str], cwd: Path, plots: list[str]) -> None:
+    """Delete what a run wrote at its end, rebuild it with ``esper report``, and check it is the same."""
+    results, summary = read_json(run / "results.json"), (run / "summary.md").read_text()
+    for name in ("summary.md", "results.json", *plots):
+        (run / name).unlink()
+    succeeded(run_cli(env, cwd, "report", str(run)))
+    assert read_json(run / "results.json") == results
+    assert (run / "summary.md").read_text() == summary
+    assert all((run / name).is_file() for name in plots)
+
+
+def test_report_rebuilds_heuristic_and_compare_runs(
+    heuristic_run: Path, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    _rebuilt_by_report(copy_run(heuristic_run, tmp_path / "heuristic"), cli_env, tmp_path, ["plots/lifecycle.png"])
+    out = tmp_path / "compare"
+    args = ["compare", "--controllers", "static,random", "--episodes", "2", "--config", str(tiny_config)]
+    succeeded(run_cli(cli_env, tmp_path, *args, "--envs", "2", "--backend", "inprocess", "--quiet", "--out", str(out)))
+    plots = ["plots/comparison.png", "plots/lifecycle-static.png", "plots/lifecycle-random.png"]
+    _rebuilt_by_report(out, cli_env, tmp_path, plots)
 
 
 def test_resume_of_a_complete_run_without_summary_writes_it(

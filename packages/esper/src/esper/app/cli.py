@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -156,11 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     register_builtin_policies()
-    if threading.current_thread() is threading.main_thread():
-        stop_on_sigterm()
     handler: Command = args.handler
     try:
-        return handler(args)
+        with stop_on_sigterm():
+            return handler(args)
     except EsperError as error:
         print(f"esper: error: {_line(str(error), error)}", file=sys.stderr)
         return 2

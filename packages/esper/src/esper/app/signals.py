@@ -5,6 +5,9 @@ reports it in one line with exit status 143."""
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 SIGTERM_EXIT_STATUS = 128 + signal.SIGTERM
@@ -20,6 +23,14 @@ def _raise_terminated(number: int, frame: FrameType | None) -> None:
     raise Terminated("terminated (SIGTERM)")
 
 
-def stop_on_sigterm() -> None:
-    """Install the SIGTERM handler; call once from the main thread at start-up."""
-    signal.signal(signal.SIGTERM, _raise_terminated)
+@contextmanager
+def stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` inside the block (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

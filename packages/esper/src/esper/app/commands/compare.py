@@ -8,7 +8,6 @@ difference against a baseline controller (the heuristic when it is in the list).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from esper.app.commands.shared import (
     resolve_evaluation_config,
@@ -16,8 +15,7 @@ from esper.app.commands.shared import (
     warn_on_other_episode_lengths,
 )
 from esper.app.controllers import ControllerSpec, build_controller
-from esper.app.evaluation import controller_stats, episode_row, paired_comparison
-from esper.app.plots import comparison_chart, lifecycle_timeline
+from esper.app.episode_reports import COMPARE, write_comparison_report
 from esper.app.reporting import comparison_table, paired_table
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.leyline import ConfigError
@@ -44,53 +42,24 @@ def run(args: argparse.Namespace) -> int:
     ]
     task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
-        directory.write_config({**config.to_dict(), "controllers": labels, "episode_seeds": seeds})
+        directory.write_config(
+            {
+                **config.to_dict(),
+                "command": COMPARE,
+                "controllers": labels,
+                "controller_names": [controller.name for controller in controllers],  # as the log names them
+                "baseline": baseline,
+                "episode_seeds": seeds,
+            }
+        )
         for spec, controller in zip(specs, controllers, strict=True):
             episodes[spec.label] = run_logged_episodes(
                 config, controller, seeds, directory, task, quiet=args.quiet, label=spec.label
             )
-            lifecycle_timeline(
-                episodes[spec.label],
-                config.preset.slots.names(),
-                directory.plots / f"lifecycle-{_slug(spec.label)}.png",
-                f"{spec.label} on {config.task}",
-            )
-        static = episodes.get("static")
-        stats = [controller_stats(label, episodes[label], static) for label in labels]
-        paired = {
-            label: paired_comparison(episodes[label], episodes[baseline]) for label in labels if label != baseline
-        }
-        comparison_chart(stats, directory.plots / "comparison.png")
-        results: dict[str, Any] = {
-            "task": config.task,
-            "seeds": seeds,
-            "baseline": baseline,
-            "controllers": stats,
-            "paired_vs_baseline": paired,
-            "episodes": {label: [episode_row(s) for s in episodes[label]] for label in labels},
-        }
-        directory.write_results(results)
-        markdown = "\n\n".join(
-            [
-                f"# Comparison on `{config.task}`",
-                f"{len(seeds)} held-out episode seeds (evaluation seed {config.run.seed}), the same for every "
-                "controller. Means with 95 % bootstrap intervals.",
-                comparison_table(stats),
-                f"## Paired differences against {baseline}",
-                paired_table(baseline, paired) if paired else "(only one controller)",
-                "![comparison](plots/comparison.png)",
-                "## Seed lifecycles",
-                *[f"![{label}](plots/lifecycle-{_slug(label)}.png)" for label in labels],
-            ]
-        )
-        directory.write_summary(markdown + "\n")
+        stats, paired = write_comparison_report(directory.path, config, labels, baseline, seeds, episodes)
     print(comparison_table(stats))
     if paired:
         print()
         print(paired_table(baseline, paired))
     print(f"\nwrote {directory.path}/summary.md and {directory.path}/results.json")
     return 0
-
-
-def _slug(label: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in label).strip("-")

@@ -10,8 +10,8 @@ from esper.app.commands.shared import (
     warn_on_other_episode_lengths,
 )
 from esper.app.controllers import ControllerSpec, build_controller
-from esper.app.evaluation import controller_stats, episode_row
-from esper.app.plots import lifecycle_timeline
+from esper.app.episode_reports import EVALUATE, write_controller_report
+from esper.app.evaluation import episode_row
 from esper.app.reporting import comparison_table, episodes_table
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.simic.episode_seeds import evaluation_episode_seeds
@@ -26,34 +26,14 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
     task = config.preset.load_data(args.data_dir)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
-        directory.write_config({**config.to_dict(), "controller": spec.label, "episode_seeds": seeds})
+        directory.write_config(
+            {**config.to_dict(), "command": EVALUATE, "controller": spec.label, "episode_seeds": seeds}
+        )
         summaries = run_logged_episodes(
             config, controller, seeds, directory, task, quiet=args.quiet, label=f"evaluating {spec.label}"
         )
-        rows = [episode_row(s) for s in summaries]
-        stats = controller_stats(spec.label, summaries)
-        directory.write_results(
-            {"task": config.task, "controller": spec.label, "seeds": seeds, "episodes": rows, "stats": stats}
-        )
-        lifecycle_timeline(
-            summaries,
-            config.preset.slots.names(),
-            directory.plots / "lifecycle.png",
-            f"{spec.label} on {config.task} (held-out seeds)",
-        )
-        directory.write_summary(
-            "\n\n".join(
-                [
-                    f"# Evaluation of {spec.label} on `{config.task}`",
-                    f"{len(seeds)} held-out episode seeds (evaluation seed {config.run.seed}).",
-                    comparison_table([stats]),
-                    "## Episodes",
-                    episodes_table(rows),
-                    "## Seed lifecycles\n\n![lifecycle](plots/lifecycle.png)",
-                ]
-            )
-            + "\n"
-        )
+        stats = write_controller_report(directory.path, EVALUATE, config, spec.label, seeds, summaries)
+    rows = [episode_row(s) for s in summaries]
     print(episodes_table(rows))
     print()
     print(comparison_table([stats]))
