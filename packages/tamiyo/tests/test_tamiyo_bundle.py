@@ -253,7 +253,7 @@ def test_inputs_are_validated_at_the_boundary() -> None:
     bundle = perturbed_bundle()
     encoded = bundle.encode(varied_observations())
     hidden = bundle.initial_hidden(4)
-    with pytest.raises(FeatureWidthError, match="feature_dim=136"):
+    with pytest.raises(FeatureWidthError, match=f"feature_dim={bundle.feature_dim}"):
         bundle.get_action(replace(encoded, features=encoded.features[:, :-1]), hidden)
     with pytest.raises(TypeError, match="floating"):
         bundle.get_action(replace(encoded, features=encoded.features.long()), hidden)

@@ -42,7 +42,7 @@ from esper.tamiyo import (
     slot_block,
 )
 from esper.tamiyo.feature_layout import BASE_FIELDS, SLOT_FIELDS
-from esper.tamiyo.features import UNMEASURED_HEALTH, symlog
+from esper.tamiyo.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
 
 
 def _row(obs_features: torch.Tensor, field: str) -> np.ndarray:
@@ -176,10 +176,25 @@ def test_any_observation_encodes_to_finite_bounded_features(obs: EnvObservation)
 
 
 def test_nan_and_inf_become_defaults() -> None:
-    poisoned = observation(val_loss=math.nan, val_accuracy=math.inf, loss_history=(math.nan,))
+    poisoned = observation(val_loss=2.0, val_accuracy=math.inf, loss_history=(3.0,))
     features = encode_features([poisoned], SLOTS).features
     assert torch.isfinite(features).all()
-    assert _row(features, "val_loss")[0] == 0.0 and _row(features, "loss_history")[-1] == 0.0
+    assert _row(features, "val_accuracy")[0] == 0.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_loss_is_distinguishable_from_a_perfect_one(bad: float) -> None:
+    """A diverged epoch (NaN/inf loss) encodes above every finite loss and is flagged; loss 0 encodes as 0."""
+    perfect = encode_features([observation(val_loss=0.0, loss_history=(0.0,))], SLOTS).features
+    diverged = encode_features([observation(val_loss=bad, loss_history=(bad,))], SLOTS).features
+    huge = encode_features([observation(val_loss=1e300, loss_history=(1e300,))], SLOTS).features
+    assert torch.isfinite(diverged).all()
+    assert _row(perfect, "val_loss")[0] == 0.0 and _row(perfect, "val_loss_finite")[0] == 1.0
+    assert _row(diverged, "val_loss")[0] == NONFINITE_LOSS and _row(diverged, "val_loss_finite")[0] == 0.0
+    assert _row(diverged, "loss_history")[-1] == NONFINITE_LOSS
+    assert _row(huge, "val_loss")[0] < NONFINITE_LOSS and _row(huge, "val_loss_finite")[0] == 1.0
+    assert _row(huge, "loss_history")[-1] < NONFINITE_LOSS
+    assert NONFINITE_LOSS != HISTORY_SENTINEL
 
 
 def test_observation_for_another_slot_config_is_refused() -> None:

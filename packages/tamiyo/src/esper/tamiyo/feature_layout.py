@@ -13,20 +13,21 @@ from types import MappingProxyType
 from esper.leyline import HISTORY_LENGTH, AlphaMode, BlendOperator, ConfigError, LifecycleOp, SeedStage
 
 #: Version of the feature layout and scales below, stored in every policy checkpoint.
-FEATURE_SCHEMA_VERSION = 2
+FEATURE_SCHEMA_VERSION = 3
 
 #: Per-env fields, in column order.
 BASE_FIELDS: tuple[tuple[str, int], ...] = (
     ("epoch_progress", 1),  # epoch / max_epochs
-    ("val_loss", 1),  # symlog(loss) / 7
+    ("val_loss", 1),  # symlog(loss) / 7; NONFINITE_LOSS (2.0, above every finite loss) if NaN/inf
     ("val_accuracy", 1),  # accuracy% / 100
-    ("loss_history", HISTORY_LENGTH),  # symlog(loss) / 7, oldest first, newest last; HISTORY_SENTINEL if unseen
+    ("loss_history", HISTORY_LENGTH),  # as val_loss, oldest first, newest last; HISTORY_SENTINEL if unseen
     ("accuracy_history", HISTORY_LENGTH),  # accuracy% / 100, same ordering and sentinel
     ("stage_counts", len(SeedStage)),  # slots in each stage / number of slots (SeedStage order)
     ("germination_available", 1),  # 1 if germinations_remaining > 0 (the seed cap is part of the GERMINATE mask)
     ("germinations_remaining", 1),  # min(remaining, 10) / 10
     ("last_action_success", 1),  # 1 if the previous action changed something, else 0
     ("last_op", len(LifecycleOp)),  # one-hot of the previous op (all zero on the first step)
+    ("val_loss_finite", 1),  # 1 if the current validation loss is finite, 0 if NaN/inf (the model diverged)
 )
 
 #: Per-slot fields, in column order; repeated for every slot of the slot config (row-major order).

@@ -2,7 +2,9 @@
 
 One preallocated float32 numpy array is filled env by env, then wrapped as one tensor (no per-element tensor
 writes). Every scalar read from an observation passes through leyline's ``safe()``, so a NaN or an infinity
-becomes a documented default and can never poison the features or the running normalizer.
+becomes a documented default and can never poison the features or the running normalizer. A loss is the
+exception to "default": a NaN/inf loss means the model diverged, so it encodes as ``NONFINITE_LOSS``, above every
+finite loss, never as the 0 of a perfect one (and ``val_loss_finite`` flags the current one).
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ LOG_SCALE = 7.0
 POINTS_SCALE = 10.0
 #: Germinations remaining saturate at this count.
 GERMINATION_SCALE = 10
+#: Encoded NaN/inf loss: above every finite loss (``safe()`` caps losses at 1e6, symlog(1e6) / 7 = 1.97), so a
+#: diverged epoch reads as the worst loss, never as the 0 of a perfect one.
+NONFINITE_LOSS = 2.0
 #: Encoded gradient health of a seed whose gradients have not been measured yet (real health is in [0, 1]).
 UNMEASURED_HEALTH = -1.0
 
@@ -96,7 +101,14 @@ def _fill_base(row: FloatArray, observation: EnvObservation) -> None:
     _fill_last_action(row, observation.last_action)
 
 
+def _is_finite_number(value: object) -> bool:
+    """False for None, NaN and infinities: exactly the values ``safe()`` replaces by its default."""
+    return safe(value, 0.0) == safe(value, 1.0)
+
+
 def _loss_feature(loss: object) -> float:
+    if not _is_finite_number(loss):
+        return NONFINITE_LOSS
     return symlog(safe(loss)) / LOG_SCALE
 
 
@@ -107,6 +119,7 @@ def _accuracy_feature(accuracy: object) -> float:
 def _fill_progress(row: FloatArray, observation: EnvObservation) -> None:
     row[BASE_LAYOUT["epoch_progress"].start] = safe(observation.epoch / observation.max_epochs, 0.0, 1.0)
     row[BASE_LAYOUT["val_loss"].start] = _loss_feature(observation.val_loss)
+    row[BASE_LAYOUT["val_loss_finite"].start] = 1.0 if _is_finite_number(observation.val_loss) else 0.0
     row[BASE_LAYOUT["val_accuracy"].start] = _accuracy_feature(observation.val_accuracy)
 
 
