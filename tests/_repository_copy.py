@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from datetime import date
 from pathlib import Path
 
+from api_check import write_snapshot
 from packaging.version import Version
+from releasing.changelog import release_section, unreleased_entries
+from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +29,23 @@ def commit_all(root: Path, message: str) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
+def _release_pending_versions(root: Path) -> None:
+    """Make the copy a just-released state: a member whose version is ahead of its last release, or whose changelog
+    has unreleased entries, gets its current API as the snapshot of its current version (the only one kept) and an
+    empty ``## Unreleased``. The copy's one commit holds every member's version, so it can be the release commit of
+    each last release only when those versions agree; the tests then start from a release, whatever main has
+    pending."""
+    for member in load_members(root).values():
+        last = member.last_release()
+        changelog = member.directory / "CHANGELOG.md"
+        if last == member.version and not unreleased_entries(changelog.read_text()):
+            continue
+        for snapshot in member.releases_dir.glob("*.json"):
+            snapshot.unlink()
+        write_snapshot(member)
+        changelog.write_text(release_section(changelog.read_text(), member.version, date.today()))
+
+
 def repository_copy(target: Path) -> Path:
     """The work tree's files (tracked and untracked, not ignored) in one commit of a new repository at
     ``target``. Only each member's last release is kept: its snapshot is added by that one commit, which holds
@@ -39,6 +60,7 @@ def repository_copy(target: Path) -> Path:
         snapshots = sorted(releases.glob("*.json"), key=lambda path: Version(path.stem))
         for older in snapshots[:-1]:
             older.unlink()
+    _release_pending_versions(target)
     git(target, "init", "-q", "-b", "main")
     commit_all(target, "base")
     return target
