@@ -26,7 +26,9 @@ from _kasmina_fixtures import (
 
 from esper.kasmina import MorphogeneticModel
 from esper.leyline import (
+    EMBARGO_EPOCHS,
     MIN_PRUNE_AGE,
+    RESET_EPOCHS,
     AlphaSpeed,
     BlendStyle,
     Blueprint,
@@ -38,19 +40,19 @@ from esper.leyline import (
 
 
 def _every_stage() -> MorphogeneticModel:
-    """r0c0 FOSSILIZED, r0c1 HOLDING, r0c2 BLENDING mid-ramp, r1c0 EMBARGOED, r1c1 TRAINING."""
+    """r0c0 FOSSILIZED, r0c1 HOLDING, r0c2 BLENDING mid-ramp, r1c0 EMBARGOED, r1c1 TRAINING (reached legally:
+    seeds develop one at a time, so r1c0 is pruned from BLENDING after the others have germinated)."""
     model = digits_model(seed=1, slot_config=ALL_DIGITS_SLOTS)
     to_fossil(model, 0)
     to_holding(model, 1, Blueprint.ATTENTION, BlendStyle.LINEAR_MULTIPLY)
     fake_measure(model, 3.0)
-    ok(model.execute(FactoredAction.germinate(3, Blueprint.NORM), 20.0))
-    for _ in range(MIN_PRUNE_AGE):
+    to_blending(model, 3, Blueprint.NORM)
+    for _ in range(MIN_PRUNE_AGE - 1):
         model.tick()
+    to_blending(model, 2, Blueprint.BOTTLENECK, BlendStyle.GATED_GATE)
+    to_training(model, 4, Blueprint.DEPTHWISE)
     ok(model.execute(FactoredAction.prune(3), 20.0))
     model.tick()
-    to_blending(model, 2, Blueprint.BOTTLENECK, BlendStyle.GATED_GATE)
-    model.tick()
-    to_training(model, 4, Blueprint.DEPTHWISE)
     for slot in ("r0c0", "r0c1", "r0c2", "r1c1"):
         perturb_seed(model, slot, scale=0.2)
     train_step(model, *batch(2))
@@ -87,6 +89,9 @@ def test_a_model_with_seeds_in_every_stage_round_trips() -> None:
         fresh.tick()
     assert fresh.slot_reports() == model.slot_reports()
     for each in (model, fresh):  # the germination generator was restored too
+        ok(each.execute(FactoredAction.prune(4), 0.0))  # the TRAINING seed would block the germination
+        for _ in range(EMBARGO_EPOCHS + RESET_EPOCHS):
+            each.tick()
         ok(each.execute(FactoredAction.germinate(3, Blueprint.CONV_HEAVY), 0.0))
     for a, b in zip(model.seed_parameters("r1c0"), fresh.seed_parameters("r1c0"), strict=True):
         assert torch.equal(a, b)

@@ -25,13 +25,14 @@ from esper.leyline import BlendStyle, Blueprint, SeedStage
 
 
 def _mixed_model() -> MorphogeneticModel:
-    """r0c0 fossil, r0c1 blending (alpha 1/3, GATE), r0c2 training (MULTIPLY), r1c0 training (ADD)."""
+    """r0c0 fossil, r0c1 blending (alpha 1/3, GATE), r0c2 training (MULTIPLY), r1c0 blending (alpha 2/3, ADD).
+    Seeds develop one at a time, so the TRAINING seed is the last one germinated."""
     model = digits_model(seed=2, slot_config=ALL_DIGITS_SLOTS)
     to_fossil(model, 0)
+    to_blending(model, 3, Blueprint.DEPTHWISE)
     to_blending(model, 1, style=BlendStyle.GATED_GATE)
     model.tick()
     to_training(model, 2, Blueprint.CONV_SMALL, BlendStyle.LINEAR_MULTIPLY)
-    to_training(model, 3, Blueprint.DEPTHWISE)
     for slot in ("r0c0", "r0c1", "r0c2", "r1c0"):
         perturb_seed(model, slot, scale=0.3)
     model.eval()
@@ -40,10 +41,10 @@ def _mixed_model() -> MorphogeneticModel:
 
 def test_plan_rows() -> None:
     plan = _mixed_model().counterfactual_plan()
-    assert plan.labels == ("current", "r0c0 alpha=0", "r0c1 alpha=0", "r0c2 alpha=1", "r1c0 alpha=1")
+    assert plan.labels == ("current", "r0c0 alpha=0", "r0c1 alpha=0", "r1c0 alpha=0", "r0c2 alpha=1")
     expected = torch.full((5, 5), math.nan)
-    expected[1, 0] = expected[2, 1] = 0.0
-    expected[3, 2] = expected[4, 3] = 1.0
+    expected[1, 0] = expected[2, 1] = expected[3, 3] = 0.0
+    expected[4, 2] = 1.0
     torch.testing.assert_close(plan.alphas, expected, equal_nan=True)
 
 
@@ -147,8 +148,8 @@ def test_contributions_land_in_reports() -> None:
     acc = accuracies.tolist()
     assert reports[0].seed.metrics.contribution == pytest.approx(acc[0] - acc[1])  # type: ignore[union-attr]
     assert reports[1].seed.metrics.contribution == pytest.approx(acc[0] - acc[2])  # type: ignore[union-attr]
-    assert reports[2].seed.metrics.contribution_at_full_alpha == pytest.approx(acc[3] - acc[0])  # type: ignore[union-attr]
-    assert reports[3].seed.metrics.contribution_at_full_alpha == pytest.approx(acc[4] - acc[0])  # type: ignore[union-attr]
+    assert reports[2].seed.metrics.contribution_at_full_alpha == pytest.approx(acc[4] - acc[0])  # type: ignore[union-attr]
+    assert reports[3].seed.metrics.contribution == pytest.approx(acc[0] - acc[3])  # type: ignore[union-attr]
     assert reports[2].seed.metrics.contribution is None  # type: ignore[union-attr]
     assert all(r.seed.metrics.epochs_since_measurement == 0 for r in reports[:4])  # type: ignore[union-attr]
 
@@ -159,11 +160,11 @@ def test_velocity_and_freshness() -> None:
     model.tick()
     model.tick()
     assert model.slot_reports()[0].seed.metrics.epochs_since_measurement == 2  # type: ignore[union-attr]
-    # A probe-only measurement (the TRAINING seeds' alpha = 1 rows) refreshes freshness, not the velocity base.
+    # A probe-only measurement (the TRAINING seed's alpha = 1 row) refreshes freshness, not the velocity base.
     plan = model.counterfactual_plan()
     keep = [k for k, row in enumerate(plan.rows) if row.kind is not RowKind.ALPHA_ZERO]
     probes = CounterfactualPlan(plan.alphas[keep], tuple(plan.rows[k] for k in keep))
-    model.record_counterfactuals(probes, [60.0, 61.0, 62.0])
+    model.record_counterfactuals(probes, [60.0, 61.0])
     assert model.slot_reports()[2].seed.metrics.epochs_since_measurement == 0  # type: ignore[union-attr]
     model.tick()
     model.record_counterfactuals(model.counterfactual_plan(), [60.0, 46.0, 55.0, 61.0, 62.0])

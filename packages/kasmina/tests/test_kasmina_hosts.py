@@ -8,6 +8,7 @@ import torch
 from _kasmina_fixtures import (
     ALL_DIGITS_SLOTS,
     DIGITS,
+    FAST_GATES,
     batch,
     digits_model,
     ok,
@@ -241,11 +242,15 @@ def test_a_resnet_style_block_stack_as_a_host() -> None:
     net = MiniResNet()
     x, y = torch.randn(4, 3, 16, 16), torch.arange(4)
     sites = {"r0c0": "layer1.0", "r0c1": "layer1", "r0c2": "layer2"}
-    model = MorphogeneticModel.wrap(net, sites, torch.zeros(1, 3, 16, 16), seed=0)
+    model = MorphogeneticModel.wrap(net, sites, torch.zeros(1, 3, 16, 16), seed=0, gate_config=FAST_GATES)
     assert [model.slot(s).channels for s in sites] == [4, 4, 8]
     reference = net(x)  # no seed yet: the host's own forward
     assert torch.equal(model(x), reference)
     to_training(model, 2, Blueprint.BOTTLENECK)
+    torch.autograd.backward(F.cross_entropy(model(x), y))
+    model.observe_seed_gradients()
+    model.tick()
+    ok(model.execute(FactoredAction.advance(2), 10.0))  # BLENDING at alpha 0: seeds develop one at a time
     to_training(model, 0, Blueprint.DEPTHWISE)
     perturb_seed(model, "r0c2")
     perturb_seed(model, "r0c0")

@@ -95,6 +95,17 @@ def test_seed_cap_is_enforced_and_observed() -> None:
     assert env.summary().pruned == 1
 
 
+def test_germinating_while_a_seed_develops_is_refused() -> None:
+    """Seeds develop one at a time: the environment refuses what the masks forbid, whatever the controller."""
+    env = make_env()
+    env.reset(0)
+    assert env.step(FactoredAction.germinate(0, Blueprint.NORM)).action_success
+    refused = env.step(FactoredAction.germinate(1, Blueprint.NORM))
+    assert not refused.action_success and "one at a time" in refused.action_detail
+    assert refused.observation.slots[1].stage is SeedStage.DORMANT
+    assert refused.observation.germinations_remaining == CONFIG.max_germinations - 1
+
+
 def test_same_seed_same_episode() -> None:
     def run(seed: int) -> tuple[tuple[float, ...], list[float]]:
         env = make_env()

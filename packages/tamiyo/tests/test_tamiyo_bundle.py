@@ -28,6 +28,7 @@ from esper.leyline import (
     InvalidStateMachineError,
     LifecycleOp,
     MaskShapeError,
+    NonFiniteError,
     SeedStage,
     is_relevant,
 )
@@ -280,19 +281,29 @@ def test_inputs_are_validated_at_the_boundary() -> None:
         bundle.evaluate_actions(rollout.features, rollout.blueprints, rollout.actions, wrong_op, rollout.initial_hidden)
 
 
-def test_mask_validation_is_a_per_instance_switch() -> None:
-    checked, unchecked = perturbed_bundle(), perturbed_bundle()
-    checked.validate_masks = True
-    rollout = _rollout(checked, steps=2)
+def test_an_all_false_stored_mask_row_always_raises() -> None:
+    bundle = perturbed_bundle()
+    assert not bundle.validate_masks
+    rollout = _rollout(bundle, steps=2)
     forbidden = {**rollout.masks, ActionHead.OP: torch.zeros_like(rollout.masks[ActionHead.OP])}
-    with pytest.raises(InvalidStateMachineError, match="all-false"):
-        checked.evaluate_actions(
+    with pytest.raises(InvalidStateMachineError, match="all-false op mask"):
+        bundle.evaluate_actions(
             rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden
         )
-    result = unchecked.evaluate_actions(
-        rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden
-    )
-    assert all(torch.isfinite(result.log_probs[h]).all() for h in HEAD_ORDER)
+
+
+def test_an_all_false_mask_row_or_a_nan_policy_raises_when_acting() -> None:
+    bundle = perturbed_bundle()
+    assert not bundle.validate_masks
+    encoded = bundle.encode([observation(germinations_remaining=2)])
+    hidden = bundle.initial_hidden(1)
+    empty = replace(encoded.masks, op=torch.zeros_like(encoded.masks.op))
+    with pytest.raises(InvalidStateMachineError, match="all-false op mask"):
+        bundle.get_action(replace(encoded, masks=empty), hidden)
+    with torch.no_grad():
+        next(bundle.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteError, match="logits"):
+        bundle.get_action(encoded, hidden)
 
 
 def test_normalizer_merges_batches_exactly_and_ignores_non_finite_rows() -> None:

@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError
-from esper.tamiyo.distributions import MaskedCategorical
+from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError, NonFiniteError
+from esper.tamiyo.distributions import MaskedCategorical, require_sound
 
 
 @st.composite
@@ -27,7 +27,7 @@ def logits_and_masks(draw: st.DrawFn) -> tuple[torch.Tensor, torch.Tensor]:
 @given(logits_and_masks(), st.integers(0, 2**31 - 1))
 def test_masked_actions_are_never_sampled_or_chosen(case: tuple[torch.Tensor, torch.Tensor], seed: int) -> None:
     logits, mask = case
-    distribution = MaskedCategorical(logits, mask, validate=True)
+    distribution = MaskedCategorical(logits, mask)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(20):
         drawn = distribution.sample(generator)
@@ -40,16 +40,16 @@ def test_masked_actions_are_never_sampled_or_chosen(case: tuple[torch.Tensor, to
 
 def test_single_valid_action_has_exactly_zero_entropy_and_log_prob() -> None:
     logits = torch.tensor([[3.0, -2.0, 0.5]])
-    distribution = MaskedCategorical(logits, torch.tensor([[False, True, False]]), validate=True)
+    distribution = MaskedCategorical(logits, torch.tensor([[False, True, False]]))
     assert distribution.entropy().item() == 0.0
     assert distribution.log_prob(torch.tensor([1])).item() == 0.0
 
 
 def test_entropy_is_normalized_by_the_number_of_valid_actions() -> None:
     mask = torch.tensor([[True, True, False, True], [True, True, True, True]])
-    entropy = MaskedCategorical(torch.zeros(2, 4), mask, validate=False).entropy()
+    entropy = MaskedCategorical(torch.zeros(2, 4), mask).entropy()
     assert torch.allclose(entropy, torch.ones(2))
-    peaked = MaskedCategorical(torch.tensor([[10.0, 0.0]]), torch.tensor([[True, True]]), validate=False).entropy()
+    peaked = MaskedCategorical(torch.tensor([[10.0, 0.0]]), torch.tensor([[True, True]])).entropy()
     assert 0.0 < peaked.item() < 0.01
 
 
@@ -57,12 +57,12 @@ def test_entropy_is_normalized_by_the_number_of_valid_actions() -> None:
 def test_low_precision_logits_are_masked_in_fp32_without_nan(dtype: torch.dtype) -> None:
     logits = torch.tensor([[60000.0 if dtype is torch.float16 else 1e30, -5.0, 2.0]], dtype=dtype)
     mask = torch.tensor([[False, True, True]])
-    distribution = MaskedCategorical(logits, mask, validate=True)
+    distribution = MaskedCategorical(logits, mask)
     assert distribution.log_probs.dtype == torch.float32
     assert torch.isfinite(distribution.log_probs).all() and distribution.log_probs[0, 0] < -1e3
     assert distribution.mode().item() == 2
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        inside = MaskedCategorical(logits, mask, validate=False)
+        inside = MaskedCategorical(logits, mask)
         assert inside.log_probs.dtype == torch.float32 and inside.entropy().dtype == torch.float32
 
 
@@ -71,16 +71,19 @@ def test_masked_logit_value_is_finite_in_half_precision() -> None:
         assert math.isfinite(torch.tensor(MASKED_LOGIT_VALUE, dtype=dtype).item())
 
 
-def test_all_false_row_raises_only_when_validating() -> None:
+def test_an_all_false_row_or_a_non_finite_logit_is_named() -> None:
     mask = torch.tensor([[True, False], [False, False]])
-    with pytest.raises(InvalidStateMachineError, match="all-false slot mask at rows"):
-        MaskedCategorical(torch.zeros(2, 2), mask, validate=True, name="slot")
-    unchecked = MaskedCategorical(torch.zeros(2, 2), mask, validate=False)
-    assert torch.isfinite(unchecked.log_probs).all() and torch.isfinite(unchecked.entropy()).all()
+    with pytest.raises(InvalidStateMachineError, match=r"all-false slot mask at rows \[\[1\]\]"):
+        require_sound(torch.zeros(2, 2), {"op": torch.ones(2, 2, dtype=torch.bool), "slot": mask}, finite_logits=True)
+    allowed = {"slot": torch.ones(2, 2, dtype=torch.bool)}
+    poisoned = torch.tensor([[0.0, float("nan")], [0.0, 0.0]])
+    with pytest.raises(NonFiniteError, match="NaN or infinite logits"):
+        require_sound(poisoned, allowed, finite_logits=True)
+    require_sound(poisoned, allowed, finite_logits=False)  # the update leaves a non-finite loss to PPO
 
 
 def test_sampling_is_reproducible_with_a_generator() -> None:
-    distribution = MaskedCategorical(torch.zeros(64, 5), torch.ones(64, 5, dtype=torch.bool), validate=False)
+    distribution = MaskedCategorical(torch.zeros(64, 5), torch.ones(64, 5, dtype=torch.bool))
     first = distribution.sample(torch.Generator().manual_seed(7))
     second = distribution.sample(torch.Generator().manual_seed(7))
     assert torch.equal(first, second) and len(set(first.tolist())) > 1
@@ -89,6 +92,6 @@ def test_sampling_is_reproducible_with_a_generator() -> None:
 def test_sampling_follows_the_probabilities() -> None:
     logits = torch.log(torch.tensor([0.7, 0.2, 0.1, 0.5]))
     mask = torch.tensor([True, True, True, False])
-    distribution = MaskedCategorical(logits.expand(20000, 4), mask.expand(20000, 4), validate=False)
+    distribution = MaskedCategorical(logits.expand(20000, 4), mask.expand(20000, 4))
     counts = torch.bincount(distribution.sample(torch.Generator().manual_seed(0)), minlength=4).float() / 20000
     assert torch.allclose(counts, torch.tensor([0.7, 0.2, 0.1, 0.0]), atol=0.015)

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.leyline import (
+    ALPHA_SETTABLE_STAGES,
+    GERMINATION_BLOCKING_STAGES,
     MIN_PRUNE_AGE,
     TOPOLOGY_BLUEPRINTS,
     ActionHead,
@@ -25,7 +27,7 @@ from esper.leyline import (
     head_sizes,
 )
 from esper.tamiyo import build_action_masks, build_mask_arrays
-from esper.tamiyo.masks import ALPHA_SETTABLE_STAGES, GERMINATION_BLOCKING_STAGES, require_nonempty_rows
+from esper.tamiyo.masks import require_nonempty_rows
 
 S = SeedStage
 ADVANCE = {S.GERMINATED, S.TRAINING, S.BLENDING}

@@ -36,16 +36,18 @@ from esper.kasmina.slot import ExecutionResult, SeedSlot
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
     ALPHA_TARGET_VALUES,
-    TOPOLOGY_BLUEPRINTS,
     ConfigError,
     FactoredAction,
     InvalidSlotIdError,
     LifecycleOp,
     SeedStage,
+    SlotCondition,
     SlotConfig,
     SlotId,
     SlotReport,
     Topology,
+    blueprint_refusal,
+    lifecycle_refusal,
 )
 
 
@@ -189,7 +191,8 @@ class MorphogeneticModel(nn.Module):
 
     def execute(self, action: FactoredAction, val_accuracy: float) -> ExecutionResult:
         """Carry out one lifecycle decision. ``val_accuracy`` (percent) is recorded as the accuracy at
-        germination / stage entry. A refused action returns ``success=False`` and changes nothing."""
+        germination / stage entry. What leyline's legality rule forbids, and what a gate refuses, returns
+        ``success=False`` and changes nothing."""
         if not (math.isfinite(val_accuracy) and 0.0 <= val_accuracy <= 100.0):
             raise ConfigError(f"val_accuracy must be a percentage in [0, 100], got {val_accuracy}")
         if action.op is LifecycleOp.WAIT:
@@ -197,6 +200,13 @@ class MorphogeneticModel(nn.Module):
         if action.slot >= self.slot_config.num_slots:
             raise InvalidSlotIdError(
                 f"action slot index {action.slot} out of range for {self.slot_config.num_slots} slots"
+            )
+        reason = lifecycle_refusal(action.op, action.slot, self.slot_conditions())
+        if reason is None and action.op is LifecycleOp.GERMINATE:
+            reason = blueprint_refusal(action.blueprint, self.topology)
+        if reason is not None:
+            return ExecutionResult(
+                False, f"{action.op.name} in slot {self.slot_config.slot_ids[action.slot]}: {reason}"
             )
         slot = self._slots[action.slot]
         if action.op is LifecycleOp.GERMINATE:
@@ -219,12 +229,6 @@ class MorphogeneticModel(nn.Module):
         return result
 
     def _germinate(self, slot: SeedSlot, action: FactoredAction, val_accuracy: float) -> ExecutionResult:
-        if slot.stage is not SeedStage.DORMANT:
-            return ExecutionResult(False, f"slot {slot.slot_id} is busy ({slot.stage.name})")
-        if action.blueprint not in TOPOLOGY_BLUEPRINTS[self.topology]:
-            return ExecutionResult(
-                False, f"blueprint {action.blueprint.registry_name} is not a {self.topology.value} blueprint"
-            )
         seed = Seed.create(
             topology=self.topology,
             blueprint=action.blueprint,
@@ -253,6 +257,10 @@ class MorphogeneticModel(nn.Module):
             elif not slot.wired and handle is not None:
                 handle.remove()
                 del self._hooks[index]
+
+    def slot_conditions(self) -> tuple[SlotCondition, ...]:
+        """What leyline's legality rule reads about every slot, in slot-config order."""
+        return tuple(slot.condition() for slot in self._slots)
 
     def stages(self) -> tuple[SeedStage, ...]:
         """Every slot's stage in slot-config order (cheap: no gradient read, no device sync)."""

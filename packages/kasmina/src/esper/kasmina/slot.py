@@ -19,10 +19,7 @@ from esper.leyline import (
     ALPHA_TOLERANCE,
     FAILURE_DWELL_EPOCHS,
     FAILURE_STAGES,
-    FOSSILIZABLE_STAGES,
     LIVE_STAGES,
-    MIN_PRUNE_AGE,
-    PRUNABLE_STAGES,
     SEED_BEARING_STAGES,
     STYLE_TABLE,
     TEMPO_EPOCHS,
@@ -30,29 +27,27 @@ from esper.leyline import (
     BlendStyle,
     InvalidStateMachineError,
     InvalidTransitionError,
+    LifecycleOp,
     SeedStage,
+    SlotCondition,
     SlotId,
     SlotReport,
     is_valid_transition,
+    slot_refusal,
 )
 
 #: Stages whose seed is wired into the forward (a GERMINATED seed exists but is not yet connected).
 WIRED_STAGES: frozenset[SeedStage] = SEED_BEARING_STAGES - {SeedStage.GERMINATED}
 
-#: Stages in which SET_ALPHA_TARGET may steer alpha (domain.md section 2).
-ALPHA_STEERABLE_STAGES: frozenset[SeedStage] = frozenset({SeedStage.BLENDING, SeedStage.HOLDING})
-
 
 @dataclass(frozen=True, slots=True)
 class ExecutionResult:
-    """Outcome of one lifecycle action. A refused action (``success=False``) changed nothing."""
+    """Outcome of one lifecycle action. A refused action (``success=False``) changed nothing. ``gate_check``
+    names the gate check that refused a legal action (None when it executed or was illegal)."""
 
     success: bool
     reason: str
-
-
-def _refused(reason: str) -> ExecutionResult:
-    return ExecutionResult(False, reason)
+    gate_check: GateCheck | None = None
 
 
 class SeedSlot(nn.Module):
@@ -84,6 +79,18 @@ class SeedSlot(nn.Module):
         seed = self.seed
         return seed is not None and self.wired and (self.stage is SeedStage.FOSSILIZED or seed.alpha.value > 0.0)
 
+    def condition(self) -> SlotCondition:
+        """What leyline's legality rule reads about this slot."""
+        seed = self.seed
+        if seed is None:
+            return SlotCondition(self.stage)
+        return SlotCondition.of_seed(self.stage, seed.age, seed.alpha.ramping)
+
+    def refusal(self, op: LifecycleOp) -> ExecutionResult | None:
+        """The refusal of ``op`` by leyline's rule for this slot on its own, or None when it is legal here."""
+        reason = slot_refusal(op, self.condition())
+        return None if reason is None else ExecutionResult(False, f"slot {self.slot_id}: {reason}")
+
     def require_seed(self) -> Seed:
         if self.seed is None:
             raise InvalidStateMachineError(f"slot {self.slot_id} in {self.stage.name} has no seed")
@@ -91,21 +98,23 @@ class SeedSlot(nn.Module):
 
     # ----------------------------------------------------------------------------------------------- actions
     def germinate(self, seed: Seed, val_accuracy: float) -> ExecutionResult:
-        if self.stage is not SeedStage.DORMANT:
-            return _refused(f"slot {self.slot_id} is busy ({self.stage.name})")
+        refused = self.refusal(LifecycleOp.GERMINATE)
+        if refused is not None:
+            return refused
         self._move_to(SeedStage.GERMINATED)
         self._set_seed(seed)
         seed.record_germination(val_accuracy)
         return ExecutionResult(True, f"germinated {seed.blueprint.registry_name} in {self.slot_id}")
 
     def advance(self, val_accuracy: float) -> ExecutionResult:
-        target = ADVANCE_TARGETS.get(self.stage)
-        if target is None:
-            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot ADVANCE")
+        refused = self.refusal(LifecycleOp.ADVANCE)
+        if refused is not None:
+            return refused
+        target = ADVANCE_TARGETS[self.stage]
         seed = self.require_seed()
         gate = check_gate(target, seed, self.gate_config)
         if not gate.passed:
-            return _refused(f"{target.name} gate refused ({gate.check}): {gate.reason}")
+            return ExecutionResult(False, f"{target.name} gate refused ({gate.check}): {gate.reason}", gate.check)
         self._move_to(target)
         seed.begin_stage(val_accuracy)
         if target is SeedStage.BLENDING:
@@ -114,12 +123,13 @@ class SeedSlot(nn.Module):
         return ExecutionResult(True, f"{self.slot_id} advanced to {target.name}")
 
     def fossilize(self, val_accuracy: float) -> ExecutionResult:
-        if self.stage not in FOSSILIZABLE_STAGES:
-            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot FOSSILIZE")
+        refused = self.refusal(LifecycleOp.FOSSILIZE)
+        if refused is not None:
+            return refused
         seed = self.require_seed()
         gate = check_gate(SeedStage.FOSSILIZED, seed, self.gate_config)
         if not gate.passed:
-            return _refused(f"FOSSILIZED gate refused ({gate.check}): {gate.reason}")
+            return ExecutionResult(False, f"FOSSILIZED gate refused ({gate.check}): {gate.reason}", gate.check)
         self._move_to(SeedStage.FOSSILIZED)
         seed.begin_stage(val_accuracy)
         return ExecutionResult(True, f"{self.slot_id} fossilized")
@@ -127,13 +137,10 @@ class SeedSlot(nn.Module):
     def prune(self, steps: int, curve: AlphaCurve) -> ExecutionResult:
         """Instant when ``steps`` is 0 (or alpha is already 0); else alpha ramps down over ``steps`` ticks with
         the seed frozen, and the prune completes at the ramp's last tick."""
-        if self.stage not in PRUNABLE_STAGES:
-            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot be pruned")
+        refused = self.refusal(LifecycleOp.PRUNE)
+        if refused is not None:
+            return refused
         seed = self.require_seed()
-        if seed.age < MIN_PRUNE_AGE:
-            return _refused(f"seed age {seed.age} < MIN_PRUNE_AGE {MIN_PRUNE_AGE}")
-        if seed.alpha.ramping:
-            return _refused(f"alpha is ramping {seed.alpha.mode.name}")
         if steps == 0 or seed.alpha.value == 0.0:
             self._move_to(SeedStage.PRUNED)
             return ExecutionResult(True, f"{self.slot_id} pruned")
@@ -151,11 +158,10 @@ class SeedSlot(nn.Module):
     ) -> ExecutionResult:
         """Ramp alpha to ``target`` and re-select the blend operator from ``style``. A target below 1 in HOLDING
         moves the seed back to BLENDING."""
-        if self.stage not in ALPHA_STEERABLE_STAGES:
-            return _refused(f"slot {self.slot_id} in {self.stage.name} cannot SET_ALPHA_TARGET")
+        refused = self.refusal(LifecycleOp.SET_ALPHA_TARGET)
+        if refused is not None:
+            return refused
         seed = self.require_seed()
-        if seed.alpha.ramping:
-            return _refused(f"alpha is ramping {seed.alpha.mode.name}; retarget only in HOLD")
         if self.stage is SeedStage.HOLDING and 1.0 - target > ALPHA_TOLERANCE:
             self._move_to(SeedStage.BLENDING)
             seed.begin_stage(val_accuracy)

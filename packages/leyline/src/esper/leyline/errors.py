@@ -36,3 +36,7 @@ class MaskShapeError(EsperError, ValueError):
 
 class CheckpointError(EsperError):
     """A checkpoint is unreadable, truncated, or was written for another configuration."""
+
+
+class NonFiniteError(EsperError, ArithmeticError):
+    """A value that must be finite (policy logits, a loss, a gradient norm, a weight) is NaN or infinite."""

@@ -30,6 +30,7 @@ from esper.leyline import (
     LastAction,
     LifecycleOp,
     SeedStage,
+    refusal,
 )
 from esper.simic.env_config import EnvConfig
 from esper.simic.episode_records import EpisodeSummary, LifecycleEvent, StepResult
@@ -168,8 +169,11 @@ class HostTrainingEnv:
 
     # ------------------------------------------------------------------------------------------------ steps
     def _execute(self, action: FactoredAction) -> tuple[bool, str]:
-        if action.op is LifecycleOp.GERMINATE and self._germinations >= self.config.max_germinations:
-            return False, f"seed cap reached ({self.config.max_germinations} germinations per episode)"
+        """Leyline's legality rule with this episode's seed cap first (the model checks the rest again)."""
+        if action.op is not LifecycleOp.WAIT and action.slot < self.model.slot_config.num_slots:
+            reason = refusal(action.op, action.slot, self.model.slot_conditions(), self._germinations_remaining())
+            if reason is not None:
+                return False, f"{action.op.name} refused: {reason}"
         result = self.model.execute(action, self._val_accuracy)
         if result.success and action.op is LifecycleOp.GERMINATE:
             self._germinations += 1
@@ -285,6 +289,9 @@ class HostTrainingEnv:
                 events.append(LifecycleEvent(self._epoch - 1, str(slot), before[index], after[index], blueprint))
         return tuple(events)
 
+    def _germinations_remaining(self) -> int:
+        return max(self.config.max_germinations - self._germinations, 0)
+
     def _observation(self) -> EnvObservation:
         model = self.model
         return EnvObservation(
@@ -295,7 +302,7 @@ class HostTrainingEnv:
             slots=model.slot_reports(),
             loss_history=tuple(self._loss_history),
             accuracy_history=tuple(self._accuracy_history),
-            germinations_remaining=max(self.config.max_germinations - self._germinations, 0),
+            germinations_remaining=self._germinations_remaining(),
             last_action=self._last_action,
             host_param_count=model.host_param_count(),
         )

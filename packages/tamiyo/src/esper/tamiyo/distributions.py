@@ -9,29 +9,37 @@ from __future__ import annotations
 
 import torch
 
-from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError
+from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError, NonFiniteError
 
 
-def check_mask_rows(mask: torch.Tensor, name: str) -> None:
-    """Raise ``InvalidStateMachineError`` if some row allows nothing. Reads the mask on the host: a device sync."""
-    empty = ~mask.any(dim=-1)
-    if bool(empty.any()):
-        rows = torch.nonzero(empty).tolist()
-        raise InvalidStateMachineError(f"all-false {name} mask at rows {rows}: no action is possible")
+def require_sound(logits: torch.Tensor, masks: dict[str, torch.Tensor], *, finite_logits: bool) -> None:
+    """Raise ``InvalidStateMachineError`` if a row of some mask allows nothing (a masked distribution would then
+    sample uniformly over padding), and with ``finite_logits`` ``NonFiniteError`` if a logit is NaN or infinite
+    (it would silently turn into "always the first action"). One host read for all checks: one device sync."""
+    empty = torch.stack([(~mask.any(dim=-1)).any() for mask in masks.values()])
+    problems = [empty.any()]
+    if finite_logits:
+        problems.append(~torch.isfinite(logits).all())
+    flags = torch.stack(problems).tolist()
+    if flags[0]:
+        for name, mask in masks.items():
+            rows = torch.nonzero(~mask.any(dim=-1)).tolist()
+            if rows:
+                raise InvalidStateMachineError(f"all-false {name} mask at rows {rows}: no action is possible")
+    if finite_logits and flags[1]:
+        raise NonFiniteError("the policy produced NaN or infinite logits: its weights or inputs are corrupt")
 
 
 class MaskedCategorical:
     """A categorical distribution over the allowed actions of one head.
 
-    ``logits`` ``[..., n]`` (any float dtype), ``mask`` ``[..., n]`` bool with the same shape. ``validate``
-    checks for all-false rows, which costs a device sync; with it off nothing here reads a tensor on the host.
+    ``logits`` ``[..., n]`` (any float dtype), ``mask`` ``[..., n]`` bool with the same shape. Nothing here reads
+    a tensor on the host; callers check the masks once per step with ``require_sound``.
     """
 
     __slots__ = ("log_probs", "mask")
 
-    def __init__(self, logits: torch.Tensor, mask: torch.Tensor, *, validate: bool, name: str = "action") -> None:
-        if validate:
-            check_mask_rows(mask, name)
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor) -> None:
         with torch.autocast(logits.device.type, enabled=False):
             masked = logits.float().masked_fill(~mask, MASKED_LOGIT_VALUE)
             #: ``[..., n]`` float32 normalized log-probabilities (masked entries underflow to probability 0).

@@ -15,7 +15,7 @@ import torch
 
 from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, InvalidStateMachineError
 from esper.tamiyo.canonical import canonical_masks
-from esper.tamiyo.distributions import MaskedCategorical
+from esper.tamiyo.distributions import MaskedCategorical, require_sound
 from esper.tamiyo.head_layout import HEAD_INDEX, HeadLayout
 
 _OP = HEAD_INDEX[ActionHead.OP]
@@ -50,18 +50,18 @@ def sample_actions(
     *,
     deterministic: bool,
     generator: torch.Generator | None,
-    validate: bool,
 ) -> SampledActions:
     """Draw one factored action per row from padded ``logits`` ``[batch, H, width]``: the op first, then every
-    other head under the masks that op implies."""
+    other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit."""
     op_mask = layout.pad_row(masks.op, ActionHead.OP)
-    op_distribution = MaskedCategorical(logits[:, _OP], op_mask, validate=validate, name="op")
+    op_distribution = MaskedCategorical(logits[:, _OP], op_mask)
     ops = _draw(op_distribution, deterministic, generator)
     slot_mask = masks.slot_by_op[torch.arange(ops.shape[0], device=ops.device), ops]
     canonical = canonical_masks(
         ops, layout.pad_masks({**masks.heads, ActionHead.SLOT: slot_mask, ActionHead.OP: masks.op})
     )
-    distribution = MaskedCategorical(logits, canonical, validate=validate, name="head")
+    require_sound(logits, {"op": op_mask, **_named(canonical)}, finite_logits=True)
+    distribution = MaskedCategorical(logits, canonical)
     actions = _draw(distribution, deterministic, generator)
     actions[:, _OP] = ops
     return SampledActions(
@@ -81,17 +81,25 @@ def score_actions(
 ) -> ScoredActions:
     """Log-probs and normalized entropies of stored ``actions[head]`` ``[batch, time]`` under the stored
     ``masks[head]`` ``[batch, time, n]``, from padded ``logits`` ``[batch, time, H, width]`` (the stored masks
-    are re-canonicalized from the stored ops, which is idempotent)."""
+    are re-canonicalized from the stored ops, which is idempotent). An all-false stored row raises; non-finite
+    logits are left to the update, which skips a non-finite loss. ``validate`` also checks that every stored
+    action is allowed by its stored mask."""
     stacked = torch.stack([actions[head] for head in HEAD_ORDER], dim=-1)
     stored = layout.pad_masks(masks)
     canonical = canonical_masks(stacked[..., _OP], stored)
-    distribution = MaskedCategorical(logits, canonical, validate=validate, name="stored")
+    require_sound(logits, _named(canonical), finite_logits=False)
+    distribution = MaskedCategorical(logits, canonical)
     if validate:
         _check_actions_allowed(stored, stacked)
     return ScoredActions(
         log_probs=layout.columns(distribution.log_prob(stacked)),
         entropy=layout.columns(distribution.entropy()),
     )
+
+
+def _named(padded: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``[..., H, width]`` padded masks -> one named ``[..., width]`` mask per head."""
+    return {head.value: padded[..., index, :] for index, head in enumerate(HEAD_ORDER)}
 
 
 def _check_actions_allowed(masks: torch.Tensor, actions: torch.Tensor) -> None:

@@ -48,9 +48,9 @@ _STATE_KEYS: Final = ("format", "kind", "feature_schema_version", "slot_config",
 
 
 class LSTMPolicyBundle:
-    """A recurrent factored policy. ``validate_masks`` (per instance, off by default) checks every mask row and
-    every stored action by reading them on the host, which forces a device sync; masks built by ``encode`` are
-    always checked on the CPU while they are built, so the tensor-side check is for masks from elsewhere."""
+    """A recurrent factored policy. All-false mask rows and non-finite logits always raise when acting (one host
+    read per step). ``validate_masks`` (per instance, off by default) also checks at update time that every
+    stored action is allowed by its stored mask, which costs another device sync."""
 
     def __init__(
         self,
@@ -221,7 +221,6 @@ class LSTMPolicyBundle:
                 self._network.layout,
                 deterministic=deterministic,
                 generator=generator,
-                validate=self.validate_masks,
             )
             values = output.values[:, 0].float()
         return ActionResult(

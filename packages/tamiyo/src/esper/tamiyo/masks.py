@@ -1,8 +1,8 @@
-"""Action masks: which actions are physically possible, per env, per op and per slot (domain spec section 2).
+"""Action masks: leyline's legality rule as tensors, per env, per op and per slot.
 
-Masks encode physical impossibility only; timing is learned from reward. The rules are evaluated for a whole
-batch at once on numpy arrays of per-slot state (``SlotStates``), filled once per env from typed reports. Every
-stage set comes from leyline's transition table, directly or derived below.
+Masks encode physical impossibility only; timing is learned from reward. Which action is legal where is decided
+by ``esper.leyline.legality`` and nowhere else (kasmina and simic refuse exactly what it forbids); this module
+only reads each env's slot conditions, looks their rows up in leyline's cached table and stacks them.
 """
 
 from __future__ import annotations
@@ -17,75 +17,23 @@ import numpy.typing as npt
 import torch
 
 from esper.leyline import (
-    ADVANCEABLE_STAGES,
-    FAILURE_STAGES,
-    FOSSILIZABLE_STAGES,
-    LIVE_STAGES,
-    MIN_PRUNE_AGE,
-    PRUNABLE_STAGES,
-    TOPOLOGY_BLUEPRINTS,
-    VALID_TRANSITIONS,
     ActionHead,
     ActionMasks,
-    Blueprint,
     EnvObservation,
     InvalidStateMachineError,
-    LifecycleOp,
-    SeedStage,
+    SlotCondition,
     SlotConfig,
     Topology,
     head_sizes,
+    legal_blueprints,
+    legal_slots_by_op,
 )
 from esper.tamiyo.observation_checks import require_configured_slots
 
 BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
-
-#: Stages joined by the one backward live edge of the table (HOLDING -> BLENDING, taken by SET_ALPHA_TARGET):
-#: the stages where alpha is in play and may be retargeted.
-ALPHA_SETTABLE_STAGES: frozenset[SeedStage] = frozenset(
-    stage
-    for source in LIVE_STAGES
-    for target in VALID_TRANSITIONS[source]
-    if target in LIVE_STAGES and target < source
-    for stage in (source, target)
-)
-
-#: A slot in one of these stages blocks every germination: live seeds still developing before blending
-#: (seeds develop one at a time, which also blocks germinate-prune farming) and the failure cooldown.
-GERMINATION_BLOCKING_STAGES: frozenset[SeedStage] = (LIVE_STAGES - ALPHA_SETTABLE_STAGES) | FAILURE_STAGES
 
 #: Heads whose mask does not depend on the env (the same row for every env of a topology).
 STATIC_HEADS: tuple[ActionHead, ...] = tuple(h for h in ActionHead if h not in (ActionHead.SLOT, ActionHead.OP))
-
-
-def _stage_lookup(stages: frozenset[SeedStage]) -> BoolArray:
-    """``lookup[stage_value]`` is True when the stage is in ``stages`` (vectorized membership)."""
-    return np.array([stage in stages for stage in SeedStage], dtype=np.bool_)
-
-
-_EMPTY = _stage_lookup(frozenset({SeedStage.DORMANT}))
-_BLOCKS_GERMINATION = _stage_lookup(GERMINATION_BLOCKING_STAGES)
-_ADVANCEABLE = _stage_lookup(ADVANCEABLE_STAGES)
-_FOSSILIZABLE = _stage_lookup(FOSSILIZABLE_STAGES)
-_PRUNABLE = _stage_lookup(PRUNABLE_STAGES)
-_ALPHA_SETTABLE = _stage_lookup(ALPHA_SETTABLE_STAGES)
-
-
-@dataclass(frozen=True, slots=True)
-class SlotStates:
-    """What the mask rules read, for a batch. An empty slot is an explicit ``DORMANT`` entry, never a gap.
-
-    - ``stage``: ``[batch, num_slots]`` int64 ``SeedStage`` values;
-    - ``seed_age``: ``[batch, num_slots]`` int64 epochs since germination (0 without a seed);
-    - ``ramping``: ``[batch, num_slots]`` bool, alpha is moving (0 without a seed);
-    - ``germinations_remaining``: ``[batch]`` int64, the seed cap left.
-    """
-
-    stage: IntArray
-    seed_age: IntArray
-    ramping: BoolArray
-    germinations_remaining: IntArray
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,48 +52,31 @@ class MaskArrays:
         )
 
 
-def collect_slot_states(observations: Sequence[EnvObservation], slot_config: SlotConfig) -> SlotStates:
-    """Read every slot report of the batch into arrays (the only per-element loop of mask building)."""
-    shape = (len(observations), slot_config.num_slots)
-    stage = np.zeros(shape, dtype=np.int64)
-    seed_age = np.zeros(shape, dtype=np.int64)
-    ramping = np.zeros(shape, dtype=np.bool_)
-    remaining = np.zeros(len(observations), dtype=np.int64)
-    for row, observation in enumerate(observations):
+def slot_by_op_rows(observations: Sequence[EnvObservation], slot_config: SlotConfig) -> BoolArray:
+    """``[batch, op, slot]`` legality of every env, from leyline's rule (the only per-env loop of masking)."""
+    rows = []
+    for observation in observations:
         require_configured_slots(observation, slot_config)
-        remaining[row] = observation.germinations_remaining
-        for col, report in enumerate(observation.slots):
-            stage[row, col] = int(report.stage)
-            if report.seed is not None:
-                seed_age[row, col] = report.seed.age_epochs
-                ramping[row, col] = report.seed.alpha.ramping
-    return SlotStates(stage, seed_age, ramping, remaining)
+        conditions = tuple(SlotCondition.of(report) for report in observation.slots)
+        rows.append(legal_slots_by_op(conditions, observation.germinations_remaining > 0))
+    return np.array(rows, dtype=np.bool_).reshape(len(observations), -1, slot_config.num_slots)
 
 
 @cache
 def static_head_rows(topology: Topology) -> Mapping[ActionHead, BoolArray]:
-    """One read-only mask row per head that does not depend on the env: everything allowed, except that the
-    blueprint head never allows NOOP (a germination needs a real blueprint)."""
+    """One read-only mask row per head that does not depend on the env: every style, tempo and alpha choice is
+    legal; the blueprint row is leyline's ``legal_blueprints`` (never NOOP)."""
     sizes = head_sizes(SlotConfig.after_blocks(1), topology)  # these heads' sizes do not depend on the slots
     rows = {head: np.ones(sizes[head], dtype=np.bool_) for head in STATIC_HEADS}
-    rows[ActionHead.BLUEPRINT][TOPOLOGY_BLUEPRINTS[topology].index(Blueprint.NOOP)] = False
+    rows[ActionHead.BLUEPRINT] = np.array(legal_blueprints(topology), dtype=np.bool_)
     for row in rows.values():
         row.flags.writeable = False
     return MappingProxyType(rows)
 
 
-def compute_mask_arrays(states: SlotStates, topology: Topology) -> MaskArrays:
-    """Apply the rules of domain spec section 2 to a whole batch; raise on an all-false row."""
-    stage = states.stage
-    batch, num_slots = stage.shape
-    slot_by_op = np.zeros((batch, len(LifecycleOp), num_slots), dtype=np.bool_)
-    slot_by_op[:, LifecycleOp.WAIT, :] = True
-    can_germinate = (states.germinations_remaining > 0) & ~_BLOCKS_GERMINATION[stage].any(axis=1)
-    slot_by_op[:, LifecycleOp.GERMINATE, :] = _EMPTY[stage] & can_germinate[:, None]
-    slot_by_op[:, LifecycleOp.ADVANCE, :] = _ADVANCEABLE[stage]
-    slot_by_op[:, LifecycleOp.FOSSILIZE, :] = _FOSSILIZABLE[stage]
-    slot_by_op[:, LifecycleOp.PRUNE, :] = _PRUNABLE[stage] & (states.seed_age >= MIN_PRUNE_AGE) & ~states.ramping
-    slot_by_op[:, LifecycleOp.SET_ALPHA_TARGET, :] = _ALPHA_SETTABLE[stage] & ~states.ramping
+def compute_mask_arrays(slot_by_op: BoolArray, topology: Topology) -> MaskArrays:
+    """Masks of a batch from its ``[batch, op, slot]`` legality; raise on an all-false row."""
+    batch = slot_by_op.shape[0]
     op = np.asarray(slot_by_op.any(axis=2))
     heads = {head: np.broadcast_to(row, (batch, row.size)).copy() for head, row in static_head_rows(topology).items()}
     require_nonempty_rows(op, ActionHead.OP.value)
@@ -165,7 +96,7 @@ def require_nonempty_rows(mask: BoolArray, name: str) -> None:
 def build_mask_arrays(
     observations: Sequence[EnvObservation], slot_config: SlotConfig, topology: Topology
 ) -> MaskArrays:
-    return compute_mask_arrays(collect_slot_states(observations, slot_config), topology)
+    return compute_mask_arrays(slot_by_op_rows(observations, slot_config), topology)
 
 
 def build_action_masks(
