@@ -80,7 +80,7 @@ def test_a_slot_emptied_by_prune_computes_the_host_again() -> None:
         model.tick()
     ok(model.execute(FactoredAction.prune(0), 20.0))
     assert torch.equal(model(x), host(x))
-    for _ in range(EMBARGO_EPOCHS + RESET_EPOCHS):
+    for _ in range(EMBARGO_EPOCHS + RESET_EPOCHS + 1):
         model.tick()
     assert model.stages()[0] is SeedStage.DORMANT
     assert torch.equal(model(x), host(x))

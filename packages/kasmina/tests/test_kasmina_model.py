@@ -163,7 +163,7 @@ def test_scheduled_prune_through_the_model() -> None:
     assert model.seed_param_count("r0c0") > 0
     for _ in range(3):
         model.tick()
-    assert model.stages()[0] is SeedStage.PRUNED
+    assert model.stages()[0] is SeedStage.EMBARGOED
     assert model.seed_parameter_version > version
     assert list(model.seed_parameters("r0c0")) == []
 

@@ -9,6 +9,7 @@ import torch
 from _simic_fixtures import grow_first_slot, stripes_factory, stripes_task
 
 from esper.leyline import (
+    MIN_PRUNE_AGE,
     Blueprint,
     ConfigError,
     FactoredAction,
@@ -104,6 +105,26 @@ def test_germinating_while_a_seed_develops_is_refused() -> None:
     assert not refused.action_success and "one at a time" in refused.action_detail
     assert refused.observation.slots[1].stage is SeedStage.DORMANT
     assert refused.observation.germinations_remaining == CONFIG.max_germinations - 1
+
+
+def test_an_instant_prune_is_observed_as_five_embargo_epochs_and_one_reset() -> None:
+    env = make_env(EnvConfig(max_epochs=20))
+    env.reset(0)
+    env.step(FactoredAction.germinate(0, Blueprint.NORM))
+    for _ in range(MIN_PRUNE_AGE - 1):
+        env.step(FactoredAction.wait())
+    observed = [env.step(FactoredAction.prune(0)).observation.slots[0]]
+    for _ in range(6):
+        observed.append(env.step(FactoredAction.wait()).observation.slots[0])
+    assert [(r.stage, r.dwell_remaining) for r in observed] == [
+        (SeedStage.EMBARGOED, 5),
+        (SeedStage.EMBARGOED, 4),
+        (SeedStage.EMBARGOED, 3),
+        (SeedStage.EMBARGOED, 2),
+        (SeedStage.EMBARGOED, 1),
+        (SeedStage.RESETTING, 1),
+        (SeedStage.DORMANT, 0),
+    ]
 
 
 def test_same_seed_same_episode() -> None:

@@ -60,7 +60,7 @@ class SeedSlot(nn.Module):
         self.gate_config = gate_config
         self.seed: Seed | None = None
         self.stage = SeedStage.DORMANT
-        #: Epochs left in the current failure stage (0 elsewhere, and in PRUNED, which has no dwell of its own).
+        #: Epochs left in the current failure stage, this one included (0 elsewhere, and in the transient PRUNED).
         self.dwell_remaining = 0
         #: Bumped whenever the seed object changes, so trainers know when to rebuild seed optimizers.
         self.generation = 0
@@ -171,11 +171,21 @@ class SeedSlot(nn.Module):
 
     # ------------------------------------------------------------------------------------------------- epoch
     def tick(self) -> None:
-        """One epoch passes: the only place any of this slot's counters move."""
-        if self.stage in FAILURE_STAGES:
-            self._tick_failure()
+        """One epoch passes: the only place any of this slot's counters move.
+
+        PRUNED is never observed: the tick after an instant prune, and the tick that ends a scheduled prune's
+        ramp, is already the first of the ``EMBARGO_EPOCHS`` embargo epochs, then ``RESET_EPOCHS`` in
+        RESETTING, whatever the kind of prune."""
+        if self.stage is SeedStage.PRUNED:
+            self._enter_next_failure_stage()
+        elif self.stage in FAILURE_STAGES:
+            if self.dwell_remaining > 1:
+                self.dwell_remaining -= 1
+            else:
+                self._enter_next_failure_stage()
         elif self.seed is not None and self.seed.tick():
             self._move_to(SeedStage.PRUNED)
+            self._enter_next_failure_stage()
         elif self.seed is not None and self.stage is SeedStage.TRAINING:
             self._track_blending_gate(self.seed)
 
@@ -185,15 +195,6 @@ class SeedSlot(nn.Module):
         gate = check_gate(SeedStage.BLENDING, seed, self.gate_config)
         blocked = not gate.passed and gate.check is not GateCheck.TRAINING_EPOCHS
         seed.gate_blocked_epochs = seed.gate_blocked_epochs + 1 if blocked else 0
-
-    def _tick_failure(self) -> None:
-        # PRUNED has no dwell of its own: this tick is already the first epoch of the next stage.
-        while self.stage in FAILURE_STAGES and self.dwell_remaining == 0:
-            self._enter_next_failure_stage()
-        if self.stage in FAILURE_STAGES:
-            self.dwell_remaining -= 1
-            if self.dwell_remaining == 0:
-                self._enter_next_failure_stage()
 
     def _enter_next_failure_stage(self) -> None:
         (successor,) = (s for s in SeedStage if is_valid_transition(self.stage, s))

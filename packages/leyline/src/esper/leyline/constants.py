@@ -18,9 +18,10 @@ MIN_PRUNE_AGE = 5
 EMBARGO_EPOCHS = 5
 RESET_EPOCHS = 1
 
-#: How long each failure stage lasts, counted by the slot's one per-epoch tick. PRUNED has no dwell of its own:
-#: the first tick after a prune is the first embargo epoch, so a pruned slot is empty again after exactly
-#: EMBARGO_EPOCHS + RESET_EPOCHS ticks.
+#: How many epochs each failure stage is observed, counted by the slot's one per-epoch tick. PRUNED is transient:
+#: the tick after an instant prune (or the tick that ends a scheduled prune's ramp) is the first embargo epoch,
+#: so after any prune the slot is observed EMBARGOED for EMBARGO_EPOCHS epochs, RESETTING for RESET_EPOCHS,
+#: and is empty again at the next tick.
 FAILURE_DWELL_EPOCHS: Mapping[SeedStage, int] = MappingProxyType(
     {SeedStage.PRUNED: 0, SeedStage.EMBARGOED: EMBARGO_EPOCHS, SeedStage.RESETTING: RESET_EPOCHS}
 )
