@@ -136,7 +136,7 @@ def test_a_snapshot_restores_the_model_exactly_live_seeds_included() -> None:
     # Training moves weights and BatchNorm statistics, ticks move the lifecycle, a new seed appears ...
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    for _ in range(3):
+    for _ in range(EMBARGO_EPOCHS):  # long enough for the embargoed slot to move on to RESETTING
         train_step(model, *batch(8))
         optimizer.step()
         model.tick()
