@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,14 +12,17 @@ from _simic_fixtures import TinyBundle, empty_observation
 from esper.leyline import (
     HEAD_ORDER,
     ActionHead,
+    CheckpointError,
     ConfigError,
     FactoredAction,
     InvalidStateMachineError,
     LifecycleOp,
+    NonFiniteError,
     SlotConfig,
 )
+from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, save_checkpoint
 from esper.simic.policy_controller import PolicyController
-from esper.simic.ppo import PPOConfig, PPOUpdater
+from esper.simic.ppo import MAX_CONSECUTIVE_SKIPPED_STEPS, PPOConfig, PPOUpdater
 from esper.simic.rollout_buffer import RolloutBuffer
 
 SLOTS = SlotConfig.after_blocks(2)
@@ -176,3 +180,47 @@ def test_head_health_counts_only_steps_with_a_choice() -> None:
     assert stats.heads["tempo"].entropy is None
     assert stats.heads["op"].choice_fraction == 1.0  # every op is allowed in the test bundle
     assert stats.heads["op"].entropy is not None and 0.0 < stats.heads["op"].entropy <= 1.0
+
+
+def _weights(bundle: TinyBundle) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in bundle.parameters()]
+
+
+def test_a_non_finite_minibatch_is_skipped_without_touching_a_weight() -> None:
+    bundle = TinyBundle(SLOTS)
+    buffer = collect(bundle, n_envs=4, steps=5, reward=germinate_pays)
+    buffer.log_probs[ActionHead.OP][0, 2] = float("nan")  # one env's minibatch gets a NaN loss
+    config = PPOConfig(update_epochs=1, minibatch_envs=1, target_kl=None)
+    updater = PPOUpdater(bundle, config)
+    stats = updater.update(buffer, torch.Generator().manual_seed(0))
+    assert stats.skipped_steps == 1 and stats.minibatches == 3
+    assert updater.consecutive_skips == 0  # a later step succeeded
+    assert all(bool(torch.isfinite(p).all()) for p in bundle.parameters())
+
+
+def test_non_finite_steps_in_a_row_stop_training_before_any_weight_changes() -> None:
+    bundle = TinyBundle(SLOTS)
+    buffer = collect(bundle, n_envs=4, steps=5, reward=germinate_pays)
+    buffer.log_probs[ActionHead.OP][:, 0] = float("nan")  # every minibatch
+    before = _weights(bundle)
+    updater = PPOUpdater(bundle, PPOConfig(update_epochs=1, minibatch_envs=1, target_kl=None))
+    with pytest.raises(NonFiniteError, match=f"{MAX_CONSECUTIVE_SKIPPED_STEPS} PPO steps in a row"):
+        updater.update(buffer, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(before, _weights(bundle), strict=True))
+
+
+def test_a_non_finite_policy_is_never_saved(tmp_path: Path) -> None:
+    bundle = TinyBundle(SLOTS)
+    updater = PPOUpdater(bundle, PPOConfig())
+    path = tmp_path / "latest.pt"
+
+    def checkpoint() -> TrainingCheckpoint:
+        return TrainingCheckpoint(1, bundle.state_dict(), {}, updater.state_dict(), capture_rng_states(), {})
+
+    save_checkpoint(path, checkpoint())
+    written = path.read_bytes()
+    with torch.no_grad():
+        next(iter(bundle.parameters()))[0].fill_(float("nan"))
+    with pytest.raises(CheckpointError, match="NaN or infinite values in"):
+        save_checkpoint(path, checkpoint())
+    assert path.read_bytes() == written

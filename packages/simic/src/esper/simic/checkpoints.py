@@ -53,7 +53,25 @@ def restore_rng_states(states: dict[str, Any]) -> None:
     np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
 
 
+def _non_finite_tensors(value: object, where: str) -> list[str]:
+    """Paths of the floating tensors inside ``value`` (nested mappings and sequences) with NaN or inf."""
+    if isinstance(value, torch.Tensor):
+        return [where] if value.is_floating_point() and not bool(torch.isfinite(value).all()) else []
+    if isinstance(value, dict):
+        return [bad for key, item in value.items() for bad in _non_finite_tensors(item, f"{where}.{key}")]
+    if isinstance(value, list | tuple):
+        return [bad for index, item in enumerate(value) for bad in _non_finite_tensors(item, f"{where}[{index}]")]
+    return []
+
+
 def save_checkpoint(path: Path, checkpoint: TrainingCheckpoint) -> None:
+    """Write ``checkpoint`` atomically. A policy or optimizer with a NaN or infinite value is refused
+    (``CheckpointError``): it could never be resumed, and the previous checkpoint stays intact."""
+    corrupt = _non_finite_tensors(checkpoint.policy_state, "policy_state") + _non_finite_tensors(
+        checkpoint.updater_state, "updater_state"
+    )
+    if corrupt:
+        raise CheckpointError(f"refusing to save a checkpoint with NaN or infinite values in {corrupt[:5]}")
     payload = {
         "format": CHECKPOINT_FORMAT,
         "rounds_completed": checkpoint.rounds_completed,

@@ -16,10 +16,14 @@ from typing import Any, Literal
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, PolicyBundle, relevance_rows
+from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, NonFiniteError, PolicyBundle, relevance_rows
 from esper.simic.advantages import compute_gae
 from esper.simic.return_normalizer import ReturnNormalizer
 from esper.simic.rollout_buffer import RolloutBuffer
+
+#: Optimizer steps skipped in a row (non-finite loss or gradient norm) after which training stops: one bad
+#: minibatch is noise worth surviving, a run of them means the policy or its data is broken.
+MAX_CONSECUTIVE_SKIPPED_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ class UpdateStats:
     #: stored log-probs and the re-evaluation agree).
     first_ratio_deviation: float
     transitions: int
+    #: Minibatch steps skipped because the loss or the gradient norm was NaN or infinite (no optimizer step).
+    skipped_steps: int = 0
     heads: dict[str, HeadStats] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float | int | bool | None]:
@@ -145,6 +151,8 @@ class PPOUpdater:
         self.optimizer = torch.optim.Adam(self.params, lr=config.learning_rate, eps=1e-5, foreach=True)
         self.returns = ReturnNormalizer()
         self.rounds_done = 0
+        #: Optimizer steps skipped in a row, across updates (reset by every step taken).
+        self.consecutive_skips = 0
         self._relevance = torch.tensor(relevance_rows(), dtype=torch.bool)  # [num_ops, num_heads]
 
     def current_learning_rate(self) -> float:
@@ -155,7 +163,11 @@ class PPOUpdater:
 
     def update(self, buffer: RolloutBuffer, generator: torch.Generator) -> UpdateStats:
         """Run the PPO epochs on ``buffer``, then fold its features into the bundle's observation normalizer
-        (after the update, so the rollout and its update used the same normalization)."""
+        (after the update, so the rollout and its update used the same normalization).
+
+        A minibatch whose loss or gradient norm is not finite takes no optimizer step (counted in
+        ``skipped_steps``); ``MAX_CONSECUTIVE_SKIPPED_STEPS`` in a row raise ``NonFiniteError``, so no NaN ever
+        reaches a weight."""
         buffer.check_complete()
         cfg = self.config
         valid = buffer.valid
@@ -180,6 +192,7 @@ class PPOUpdater:
 
         acc = _Accumulator()
         first_deviation = math.nan
+        skipped = 0
         minibatches = 0
         epochs_completed = 0
         early_stopped = False
@@ -194,11 +207,19 @@ class PPOUpdater:
                     early_stopped = True
                     break
                 self.optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()  # type: ignore[no-untyped-call]
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm)
+                grad_norm = math.nan
+                if math.isfinite(float(out.loss.detach())):
+                    out.loss.backward()  # type: ignore[no-untyped-call]
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm))
+                if not math.isfinite(grad_norm):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    skipped += 1
+                    self._count_skip()
+                    continue
                 self.optimizer.step()
+                self.consecutive_skips = 0
                 minibatches += 1
-                out.accumulate(acc, float(grad_norm))
+                out.accumulate(acc, grad_norm)
             if early_stopped:
                 break
             epochs_completed += 1
@@ -216,7 +237,16 @@ class PPOUpdater:
             first_deviation,
             n_valid,
             shares.tolist(),
+            skipped,
         )
+
+    def _count_skip(self) -> None:
+        self.consecutive_skips += 1
+        if self.consecutive_skips >= MAX_CONSECUTIVE_SKIPPED_STEPS:
+            raise NonFiniteError(
+                f"{self.consecutive_skips} PPO steps in a row had a NaN or infinite loss or gradient norm; "
+                "training stopped before any of it reached a weight (the last checkpoint is intact)"
+            )
 
     def _relevant_steps(self, buffer: RolloutBuffer) -> torch.Tensor:
         ops = buffer.actions[ActionHead.OP]
@@ -312,6 +342,7 @@ class PPOUpdater:
         first_deviation: float,
         transitions: int,
         shares: list[list[float]],
+        skipped: int,
     ) -> UpdateStats:
         """``shares``: [relevant share, choice share] of the buffer's valid steps, per head in HEAD_ORDER."""
         heads: dict[str, HeadStats] = {}
@@ -343,6 +374,7 @@ class PPOUpdater:
             early_stopped=early_stopped,
             first_ratio_deviation=first_deviation,
             transitions=transitions,
+            skipped_steps=skipped,
             heads=heads,
         )
 
@@ -351,12 +383,14 @@ class PPOUpdater:
             "optimizer": self.optimizer.state_dict(),
             "returns": self.returns.state_dict(),
             "rounds_done": self.rounds_done,
+            "consecutive_skips": self.consecutive_skips,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.returns = ReturnNormalizer.from_state_dict(state["returns"])
         self.rounds_done = int(state["rounds_done"])
+        self.consecutive_skips = int(state["consecutive_skips"])
 
 
 @dataclass

@@ -30,7 +30,7 @@ from esper.app.run_config import RunConfig, check_device, from_dict, override_ru
 from esper.app.run_directory import RunDirectory, checkpoint_file, default_run_dir, read_run_config
 from esper.app.run_lock import RunLock
 from esper.app.signals import Terminated
-from esper.leyline import CheckpointError, ConfigError, EsperError, PolicyBundle, Topology
+from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle, Topology
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
@@ -235,9 +235,13 @@ def _run_rounds(
                 )
 
             budget = config.run.time_budget_minutes
-            training.run(
-                on_round=on_round, on_step=on_step, time_budget_seconds=None if budget is None else budget * 60.0
-            )
+            try:
+                training.run(
+                    on_round=on_round, on_step=on_step, time_budget_seconds=None if budget is None else budget * 60.0
+                )
+            except NonFiniteError as error:
+                directory.event("non_finite_stop", round=current[0], detail=str(error))
+                raise
     finally:
         pool.close()
     return training.rounds_completed if training.rounds_completed < config.run.rounds else None
@@ -258,6 +262,13 @@ def _log_round(directory: RunDirectory, report: RoundReport) -> None:
         "update": update,
     }
     directory.event("round", **record)
+    if report.update.skipped_steps:
+        directory.event(
+            "ppo_steps_skipped",
+            round=report.round_index,
+            skipped_steps=report.update.skipped_steps,
+            reason="NaN or infinite loss or gradient norm: no optimizer step",
+        )
     for index, episode in enumerate(report.episodes):
         directory.event("episode", round=report.round_index, env=index, **episode.as_dict())
     directory.scalars(
