@@ -11,7 +11,8 @@ import pytest
 
 from esper.app.run_config import RunSettings, from_dict, read_toml, resolve
 from esper.app.tasks import get_task
-from esper.leyline import DIGITS_EPISODE_EPOCHS, ConfigError
+from esper.kasmina import GateConfig
+from esper.leyline import DIGITS_EPISODE_EPOCHS, MIN_FOSSILIZE_CONTRIBUTION, ConfigError
 from esper.simic.ppo import PPOConfig
 from esper.simic.rewards import RewardConfig
 
@@ -186,3 +187,30 @@ def test_from_dict_checks_values_like_a_file() -> None:
     data["ppo"]["entropy"] = 0.1
     with pytest.raises(ConfigError, match=r"unknown config key 'ppo\.entropy'"):
         from_dict(data)
+
+
+def test_gate_thresholds_come_from_the_task_and_a_gates_section(tmp_path: Path) -> None:
+    default = resolve("digits", {}, {})
+    assert default.gates == get_task("digits").gates
+    assert default.gate_config == GateConfig.for_horizon(DIGITS_EPISODE_EPOCHS)
+    path = write_toml(tmp_path, "[gates]\nmin_training_epochs = 2\nmin_gradient_health = 0.5\n")
+    config = resolve("digits", read_toml(path), {})
+    assert config.gate_config == GateConfig(2, 0.5, MIN_FOSSILIZE_CONTRIBUTION)
+    data = json.loads(json.dumps(config.to_dict()))
+    assert data["gates"] == {"min_training_epochs": 2, "min_gradient_health": 0.5, "min_fossilize_contribution": 0.5}
+    assert from_dict(data).gate_config == config.gate_config  # what --resume reads back
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[gates]\nmin_health = 0.5\n", r"unknown config key 'gates\.min_health'; known keys in \[gates\]"),
+        ('[gates]\nmin_training_epochs = "four"\n', r"'gates\.min_training_epochs' must be int or NoneType"),
+        ("[gates]\nmin_gradient_health = true\n", r"'gates\.min_gradient_health' must be float"),
+        ("[gates]\nmin_gradient_health = 1.5\n", r"min_gradient_health must be in \[0, 1\]"),
+        ("[gates]\nmin_fossilize_contribution = 0\n", r"min_fossilize_contribution must be > 0"),
+    ],
+)
+def test_bad_gate_settings_are_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        resolve("digits", read_toml(write_toml(tmp_path, text)), {})

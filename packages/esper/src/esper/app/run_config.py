@@ -1,7 +1,7 @@
 """The resolved configuration of a run: task defaults, then a TOML file, then command-line flags.
 
-A TOML file has the sections ``[run]``, ``[env]``, ``[reward]``, ``[ppo]`` and ``[policy]``; any unknown section
-or key is an error naming it and listing the known ones (a typo must never be silently ignored). The resolved
+A TOML file has the sections ``[run]``, ``[env]``, ``[reward]``, ``[gates]``, ``[ppo]`` and ``[policy]``; any unknown
+section or key is an error naming it and listing the known ones (a typo must never be silently ignored). The resolved
 config is written to the run directory as ``config.json`` and is what ``--resume`` reads back.
 
 Every value survives that round trip: the few settings where infinity means something (``ppo.max_grad_norm``
@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from esper.app.tasks import TaskPreset, get_task
+from esper.app.tasks import GateSettings, TaskPreset, get_task
+from esper.kasmina import GateConfig
 from esper.leyline import ConfigError
 from esper.simic.env_config import EnvConfig
 from esper.simic.ppo import PPOConfig
@@ -89,12 +90,17 @@ class RunConfig:
     task: str
     run: RunSettings
     env: EnvConfig
+    gates: GateSettings
     ppo: PPOConfig
     policy: PolicySettings
 
     @property
     def preset(self) -> TaskPreset:
         return get_task(self.task)
+
+    @property
+    def gate_config(self) -> GateConfig:
+        return self.gates.gate_config(self.episode_epochs)
 
     @property
     def episode_epochs(self) -> int:
@@ -109,6 +115,7 @@ class RunConfig:
             "run": dataclasses.asdict(self.run),
             "env": env,
             "reward": reward,
+            "gates": dataclasses.asdict(self.gates),
             "ppo": dataclasses.asdict(self.ppo),
         }
         encoded = {
@@ -136,7 +143,7 @@ def check_device(device: str) -> None:
         raise ConfigError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
 
 
-_SECTIONS = ("run", "env", "reward", "ppo", "policy")
+_SECTIONS = ("run", "env", "reward", "gates", "ppo", "policy")
 
 
 def _override(instance: Any, values: dict[str, Any], section: str, skip: tuple[str, ...] = ()) -> Any:
@@ -205,6 +212,8 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
     reward = _override(RewardConfig(), file_values.get("reward", {}), "reward")
     run = dataclasses.replace(run, epochs=run.epochs or preset.episode_epochs)
     env = dataclasses.replace(env, reward=reward, max_epochs=run.epochs, device=run.device)
+    gates = _override(preset.gates, file_values.get("gates", {}), "gates")
+    gates.gate_config(run.epochs)  # out-of-range thresholds are refused here, before anything runs
     ppo = _override(PPOConfig(), file_values.get("ppo", {}), "ppo")
     policy_values = dict(file_values.get("policy", {}))
     kind = policy_values.pop("kind", "lstm")
@@ -213,7 +222,7 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
     for key, value in policy_values.items():
         if isinstance(value, float) or not isinstance(value, int):
             raise ConfigError(f"policy size '{key}' must be an integer (or bool), got {value!r}")
-    return RunConfig(task_name, run, env, ppo, PolicySettings(kind, policy_values))
+    return RunConfig(task_name, run, env, gates, ppo, PolicySettings(kind, policy_values))
 
 
 def override_run(config: RunConfig, flags: dict[str, Any]) -> RunConfig:
@@ -233,6 +242,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
             "run": {},
             "env": {},
             "reward": dict(data["reward"]),
+            "gates": dict(data["gates"]),
             "ppo": dict(data["ppo"]),
             "policy": dict(data["policy"]),
         }

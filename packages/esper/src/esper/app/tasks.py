@@ -15,10 +15,37 @@ from types import MappingProxyType
 from esper.app.datasets.cifar10 import load_cifar10_task
 from esper.app.datasets.digits import load_digits_task
 from esper.kasmina import CNN_HOST_PRESETS, CNNHostConfig, GateConfig
-from esper.leyline import CIFAR_EPISODE_EPOCHS, DIGITS_EPISODE_EPOCHS, ConfigError, SlotConfig
+from esper.leyline import (
+    CIFAR_EPISODE_EPOCHS,
+    DIGITS_EPISODE_EPOCHS,
+    MIN_FOSSILIZE_CONTRIBUTION,
+    MIN_GRADIENT_HEALTH,
+    ConfigError,
+    SlotConfig,
+)
 from esper.simic.env_config import EnvConfig
 from esper.simic.model_factories import CNNModelFactory
 from esper.simic.task_data import TaskData
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """A task's lifecycle gate thresholds (the ``[gates]`` section of a run config). ``min_training_epochs``
+    None scales the reference TRAINING dwell with the episode length (``GateConfig.for_horizon``)."""
+
+    min_training_epochs: int | None = None
+    min_gradient_health: float = MIN_GRADIENT_HEALTH
+    min_fossilize_contribution: float = MIN_FOSSILIZE_CONTRIBUTION
+
+    def gate_config(self, episode_epochs: int) -> GateConfig:
+        """The thresholds kasmina applies; out-of-range values raise ``ConfigError``."""
+        if self.min_training_epochs is None:
+            return GateConfig.for_horizon(
+                episode_epochs,
+                min_gradient_health=self.min_gradient_health,
+                min_fossilize_contribution=self.min_fossilize_contribution,
+            )
+        return GateConfig(self.min_training_epochs, self.min_gradient_health, self.min_fossilize_contribution)
 
 
 @dataclass(frozen=True)
@@ -33,6 +60,7 @@ class TaskPreset:
     env: EnvConfig
     loader: Callable[[Path | None], TaskData]
     needs_data_dir: bool = False
+    gates: GateSettings = GateSettings()
 
     @property
     def host(self) -> CNNHostConfig:
@@ -43,8 +71,8 @@ class TaskPreset:
             raise ConfigError(f"task {self.name!r} reads its data from disk: pass --data-dir DIR")
         return self.loader(data_dir)
 
-    def model_factory(self, slots: SlotConfig, episode_epochs: int) -> CNNModelFactory:
-        return CNNModelFactory(self.host, self.image_size, slots, GateConfig.for_horizon(episode_epochs))
+    def model_factory(self, slots: SlotConfig, gate_config: GateConfig) -> CNNModelFactory:
+        return CNNModelFactory(self.host, self.image_size, slots, gate_config)
 
 
 def _digits(_: Path | None) -> TaskData:
