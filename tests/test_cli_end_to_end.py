@@ -16,6 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -25,13 +26,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from esper.app.cli import main
+from esper.app.controllers import load_policy
 from esper.app.tasks import TASKS
-from esper.leyline import HEAD_ORDER, SlotConfig
-from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, save_checkpoint
+from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig
+from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, restore_rng_states, save_checkpoint
 from esper.simic.episode_seeds import evaluation_episode_seeds, is_evaluation_seed, training_episode_seeds
+from esper.simic.ppo import PPOConfig, PPOUpdater
 from esper.tamiyo import create_policy, register_builtin_policies
 
 pytestmark = pytest.mark.slow
@@ -504,3 +509,149 @@ def test_compare_with_a_corrupt_run_directory_writes_nothing(
     args = ["compare", "--controllers", f"static,{run}", "--config", str(tiny_config), "--out", str(out), "--quiet"]
     refused(run_refused(tmp_path, *args, separate_process=False), r"corrupt or unreadable")
     assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------- malformed checkpoints
+Path_ = tuple[str | int, ...]
+#: A number or a container where the checkpoint holds something else, or the field gone.
+_REPLACEMENTS: tuple[tuple[str, Callable[[object], object]], ...] = (
+    ("none", lambda _: None),
+    ("text", lambda _: "text"),
+    ("tensor", lambda _: torch.tensor(1.0)),
+    ("negative", lambda value: -value.abs() - 1 if isinstance(value, torch.Tensor) else -1),
+    ("nested", lambda value: {"nested": value}),
+    ("listed", lambda value: [value]),
+)
+
+
+def _paths(value: object, path: Path_ = ()) -> Iterator[Path_]:
+    """Paths to the fields worth mutating: every mapping entry, the first two items of a list, and only a few
+    of the network's tensors (all normalizer buffers, one weight) and of the optimizer's per-parameter state."""
+    if isinstance(value, dict):
+        keys = list(value)
+        if path[-1:] in (("network",), ("state",)):
+            keys = [k for k in keys if str(k).startswith("normalizer.")] + keys[:1]
+        for key in keys:
+            yield (*path, key)
+            yield from _paths(value[key], (*path, key))
+    elif isinstance(value, list | tuple):
+        for index in range(min(2, len(value))):
+            yield (*path, index)
+            yield from _paths(value[index], (*path, index))
+
+
+def _mutated(value: Any, path: Path_, replace: Callable[[object], object] | None) -> Any:
+    """``value`` with the field at ``path`` replaced (deleted when ``replace`` is None); containers along the
+    path are copied, everything else is shared."""
+    if not path:
+        assert replace is not None
+        return replace(value)
+    key, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        copied = dict(value)
+        if not rest and replace is None:
+            del copied[key]
+        else:
+            copied[key] = _mutated(value[key], rest, replace)
+        return copied
+    items = list(value)
+    items[int(key)] = _mutated(items[int(key)], rest, replace)
+    return type(value)(items)
+
+
+def checkpoint_corpus(source: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every field of a real checkpoint mutated in every way of ``_REPLACEMENTS``, plus deleted."""
+    payload: dict[str, Any] = torch.load(source, weights_only=True)
+    for path in _paths(payload):
+        if path[0] == "config":
+            continue  # the run config is compared with config.json by --resume, tested above
+        name = ".".join(str(p) for p in path)
+        parent: Any = payload
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict):
+            yield f"{name}:missing", _mutated(payload, path, None)
+        for label, replace in _REPLACEMENTS:
+            yield f"{name}:{label}", _mutated(payload, path, replace)
+
+
+def _load_like_the_cli(run: Path) -> None:
+    """What --controller and --resume read: the policy, the updater state and the RNG states."""
+    policy = load_policy(run, "cpu", TASKS["digits"].slots)
+    checkpoint = load_checkpoint(run / "checkpoints" / "latest.pt")
+    PPOUpdater(policy, PPOConfig()).load_state_dict(checkpoint.updater_state)
+    with torch.random.fork_rng(devices=[]):
+        python, numpy = random.getstate(), np.random.get_state()
+        try:
+            restore_rng_states(checkpoint.rng)
+        finally:
+            random.setstate(python)
+            np.random.set_state(numpy)
+
+
+def test_every_malformed_checkpoint_field_is_a_checkpoint_error(ppo_run: Path, tmp_path: Path) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    latest = run / "checkpoints" / "latest.pt"
+    source = tmp_path / "source.pt"
+    shutil.copy(latest, source)
+    accepted: list[str] = []
+    refused_names: list[str] = []
+    for name, payload in checkpoint_corpus(source):
+        torch.save(payload, latest)
+        try:
+            _load_like_the_cli(run)
+        except CheckpointError:
+            refused_names.append(name)
+        else:
+            accepted.append(name)
+    # Whatever was accepted is a value the checkpoint may legitimately hold (any other exception fails above).
+    legitimate = re.compile(
+        r"^(rng\.python\.1\.\d+:negative|updater_state\.returns\.mean:negative|"
+        r"policy_state\.network\.[^:]*weight[^:]*:negative|updater_state\.optimizer\.param_groups\.0\.\w+:\w+)$"
+    )
+    assert [name for name in accepted if not legitimate.match(name)] == []
+    for required in (
+        "rounds_completed:tensor",
+        "rounds_completed:none",
+        "policy_state.network.normalizer.count:negative",
+        "policy_state:missing",
+        "updater_state.returns.count:negative",
+        "updater_state.optimizer.state:nested",
+        "rng.torch:text",
+        "policy_build_config.sizes:listed",
+    ):
+        assert required in refused_names, required
+
+
+@pytest.mark.parametrize(
+    ("field", "read_by_evaluate"),
+    [
+        ("rounds_completed:tensor", True),
+        ("policy_state.network.normalizer.count:negative", True),
+        ("updater_state.optimizer.state.0:nested", False),  # only training reads the optimizer state
+        ("updater_state.returns:none", False),
+        ("rng.numpy.1:text", True),
+        ("policy_build_config.slot_config:listed", True),
+        ("policy_state.network:missing", True),
+    ],
+)
+def test_the_cli_refuses_malformed_checkpoints_in_one_line(
+    field: str,
+    read_by_evaluate: bool,
+    ppo_run: Path,
+    run_refused: Callable[..., subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    tiny_config: Path,
+) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    latest = run / "checkpoints" / "latest.pt"
+    payload = dict(checkpoint_corpus(latest))[field]
+    torch.save(payload, latest)
+    before = snapshot(run)
+    named = r"checkpoint|weight|normalizer|optimizer"
+    if read_by_evaluate:
+        evaluate = ["evaluate", "--controller", str(run), "--episodes", "1", "--config", str(tiny_config), "--quiet"]
+        refused(run_refused(tmp_path, *evaluate, "--out", str(tmp_path / "eval"), separate_process=False), named)
+    resume = ["train", "ppo", "--resume", str(run), "--rounds", "3", "--quiet"]
+    refused(run_refused(tmp_path, *resume, separate_process=False), named)
+    assert snapshot(run) == before

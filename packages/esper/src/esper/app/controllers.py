@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from esper.app.run_directory import checkpoint_file
-from esper.leyline import CheckpointError, ConfigError, Controller, PolicyBundle, SlotConfig, Topology
+from esper.leyline import CheckpointError, ConfigError, Controller, EsperError, PolicyBundle, SlotConfig, Topology
 from esper.simic.checkpoints import load_checkpoint
 from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import HeuristicController, RandomValidController, StaticController, create_policy_from_config
@@ -49,7 +49,10 @@ class ControllerSpec:
 def load_policy(run_dir: Path, device: str, slots: SlotConfig) -> PolicyBundle:
     """The trained policy of a run directory, on ``device``; it must fit the task's slots."""
     checkpoint = load_checkpoint(checkpoint_file(run_dir))
-    bundle = create_policy_from_config(checkpoint.policy_build_config, device=device)
+    try:
+        bundle = create_policy_from_config(checkpoint.policy_build_config, device=device)
+    except EsperError as error:
+        raise CheckpointError(f"the checkpoint in {run_dir} describes a policy Esper cannot build: {error}") from None
     bundle.load_state_dict(checkpoint.policy_state)
     if bundle.slot_config != slots:
         raise CheckpointError(

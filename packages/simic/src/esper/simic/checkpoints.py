@@ -125,8 +125,23 @@ def load_checkpoint(path: Path) -> TrainingCheckpoint:
         raise CheckpointError(f"checkpoint {path} is missing {missing}")
     if payload["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {payload['format']}, this Esper reads {CHECKPOINT_FORMAT}")
+    try:
+        return _checked(payload)
+    except CheckpointError as error:
+        raise CheckpointError(f"checkpoint {path} is malformed: {error}") from None
+
+
+def _checked(payload: dict[str, Any]) -> TrainingCheckpoint:
+    """Every field resume reads has the type and range it needs. The policy's state and build config are the
+    bundle's to check (simic treats them as opaque), the updater state is checked by ``PPOUpdater``."""
+    for key in ("policy_state", "policy_build_config", "updater_state", "rng", "config"):
+        _require(isinstance(payload[key], dict), f"'{key}' must be a mapping, got {type(payload[key]).__name__}")
+    rounds = payload["rounds_completed"]
+    if not (isinstance(rounds, int) and type(rounds) is not bool and rounds >= 0):
+        raise CheckpointError(f"'rounds_completed' must be an integer >= 0, got {rounds!r}")
+    _check_rng(payload["rng"])
     return TrainingCheckpoint(
-        rounds_completed=int(payload["rounds_completed"]),
+        rounds_completed=rounds,
         policy_state=payload["policy_state"],
         policy_build_config=payload["policy_build_config"],
         updater_state=payload["updater_state"],
@@ -137,3 +152,46 @@ def load_checkpoint(path: Path) -> TrainingCheckpoint:
 
 def _first_line(error: BaseException) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckpointError(message)
+
+
+def _check_rng(rng: dict[str, Any]) -> None:
+    """The three global generator states, in exactly the shapes ``capture_rng_states`` writes."""
+    state = rng.get("torch")
+    reference = torch.get_rng_state()
+    _require(
+        isinstance(state, torch.Tensor) and state.dtype == reference.dtype and state.shape == reference.shape,
+        "'rng.torch' must be a torch generator state",
+    )
+    python = rng.get("python")
+    if not (isinstance(python, list | tuple) and len(python) == 3):
+        raise CheckpointError("'rng.python' must be (version, state, gauss)")
+    version, internal, gauss = python
+    _require(
+        type(version) is int
+        and isinstance(internal, list | tuple)
+        and len(internal) == len(random.getstate()[1])
+        and all(type(v) is int and v >= 0 for v in internal)
+        and (gauss is None or type(gauss) is float),
+        "'rng.python' is not a Python random state",
+    )
+    numpy = rng.get("numpy")
+    if not (isinstance(numpy, list | tuple) and len(numpy) == 5):
+        raise CheckpointError("'rng.numpy' must have 5 fields")
+    name, keys, position, has_gauss, cached = numpy
+    _require(
+        name == "MT19937"
+        and isinstance(keys, list | tuple)
+        and len(keys) == 624
+        and all(type(k) is int and 0 <= k < 2**32 for k in keys)
+        and type(position) is int
+        and 0 <= position <= 624
+        and has_gauss in (0, 1)
+        and type(has_gauss) is int
+        and type(cached) is float,
+        "'rng.numpy' is not a numpy MT19937 state",
+    )

@@ -16,7 +16,15 @@ from typing import Any, Literal
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, ConfigError, NonFiniteError, PolicyBundle, relevance_rows
+from esper.leyline import (
+    HEAD_ORDER,
+    ActionHead,
+    CheckpointError,
+    ConfigError,
+    NonFiniteError,
+    PolicyBundle,
+    relevance_rows,
+)
 from esper.simic.advantages import compute_gae
 from esper.simic.return_normalizer import ReturnNormalizer
 from esper.simic.rollout_buffer import RolloutBuffer
@@ -387,10 +395,18 @@ class PPOUpdater:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore optimizer, return normalizer and counters after checking everything against this updater's
+        parameters (``CheckpointError`` names the first problem; nothing changes then)."""
+        _check_adam_state(state.get("optimizer"), self.params, self.optimizer.state_dict()["param_groups"])
+        returns = ReturnNormalizer.from_state_dict(state.get("returns"))
+        counters = {key: state.get(key) for key in ("rounds_done", "consecutive_skips")}
+        for key, value in counters.items():
+            if not (isinstance(value, int) and type(value) is not bool and value >= 0):
+                raise CheckpointError(f"updater {key} must be an integer >= 0, got {value!r}")
         self.optimizer.load_state_dict(state["optimizer"])
-        self.returns = ReturnNormalizer.from_state_dict(state["returns"])
-        self.rounds_done = int(state["rounds_done"])
-        self.consecutive_skips = int(state["consecutive_skips"])
+        self.returns = returns
+        self.rounds_done = state["rounds_done"]
+        self.consecutive_skips = state["consecutive_skips"]
 
 
 @dataclass
@@ -437,6 +453,34 @@ class _MinibatchOutput:
             acc.add(f"{head.value}.entropy", entropy, count)
             acc.add(f"{head.value}.kl", kl, count)
             acc.add(f"{head.value}.clip", clip, count)
+
+
+def _check_adam_state(state: object, params: list[torch.nn.Parameter], groups: list[dict[str, Any]]) -> None:
+    """An Adam state dict that fits ``params``: the same parameter groups and hyperparameter keys, and per
+    parameter a finite step and finite moments of the parameter's shape (torch itself would only fail later)."""
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise CheckpointError("optimizer state must be a mapping with 'state' and 'param_groups'")
+    saved_groups = state["param_groups"]
+    if not isinstance(saved_groups, list) or len(saved_groups) != len(groups):
+        raise CheckpointError(f"optimizer state must have {len(groups)} parameter group(s)")
+    for saved, live in zip(saved_groups, groups, strict=True):
+        if not isinstance(saved, dict) or set(saved) != set(live) or saved["params"] != live["params"]:
+            raise CheckpointError("optimizer parameter groups do not match this policy")
+    per_param = state["state"]
+    if not isinstance(per_param, dict) or not set(per_param) <= set(range(len(params))):
+        raise CheckpointError("optimizer per-parameter state must be keyed by parameter index")
+    for index, entry in per_param.items():
+        shape = params[index].shape
+        if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:
+            raise CheckpointError(f"optimizer state of parameter {index} must hold step, exp_avg and exp_avg_sq")
+        for key, value in entry.items():
+            expected = () if key == "step" else shape
+            if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.shape != expected:
+                raise CheckpointError(
+                    f"optimizer {key} of parameter {index} must be a float tensor of shape {expected}"
+                )
+            if not bool(torch.isfinite(value).all()) or (key != "exp_avg" and bool((value < 0).any())):
+                raise CheckpointError(f"optimizer {key} of parameter {index} is negative or not finite")
 
 
 def _explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from esper.leyline import CheckpointError
+
 
 @dataclass
 class ReturnNormalizer:
@@ -48,5 +50,16 @@ class ReturnNormalizer:
         return {"mean": self.mean, "var": self.var, "count": self.count, "eps": self.eps}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, float]) -> ReturnNormalizer:
-        return cls(float(state["mean"]), float(state["var"]), float(state["count"]), float(state["eps"]))
+    def from_state_dict(cls, state: object) -> ReturnNormalizer:
+        """Rebuild from ``state_dict``; anything but four finite plain numbers with var, count >= 0 and eps > 0
+        raises ``CheckpointError``."""
+        if not isinstance(state, dict) or sorted(state) != ["count", "eps", "mean", "var"]:
+            raise CheckpointError(f"return normalizer state must hold exactly mean, var, count and eps, got {state!r}")
+        values = {}
+        for key, value in state.items():
+            if type(value) not in (int, float) or not math.isfinite(value):
+                raise CheckpointError(f"return normalizer {key} must be a finite number, got {value!r}")
+            values[key] = float(value)
+        if values["var"] < 0 or values["count"] < 0 or not values["eps"] > 0:
+            raise CheckpointError(f"return normalizer needs var >= 0, count >= 0 and eps > 0, got {values}")
+        return cls(values["mean"], values["var"], values["count"], values["eps"])

@@ -341,3 +341,5 @@ def _check_tensors(weights: Mapping[str, object], expected: Mapping[str, torch.T
             )
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"network weight {name} contains NaN or infinite values (corrupt checkpoint)")
+        if name.startswith("normalizer.") and name != "normalizer.mean" and bool((value < 0).any()):
+            raise CheckpointError(f"observation normalizer {name.removeprefix('normalizer.')} is negative")

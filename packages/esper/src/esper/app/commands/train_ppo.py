@@ -33,6 +33,7 @@ from esper.app.signals import Terminated
 from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle, Topology
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
+from esper.simic.ppo import PPOUpdater
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
 from esper.simic.task_data import TaskData
 from esper.tamiyo import create_policy_from_config
@@ -107,7 +108,13 @@ def _resume(args: argparse.Namespace) -> int:
                 f"the run already completed {checkpoint.rounds_completed} rounds; pass --rounds N with N > "
                 f"{checkpoint.rounds_completed} to train further"
             )
-        bundle = build_policy(checkpoint.policy_build_config, config)
+        try:
+            bundle = build_policy(checkpoint.policy_build_config, config)
+        except EsperError as error:
+            raise CheckpointError(f"the checkpoint describes a policy Esper cannot build: {error}") from None
+        # Every part of the checkpoint is checked before the run directory is touched.
+        bundle.load_state_dict(checkpoint.policy_state)
+        PPOUpdater(bundle, config.ppo, total_rounds=config.run.rounds).load_state_dict(checkpoint.updater_state)
         task = config.preset.load_data(args.data_dir)
         with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
             _train(config, run_id, bundle, directory, checkpoint, task, args.quiet)
@@ -136,7 +143,7 @@ def _check_checkpoint_matches(checkpoint: TrainingCheckpoint, config: RunConfig,
             f"config.json is run {run_id!r}"
         )
     expected = config.to_dict()
-    for key in ("task", "policy", "env", "reward", "ppo"):
+    for key in ("task", "policy", "env", "reward", "gates", "ppo"):
         if saved.get(key) != expected[key]:
             raise CheckpointError(
                 f"the checkpoint does not belong to this run: its {key!r} settings differ from config.json"
