@@ -52,7 +52,7 @@ def digits_env_config(device: torch.device) -> EnvConfig:
 
 def digits_factory() -> CNNModelFactory:
     """The model factory ``esper train`` uses for the digits task."""
-    return DIGITS.model_factory(DIGITS.slots, DIGITS.gates.gate_config(DIGITS.episode_epochs))
+    return DIGITS.model_factory(DIGITS.slots, DIGITS.episode_epochs)
 
 
 class BenchError(EsperError):

@@ -25,7 +25,7 @@ def test_presets_are_consistent() -> None:
     for name, preset in TASKS.items():
         assert preset.name == name
         assert preset.env.max_epochs == preset.episode_epochs
-        model = preset.model_factory(preset.slots, preset.gates.gate_config(preset.episode_epochs))(0)
+        model = preset.model_factory(preset.slots, preset.episode_epochs)(0)
         assert model.slot_config == preset.slots
         inputs = torch.zeros(2, preset.host.in_channels, preset.image_size, preset.image_size)
         assert model(inputs).shape == (2, preset.host.num_classes)

@@ -90,9 +90,9 @@ class RunConfig:
     task: str
     run: RunSettings
     env: EnvConfig
-    gates: GateSettings
     ppo: PPOConfig
     policy: PolicySettings
+    gates: GateSettings = field(default_factory=GateSettings)
 
     @property
     def preset(self) -> TaskPreset:
@@ -222,7 +222,7 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
     for key, value in policy_values.items():
         if isinstance(value, float) or not isinstance(value, int):
             raise ConfigError(f"policy size '{key}' must be an integer (or bool), got {value!r}")
-    return RunConfig(task_name, run, env, gates, ppo, PolicySettings(kind, policy_values))
+    return RunConfig(task_name, run, env, ppo, PolicySettings(kind, policy_values), gates)
 
 
 def override_run(config: RunConfig, flags: dict[str, Any]) -> RunConfig:

@@ -71,8 +71,12 @@ class TaskPreset:
             raise ConfigError(f"task {self.name!r} reads its data from disk: pass --data-dir DIR")
         return self.loader(data_dir)
 
-    def model_factory(self, slots: SlotConfig, gate_config: GateConfig) -> CNNModelFactory:
-        return CNNModelFactory(self.host, self.image_size, slots, gate_config)
+    def model_factory(
+        self, slots: SlotConfig, episode_epochs: int, gate_config: GateConfig | None = None
+    ) -> CNNModelFactory:
+        """Models of this task; ``gate_config`` (a run's ``[gates]``) defaults to the preset's own thresholds."""
+        gates = gate_config if gate_config is not None else self.gates.gate_config(episode_epochs)
+        return CNNModelFactory(self.host, self.image_size, slots, gates)
 
 
 def _digits(_: Path | None) -> TaskData:

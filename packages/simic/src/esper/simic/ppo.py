@@ -115,9 +115,9 @@ class UpdateStats:
     #: stored log-probs and the re-evaluation agree).
     first_ratio_deviation: float
     transitions: int
+    heads: dict[str, HeadStats] = field(default_factory=dict)
     #: Minibatch steps skipped because the loss or the gradient norm was NaN or infinite (no optimizer step).
     skipped_steps: int = 0
-    heads: dict[str, HeadStats] = field(default_factory=dict)
 
     def flat(self) -> dict[str, float | int | bool | None]:
         """One level of keys (``heads.op.entropy``...) for logs and TensorBoard."""

@@ -59,7 +59,7 @@ def run_logged_episodes(
 ) -> list[EpisodeSummary]:
     """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode."""
     preset = config.preset
-    factory = preset.model_factory(preset.slots, config.gate_config)
+    factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
     n_envs = min(config.run.envs, len(seeds))
     pool = make_pool(config, task, factory, n_envs)
     batch_offset = [0]

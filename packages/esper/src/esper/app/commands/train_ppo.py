@@ -199,7 +199,7 @@ def _run_rounds(
 ) -> int | None:
     """Train the remaining rounds; the number of rounds completed if the time budget stopped the run early."""
     preset = config.preset
-    factory = preset.model_factory(preset.slots, config.gate_config)
+    factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
     pool = make_pool(config, task, factory, config.run.envs)
     run = PPORunConfig(config.run.rounds, config.run.envs, config.episode_epochs, config.run.seed, config.ppo)
     training = PPOTraining(
