@@ -46,7 +46,11 @@ def capture_rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
+    """Set the global generators; a state torch rejects (e.g. an invalid mt19937 state) is a ``CheckpointError``."""
+    try:
+        torch.set_rng_state(states["torch"])
+    except RuntimeError as error:
+        raise CheckpointError(f"checkpoint rng.torch is not a valid generator state: {error}") from None
     version, internal, gauss = states["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, position, has_gauss, cached_gaussian = states["numpy"]
