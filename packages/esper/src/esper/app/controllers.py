@@ -12,8 +12,17 @@ from pathlib import Path
 import torch
 
 from esper.app.run_directory import checkpoint_file
-from esper.leyline import CheckpointError, ConfigError, Controller, EsperError, PolicyBundle, SlotConfig, Topology
-from esper.simic.checkpoints import load_checkpoint
+from esper.leyline import (
+    CheckpointError,
+    ConfigError,
+    Controller,
+    EsperError,
+    PolicyBundle,
+    SlotConfig,
+    Topology,
+    identical,
+)
+from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import HeuristicController, RandomValidController, StaticController, create_policy_from_config
 
@@ -48,17 +57,33 @@ class ControllerSpec:
 
 def load_policy(run_dir: Path, device: str, slots: SlotConfig) -> PolicyBundle:
     """The trained policy of a run directory, on ``device``; it must fit the task's slots."""
-    checkpoint = load_checkpoint(checkpoint_file(run_dir))
-    try:
-        bundle = create_policy_from_config(checkpoint.policy_build_config, device=device)
-    except EsperError as error:
-        raise CheckpointError(f"the checkpoint in {run_dir} describes a policy Esper cannot build: {error}") from None
-    bundle.load_state_dict(checkpoint.policy_state)
+    bundle = policy_from_checkpoint(load_checkpoint(checkpoint_file(run_dir)), device=device)
     if bundle.slot_config != slots:
         raise CheckpointError(
             f"the policy in {run_dir} was trained for slots {list(bundle.slot_config.names())}, "
             f"this task has {list(slots.names())}"
         )
+    return bundle
+
+
+def policy_from_checkpoint(
+    checkpoint: TrainingCheckpoint, *, device: str, compile_mode: str | None = None
+) -> PolicyBundle:
+    """The checkpoint's policy rebuilt from its description and loaded with its weights; every problem is a
+    ``CheckpointError``. Its weights come from the checkpoint, so the build draws nothing from any generator."""
+    with torch.random.fork_rng(devices=[]):
+        try:
+            bundle = create_policy_from_config(checkpoint.policy_build_config, device=device, compile_mode=compile_mode)
+        except EsperError as error:
+            raise CheckpointError(f"the checkpoint describes a policy Esper cannot build: {error}") from None
+    # A field left out or of another type would be filled in or coerced by the factory, and could build a
+    # network of the same shapes that computes something else: the saved description must be the bundle's own.
+    if not identical(checkpoint.policy_build_config, bundle.build_config()):
+        raise CheckpointError(
+            "the checkpoint describes its policy incompletely or with values of the wrong type: "
+            f"{checkpoint.policy_build_config!r}"
+        )
+    bundle.load_state_dict(checkpoint.policy_state)
     return bundle
 
 

@@ -71,6 +71,7 @@ from esper.leyline.legality import (
     refusal,
     slot_refusal,
 )
+from esper.leyline.plain_values import identical
 from esper.leyline.protocols import (
     ActionMasks,
     ActionResult,
@@ -184,6 +185,7 @@ __all__ = [
     "blueprint_from_name",
     "blueprint_refusal",
     "head_sizes",
+    "identical",
     "is_relevant",
     "is_valid_transition",
     "legal_blueprints",

@@ -46,15 +46,18 @@ def capture_rng_states() -> dict[str, Any]:
 
 
 def restore_rng_states(states: dict[str, Any]) -> None:
-    """Set the global generators; a state torch rejects (e.g. an invalid mt19937 state) is a ``CheckpointError``."""
+    """Set the global generators; a state a generator rejects (an invalid mt19937 state) is a ``CheckpointError``."""
     try:
         torch.set_rng_state(states["torch"])
     except RuntimeError as error:
         raise CheckpointError(f"checkpoint rng.torch is not a valid generator state: {error}") from None
     version, internal, gauss = states["python"]
-    random.setstate((version, tuple(internal), gauss))
     name, keys, position, has_gauss, cached_gaussian = states["numpy"]
-    np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    try:
+        random.setstate((version, tuple(internal), gauss))
+        np.random.set_state((name, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint rng.python or rng.numpy is not a valid generator state: {error}") from None
 
 
 def _non_finite_tensors(value: object, where: str) -> list[str]:
@@ -127,7 +130,7 @@ def load_checkpoint(path: Path) -> TrainingCheckpoint:
     missing = [key for key in _REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"checkpoint {path} is missing {missing}")
-    if payload["format"] != CHECKPOINT_FORMAT:
+    if type(payload["format"]) is not int or payload["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint {path} has format {payload['format']}, this Esper reads {CHECKPOINT_FORMAT}")
     try:
         return _checked(payload)
@@ -177,6 +180,7 @@ def _check_rng(rng: dict[str, Any]) -> None:
     version, internal, gauss = python
     _require(
         type(version) is int
+        and version == random.getstate()[0]
         and isinstance(internal, list | tuple)
         and len(internal) == len(random.getstate()[1])
         and all(type(v) is int and v >= 0 for v in internal)

@@ -23,6 +23,7 @@ from esper.leyline import (
     ConfigError,
     NonFiniteError,
     PolicyBundle,
+    identical,
     relevance_rows,
 )
 from esper.simic.advantages import compute_gae
@@ -464,11 +465,20 @@ def _check_adam_state(state: object, params: list[torch.nn.Parameter], groups: l
     if not isinstance(saved_groups, list) or len(saved_groups) != len(groups):
         raise CheckpointError(f"optimizer state must have {len(groups)} parameter group(s)")
     for saved, live in zip(saved_groups, groups, strict=True):
-        if not isinstance(saved, dict) or set(saved) != set(live) or saved["params"] != live["params"]:
+        if not isinstance(saved, dict) or set(saved) != set(live):
             raise CheckpointError("optimizer parameter groups do not match this policy")
+        different = [key for key in live if key != "lr" and not identical(saved[key], live[key])]
+        if different:
+            raise CheckpointError(f"optimizer parameter group settings {different} do not match this policy's")
+        lr = saved["lr"]
+        if type(lr) is not float or not math.isfinite(lr) or lr < 0:
+            raise CheckpointError(f"optimizer learning rate must be a finite float >= 0, got {lr!r}")
     per_param = state["state"]
-    if not isinstance(per_param, dict) or not set(per_param) <= set(range(len(params))):
-        raise CheckpointError("optimizer per-parameter state must be keyed by parameter index")
+    # Adam creates every parameter's state at its first step: a checkpoint holds all of them or none.
+    if not isinstance(per_param, dict) or set(per_param) not in (set(), set(range(len(params)))):
+        raise CheckpointError(
+            f"optimizer per-parameter state must be keyed by all {len(params)} parameter indices (or be empty)"
+        )
     for index, entry in per_param.items():
         shape = params[index].shape
         if not isinstance(entry, dict) or set(entry) != {"step", "exp_avg", "exp_avg_sq"}:

@@ -26,6 +26,7 @@ from esper.leyline import (
     SlotConfig,
     Topology,
     head_sizes,
+    identical,
 )
 from esper.tamiyo.factored_heads import sample_actions, score_actions
 from esper.tamiyo.feature_layout import FEATURE_SCHEMA_VERSION, feature_dim
@@ -313,7 +314,7 @@ class LSTMPolicyBundle:
         differences = [
             f"{key}: checkpoint has {state[key]!r}, this bundle has {expected[key]!r}"
             for key in _STATE_KEYS
-            if key != "network" and state[key] != expected[key]
+            if key != "network" and not identical(state[key], expected[key])
         ]
         if differences:
             raise CheckpointError("policy checkpoint does not match this bundle: " + "; ".join(differences))

@@ -24,6 +24,7 @@ import torch
 from esper.app.backends import make_pool
 from esper.app.commands.shared import resolve_config
 from esper.app.console import note
+from esper.app.controllers import policy_from_checkpoint
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
 from esper.app.run_config import RunConfig, check_device, from_dict, override_run
@@ -108,12 +109,8 @@ def _resume(args: argparse.Namespace) -> int:
                 f"the run already completed {checkpoint.rounds_completed} rounds; pass --rounds N with N > "
                 f"{checkpoint.rounds_completed} to train further"
             )
-        try:
-            bundle = build_policy(checkpoint.policy_build_config, config)
-        except EsperError as error:
-            raise CheckpointError(f"the checkpoint describes a policy Esper cannot build: {error}") from None
         # Every part of the checkpoint is checked before the run directory is touched.
-        bundle.load_state_dict(checkpoint.policy_state)
+        bundle = policy_from_checkpoint(checkpoint, device=config.run.device, compile_mode=config.run.compile_mode)
         PPOUpdater(bundle, config.ppo, total_rounds=config.run.rounds).load_state_dict(checkpoint.updater_state)
         task = config.preset.load_data(args.data_dir)
         with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
