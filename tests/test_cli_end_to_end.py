@@ -32,6 +32,7 @@ import torch
 
 from esper.app.cli import main
 from esper.app.controllers import load_policy
+from esper.app.evaluation import interval_text
 from esper.app.tasks import TASKS
 from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, restore_rng_states, save_checkpoint
@@ -42,6 +43,11 @@ from esper.tamiyo import create_policy, register_builtin_policies
 pytestmark = pytest.mark.slow
 
 QUICK = ["--envs", "2", "--seed", "0", "--quiet"]
+DIGITS_DATA = {
+    "split": "scikit-learn digits, stratified 70/15/15 % train/validation/test",
+    "split_seed": 0,
+    "sizes": {"train": 1259, "validation": 269, "test": 269},
+}
 HEURISTIC = ["train", "heuristic", "--epochs", "3", "--episodes", "2", *QUICK]
 PPO = ["train", "ppo", "--epochs", "3", "--rounds", "2", "--backend", "inprocess", *QUICK]
 #: evaluate and compare take the episode length from a config file
@@ -201,6 +207,7 @@ def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic
     assert config["episode_seeds"] == seeds
     assert config["run"]["seed"] == 0 and config["run"]["episodes"] == 2 and config["run"]["epochs"] == 3
     assert config["env"]["max_epochs"] == 3 and config["ppo"]["clip_ratio"] == 0.2  # fully resolved
+    assert config["data"] == DIGITS_DATA
 
     epochs = of_kind(heuristic_run, "epoch")
     assert len(epochs) == 2 * 3
@@ -210,17 +217,36 @@ def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic
     assert [e["seed"] for e in episodes] == seeds and [e["epochs_run"] for e in episodes] == [3, 3]
     for episode in episodes:  # the episode's curve is the one its epoch events reported
         reported = [e["val_accuracy"] for e in epochs if e["episode"] == episodes.index(episode)]
-        assert episode["accuracy_curve"][1:] == reported
+        assert episode["val_accuracy_curve"][1:] == reported
+        assert episode["final_val_accuracy"] == reported[-1]
+        assert 0.0 <= episode["test_accuracy"] <= 100.0
 
     results = read_json(heuristic_run / "results.json")
     assert results["seeds"] == seeds and [r["seed"] for r in results["episodes"]] == seeds
+    assert results["data"] == DIGITS_DATA
     assert results["stats"]["episodes"] == 2
-    final = [e["final_accuracy"] for e in episodes]
-    assert results["stats"]["final_accuracy"]["mean"] == pytest.approx(sum(final) / 2)
+    # the reported result is the test accuracy; the final validation accuracy stands beside it, named as such
+    assert [r["test_accuracy"] for r in results["episodes"]] == [e["test_accuracy"] for e in episodes]
+    assert [r["val_accuracy"] for r in results["episodes"]] == [e["final_val_accuracy"] for e in episodes]
+    test = [e["test_accuracy"] for e in episodes]
+    assert results["stats"]["test_accuracy"]["mean"] == pytest.approx(sum(test) / 2)
+    assert results["stats"]["val_accuracy"]["mean"] == pytest.approx(sum(e["final_val_accuracy"] for e in episodes) / 2)
+    assert "final_accuracy" not in results["stats"]
     summary = (heuristic_run / "summary.md").read_text()
     assert summary.startswith("# Heuristic on `digits`")
-    assert [row[0] for row in table_rows(summary, "| controller |")] == ["heuristic"]
-    assert [int(row[0]) for row in table_rows(summary, "| seed |")] == seeds
+    assert "1,259 / 269 / 269 images, split seed 0" in summary and "**Test accuracy** is measured once" in summary
+    assert [row[:3] for row in table_rows(summary, "| controller | test acc % [95% CI] | val acc % [95% CI] |")] == [
+        [
+            "heuristic",
+            interval_text(results["stats"]["test_accuracy"]),
+            interval_text(results["stats"]["val_accuracy"]),
+        ]
+    ]
+    seed_rows = table_rows(summary, "| seed | test acc % | val acc % |")
+    assert [int(row[0]) for row in seed_rows] == seeds
+    assert [(float(row[1]), float(row[2])) for row in seed_rows] == [
+        (round(e["test_accuracy"], 2), round(e["final_val_accuracy"], 2)) for e in episodes
+    ]
     assert "![lifecycle](plots/lifecycle.png)" in summary
     assert is_png(heuristic_run / "plots" / "lifecycle.png")
     assert not (heuristic_run / "tensorboard").exists()
@@ -242,7 +268,11 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
 
     rounds = of_kind(ppo_run, "round")
     assert [r["round"] for r in rounds] == [0, 1]
+    episodes = of_kind(ppo_run, "episode")
     for record in rounds:
+        own = [e for e in episodes if e["round"] == record["round"]]
+        assert record["mean_test_accuracy"] == pytest.approx(sum(e["test_accuracy"] for e in own) / 2)
+        assert record["mean_val_accuracy"] == pytest.approx(sum(e["final_val_accuracy"] for e in own) / 2)
         update = record["update"]
         assert update["transitions"] == 2 * 3 and update["epochs_completed"] >= 1
         assert update["first_ratio_deviation"] < 1e-4
@@ -251,14 +281,13 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
             assert {f"heads.{head.value}.{k}" for k in ("entropy", "approx_kl", "clip_fraction")} <= update.keys()
         assert 0.0 <= update["heads.op.entropy"] <= 1.0 and update["heads.op.relevant_fraction"] == 1.0
     assert len(of_kind(ppo_run, "epoch")) == 2 * 2 * 3
-    episodes = of_kind(ppo_run, "episode")
     assert [(e["round"], e["seed"]) for e in episodes] == [
         (r, seed) for r in (0, 1) for seed in training_episode_seeds(0, r, 2)
     ]
 
     checkpoint = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
     assert checkpoint.rounds_completed == 2
-    assert checkpoint.config == {k: v for k, v in config.items() if k != "controller"}
+    assert checkpoint.config == {k: v for k, v in config.items() if k not in ("controller", "data")}
     assert checkpoint.policy_build_config["slot_config"] == ["r0c0", "r0c1", "r0c2"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # type: ignore[import-untyped]
@@ -266,15 +295,18 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
     accumulator = EventAccumulator(str(ppo_run / "tensorboard"))
     accumulator.Reload()
     tags = accumulator.Tags()["scalars"]
-    assert {"episode/final_accuracy", "ppo/explained_variance", "ppo/heads.op.entropy"} <= set(tags)
-    assert [event.step for event in accumulator.Scalars("episode/final_accuracy")] == [0, 1]
+    assert {"episode/test_accuracy", "episode/val_accuracy", "ppo/explained_variance"} <= set(tags)
+    assert [event.step for event in accumulator.Scalars("episode/test_accuracy")] == [0, 1]
 
     results = read_json(ppo_run / "results.json")
     assert [r["round"] for r in results["rounds"]] == [0, 1]
     assert [e["seed"] for e in results["last_round_episodes"]] == training_episode_seeds(0, 1, 2)
+    assert results["data"] == DIGITS_DATA and read_json(ppo_run / "config.json")["data"] == DIGITS_DATA
     summary = (ppo_run / "summary.md").read_text()
     assert "2 rounds x 2 envs x 3 epochs, run seed 0" in summary
-    assert [row[0] for row in table_rows(summary, "| round |")] == ["0", "1"]
+    round_rows = table_rows(summary, "| round | mean test acc % | mean val acc % |")
+    assert [row[0] for row in round_rows] == ["0", "1"]
+    assert [float(row[1]) for row in round_rows] == [round(r["mean_test_accuracy"], 2) for r in rounds]
     assert [row[0] for row in table_rows(summary, "| head |")] == [h.value for h in HEAD_ORDER]
     assert is_png(ppo_run / "plots" / "learning_curves.png") and is_png(ppo_run / "plots" / "lifecycle.png")
 
@@ -363,19 +395,21 @@ def test_compare_writes_tables_with_intervals_and_paired_differences(
     for stats in results["controllers"]:
         rows = results["episodes"][stats["controller"]]
         assert [r["seed"] for r in rows] == seeds  # every controller faced the same episodes
-        accuracy = stats["final_accuracy"]
+        accuracy = stats["test_accuracy"]
         assert accuracy["n"] == 2 and accuracy["low"] <= accuracy["mean"] <= accuracy["high"]
-        assert accuracy["mean"] == pytest.approx(sum(r["final_accuracy"] for r in rows) / 2)
+        assert accuracy["mean"] == pytest.approx(sum(r["test_accuracy"] for r in rows) / 2)
+        assert stats["val_accuracy"]["mean"] == pytest.approx(sum(r["val_accuracy"] for r in rows) / 2)
         assert "gain_over_static" in stats
     assert set(results["paired_vs_baseline"]) == {"static", learned}
     heuristic_rows, static_rows = results["episodes"]["heuristic"], results["episodes"]["static"]
-    paired = results["paired_vs_baseline"]["static"]["final_accuracy"]
-    expected = sum(s["final_accuracy"] - h["final_accuracy"] for s, h in zip(static_rows, heuristic_rows, strict=True))
+    paired = results["paired_vs_baseline"]["static"]["test_accuracy"]
+    expected = sum(s["test_accuracy"] - h["test_accuracy"] for s, h in zip(static_rows, heuristic_rows, strict=True))
     assert paired["mean"] == pytest.approx(expected / 2) and paired["low"] <= paired["mean"] <= paired["high"]
 
     summary = (out / "summary.md").read_text()
-    assert [row[0] for row in table_rows(summary, "| controller | final acc % [95% CI]")] == labels
-    assert [row[0] for row in table_rows(summary, "| controller | accuracy minus heuristic")] == ["static", learned]
+    assert [row[0] for row in table_rows(summary, "| controller | test acc % [95% CI] | val acc %")] == labels
+    paired_header = "| controller | test acc minus heuristic (pp) [95% CI] | val acc minus heuristic (pp) [95% CI] |"
+    assert [row[0] for row in table_rows(summary, paired_header)] == ["static", learned]
     assert re.search(r"\| static \| [-\d.]+ \[[-\d.]+, [-\d.]+\] \|", summary)
     assert "| heuristic |" in result.stdout
     assert is_png(out / "plots" / "comparison.png")
@@ -580,7 +614,7 @@ def checkpoint_corpus(source: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _load_like_the_cli(run: Path) -> None:
     """What --controller and --resume read: the policy, the updater state and the RNG states."""
     register_builtin_policies()  # as the CLI does on start; without it every load fails before reading a field
-    policy = load_policy(run, "cpu", TASKS["digits"].slots)
+    policy = load_policy(run, "cpu", TASKS["digits"])
     checkpoint = load_checkpoint(run / "checkpoints" / "latest.pt")
     PPOUpdater(policy, PPOConfig()).load_state_dict(checkpoint.updater_state)
     with torch.random.fork_rng(devices=[]):
@@ -659,3 +693,63 @@ def test_the_cli_refuses_malformed_checkpoints_in_one_line(
     resume = ["train", "ppo", "--resume", str(run), "--rounds", "3", "--quiet"]
     refused(run_refused(tmp_path, *resume, separate_process=False), named)
     assert snapshot(run) == before
+
+
+# ---------------------------------------------------------------------------------- devices, labels, tasks
+def _move_run_to(run: Path, device: str) -> None:
+    """Rewrite a run (config and checkpoint) as if it had been trained on ``device``."""
+    config = read_json(run / "config.json")
+    config["run"]["device"] = config["env"]["device"] = device
+    (run / "config.json").write_text(json.dumps(config))
+    latest = run / "checkpoints" / "latest.pt"
+    checkpoint = load_checkpoint(latest)
+    checkpoint.config["run"]["device"] = checkpoint.config["env"]["device"] = device
+    save_checkpoint(latest, checkpoint)
+
+
+def test_resume_may_continue_on_another_device(ppo_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """The device says where a run computes, not what its episodes are: a GPU run continues on the CPU."""
+    run = copy_run(ppo_run, tmp_path / "run")
+    _move_run_to(run, "cuda")
+    args = ["train", "ppo", "--resume", str(run), "--rounds", "3", "--device", "cpu", "--quiet"]
+    succeeded(run_cli(cli_env, tmp_path, *args))
+    assert read_json(run / "config.json")["run"]["device"] == "cpu"
+    checkpoint = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert checkpoint.rounds_completed == 3 and checkpoint.config["env"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("flag", [["--device", "cuda"], []], ids=["asked", "recorded"])
+def test_resume_on_cuda_without_a_gpu_is_a_clear_error(
+    flag: list[str], ppo_run: Path, run_refused: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path
+) -> None:
+    run = copy_run(ppo_run, tmp_path / "run")
+    if not flag:
+        _move_run_to(run, "cuda")
+    before = snapshot(run)
+    args = ["train", "ppo", "--resume", str(run), "--rounds", "3", *flag, "--quiet"]
+    refused(run_refused(tmp_path, *args, separate_process=False), r"--device cuda: CUDA is not available")
+    assert snapshot(run) == before
+
+
+def test_compare_tells_run_directories_with_the_same_name_apart(
+    ppo_run: Path, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    first, second = copy_run(ppo_run, tmp_path / "a" / "ppo"), copy_run(ppo_run, tmp_path / "b" / "ppo")
+    out = tmp_path / "compare"
+    args = ["compare", "--controllers", f"static,{first},{second}", "--episodes", "1", "--config", str(tiny_config)]
+    succeeded(run_cli(cli_env, tmp_path, *args, "--envs", "1", "--backend", "inprocess", "--quiet", "--out", str(out)))
+    labels = ["static", "learned-deterministic (a/ppo)", "learned-deterministic (b/ppo)"]
+    assert [s["controller"] for s in read_json(out / "results.json")["controllers"]] == labels
+
+
+def test_a_policy_is_refused_on_another_task(
+    ppo_run: Path, run_refused: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path, tiny_config: Path
+) -> None:
+    out = tmp_path / "eval"
+    args = ["evaluate", "--controller", str(ppo_run), "--task", "digits-strong", "--config", str(tiny_config)]
+    refused(
+        run_refused(tmp_path, *args, "--out", str(out), "--quiet", separate_process=True),
+        r"was trained on task 'digits', not 'digits-strong'",
+    )
+    assert not out.exists()

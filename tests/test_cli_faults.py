@@ -54,7 +54,7 @@ def _without_timing(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rounds]
 
 
-def _scalar_steps(run: Path, tag: str = "episode/final_accuracy") -> list[int]:
+def _scalar_steps(run: Path, tag: str = "episode/test_accuracy") -> list[int]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # type: ignore[import-untyped]
 
     accumulator = EventAccumulator(str(run / "tensorboard"))

@@ -71,7 +71,8 @@ def bars_task(n_train: int = 192, n_val: int = 96, seed: int = 0) -> TaskData:
 
     train_inputs, train_targets = images(n_train)
     val_inputs, val_targets = images(n_val)
-    return TaskData(train_inputs, train_targets, val_inputs, val_targets, num_classes=2)
+    test_inputs, test_targets = images(n_val)
+    return TaskData(train_inputs, train_targets, val_inputs, val_targets, test_inputs, test_targets, num_classes=2)
 
 
 def bars_factory() -> CNNModelFactory:
@@ -339,7 +340,7 @@ def test_same_seed_same_training_through_the_bundle() -> None:
     first_reports, second_reports = first.run(), second.run()
     for a, b in zip(first_reports, second_reports, strict=True):
         assert flat_equal(a.update, b.update)
-        assert [e.accuracy_curve for e in a.episodes] == [e.accuracy_curve for e in b.episodes]
+        assert [e.val_accuracy_curve for e in a.episodes] == [e.val_accuracy_curve for e in b.episodes]
         assert [e.total_reward for e in a.episodes] == [e.total_reward for e in b.episodes]
     assert isinstance(first.bundle, LSTMPolicyBundle) and isinstance(second.bundle, LSTMPolicyBundle)
     one, other = full_state(first.bundle), full_state(second.bundle)
@@ -372,7 +373,7 @@ def test_resume_with_the_real_bundle_equals_an_uninterrupted_run(tmp_path: Path)
     for a, b in zip(straight_reports, reports, strict=True):
         assert flat_equal(a.update, b.update)
         assert [e.seed for e in a.episodes] == [e.seed for e in b.episodes]
-        assert [e.accuracy_curve for e in a.episodes] == [e.accuracy_curve for e in b.episodes]
+        assert [e.val_accuracy_curve for e in a.episodes] == [e.val_accuracy_curve for e in b.episodes]
     assert isinstance(straight.bundle, LSTMPolicyBundle)
     expected, actual = full_state(straight.bundle), full_state(resumed_bundle)
     assert expected.keys() == actual.keys()

@@ -194,7 +194,7 @@ def _factories() -> tuple[tuple[str, ModelFactory], ...]:
 
 def run(ctx: BenchContext) -> BenchmarkResult:
     torch.set_num_threads(1)
-    task = digits_task()
+    task = digits_task().to(ctx.device)  # once, shared by every case (as an env pool shares it)
     config = digits_env_config(ctx.device)
     count_metrics, count_table = count_work(task, config)
     bare = BareLoop(task, config, EPISODE_SEED)

@@ -61,7 +61,7 @@ def main(run_dir: Path, episodes: int) -> None:
     task = config.preset.load_data(None)
     factory = config.preset.model_factory(config.preset.slots, config.episode_epochs)
     register_builtin_policies()
-    bundle = load_policy(run_dir, "cpu", config.preset.slots)
+    bundle = load_policy(run_dir, "cpu", config.preset)
     controller = ProbedController(bundle)
     seeds = evaluation_episode_seeds(0, episodes)
     pool = make_pool(config, task, factory, episodes)
@@ -69,7 +69,10 @@ def main(run_dir: Path, episodes: int) -> None:
         summaries = run_episodes(pool, controller, seeds)
     finally:
         pool.close()
-    print(f"{len(seeds)} held-out seeds {seeds}: final accuracy {[round(s.final_accuracy, 1) for s in summaries]}")
+    print(
+        f"{len(seeds)} held-out seeds {seeds}: test accuracy {[round(s.test_accuracy, 1) for s in summaries]}, "
+        f"final validation accuracy {[round(s.final_val_accuracy, 1) for s in summaries]}"
+    )
     print(f"steps where ADVANCE was allowed: {len(controller.records)}")
     print(f"argmax op there: {dict(Counter(op for op, _, _ in controller.records))}")
     p_argmax = torch.tensor([p for _, p, _ in controller.records])

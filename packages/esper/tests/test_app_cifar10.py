@@ -1,5 +1,7 @@
 """The CIFAR-10 loader on small files written in the real "python version" format: pickled dicts with
-``b"data"`` (uint8 ``[N, 3072]``, channel-major 32x32) and ``b"labels"``, in ``data_batch_1..5`` and ``test_batch``."""
+``b"data"`` (uint8 ``[N, 3072]``, channel-major 32x32) and ``b"labels"``, in ``data_batch_1..5`` and
+``test_batch``. The validation set is the tail of ``data_batch_5`` (5,000 images of a real batch; ``VALIDATION``
+of these small ones) and ``test_batch`` is the test set."""
 
 from __future__ import annotations
 
@@ -11,10 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from esper.app.datasets.cifar10 import TEST_FILE, TRAIN_FILES, DatasetError, load_cifar10_task, locate_cifar10
+from esper.app.datasets.cifar10 import (
+    CIFAR10_VALIDATION_IMAGES,
+    TEST_FILE,
+    TRAIN_FILES,
+    DatasetError,
+    load_cifar10_task,
+    locate_cifar10,
+)
 from esper.app.tasks import get_task
 
 PER_BATCH = 6
+VALIDATION = 2
 
 
 def batch_arrays(index: int) -> tuple[np.ndarray, list[int]]:
@@ -43,35 +53,56 @@ def write_cifar(directory: Path, *, skip: tuple[str, ...] = ()) -> Path:
     return directory
 
 
-def test_loads_all_batches_from_the_batches_directory_itself(tmp_path: Path) -> None:
+def _pixels(arrays: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate(arrays)).float().div(255).view(-1, 3, 32, 32)
+
+
+def test_loads_train_validation_and_test_from_the_batches_directory_itself(tmp_path: Path) -> None:
     directory = write_cifar(tmp_path / "cifar-10-batches-py")
-    task = load_cifar10_task(directory)
-    assert task.train_inputs.shape == (5 * PER_BATCH, 3, 32, 32)
-    assert task.val_inputs.shape == (PER_BATCH, 3, 32, 32)
+    task = load_cifar10_task(directory, validation_images=VALIDATION)
+    train_count = 5 * PER_BATCH - VALIDATION
+    assert task.split_sizes() == {"train": train_count, "validation": VALIDATION, "test": PER_BATCH}
+    assert task.train_inputs.shape == (train_count, 3, 32, 32)
     assert task.num_classes == 10
-    expected_labels = [label for index in range(5) for label in batch_arrays(index)[1]]
-    assert task.train_targets.tolist() == expected_labels
-    assert task.val_targets.tolist() == batch_arrays(5)[1]
-    # channel-major pixels, scaled to [0, 1] and standardized per channel with the training statistics
-    raw = torch.from_numpy(np.concatenate([batch_arrays(i)[0] for i in range(5)])).float().div(255).view(-1, 3, 32, 32)
-    mean, std = raw.mean(dim=(0, 2, 3), keepdim=True), raw.std(dim=(0, 2, 3), keepdim=True)
-    torch.testing.assert_close(task.train_inputs, (raw - mean) / std, atol=1e-5, rtol=1e-5)
-    val_raw = torch.from_numpy(batch_arrays(5)[0]).float().div(255).view(-1, 3, 32, 32)
+    all_labels = [label for index in range(5) for label in batch_arrays(index)[1]]
+    assert task.train_targets.tolist() == all_labels[:train_count]
+    assert task.val_targets.tolist() == batch_arrays(4)[1][-VALIDATION:]  # the tail of data_batch_5
+    assert task.test_targets.tolist() == batch_arrays(5)[1]  # test_batch
+    # channel-major pixels, scaled to [0, 1] and standardized per channel with the training statistics only
+    raw = _pixels([batch_arrays(i)[0] for i in range(5)])
+    train_raw, val_raw = raw[:train_count], raw[train_count:]
+    mean, std = train_raw.mean(dim=(0, 2, 3), keepdim=True), train_raw.std(dim=(0, 2, 3), keepdim=True)
+    torch.testing.assert_close(task.train_inputs, (train_raw - mean) / std, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(task.val_inputs, (val_raw - mean) / std, atol=1e-5, rtol=1e-5)
+    test_raw = _pixels([batch_arrays(5)[0]])
+    torch.testing.assert_close(task.test_inputs, (test_raw - mean) / std, atol=1e-5, rtol=1e-5)
+
+
+def test_the_preset_carves_5000_validation_images_from_data_batch_5(tmp_path: Path) -> None:
+    """A batch too small to give 5,000 validation images and keep a training image is a clear error."""
+    write_cifar(tmp_path)
+    assert CIFAR10_VALIDATION_IMAGES == 5000
+    with pytest.raises(
+        DatasetError, match=f"data_batch_5 holds {PER_BATCH} images; the validation set takes its last 5000"
+    ):
+        get_task("cifar10").load_data(tmp_path)
+    with pytest.raises(DatasetError, match="training needs at least one more"):
+        load_cifar10_task(tmp_path, validation_images=PER_BATCH)
 
 
 def test_the_parent_directory_is_accepted_too(tmp_path: Path) -> None:
     write_cifar(tmp_path / "cifar-10-batches-py")
     assert locate_cifar10(tmp_path) == tmp_path / "cifar-10-batches-py"
-    from_parent = get_task("cifar10").load_data(tmp_path)
-    from_child = load_cifar10_task(tmp_path / "cifar-10-batches-py")
+    from_parent = load_cifar10_task(tmp_path, validation_images=VALIDATION)
+    from_child = load_cifar10_task(tmp_path / "cifar-10-batches-py", validation_images=VALIDATION)
     assert torch.equal(from_parent.train_inputs, from_child.train_inputs)
-    assert torch.equal(from_parent.val_targets, from_child.val_targets)
+    assert torch.equal(from_parent.test_targets, from_child.test_targets)
 
 
 def test_train_limit_keeps_the_first_images(tmp_path: Path) -> None:
     directory = write_cifar(tmp_path)
-    assert load_cifar10_task(directory, train_limit=4).train_targets.tolist() == batch_arrays(0)[1][:4]
+    task = load_cifar10_task(directory, validation_images=VALIDATION, train_limit=4)
+    assert task.train_targets.tolist() == batch_arrays(0)[1][:4]
 
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:

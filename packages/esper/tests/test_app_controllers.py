@@ -1,5 +1,6 @@
-"""``--controller`` values: builtin names, PPO run directories (deterministic or ``stochastic:``), clear errors;
-and the policy a PPO run starts from depends on its seed only."""
+"""``--controller`` values: builtin names, PPO run directories (deterministic or ``stochastic:``), distinct labels,
+clear errors (another task, other slots, another observation schema, a corrupt file); and the policy a PPO run
+starts from depends on its seed only."""
 
 from __future__ import annotations
 
@@ -10,21 +11,30 @@ import torch
 from _esper_fixtures import policy_run_dir
 
 from esper.app.commands.train_ppo import build_policy
-from esper.app.controllers import BUILTIN_CONTROLLERS, ControllerSpec, build_controller, load_policy
+from esper.app.controllers import (
+    BUILTIN_CONTROLLERS,
+    ControllerSpec,
+    build_controller,
+    load_policy,
+    with_distinct_labels,
+)
 from esper.app.run_config import resolve
 from esper.app.run_directory import checkpoint_file
+from esper.app.tasks import get_task
 from esper.leyline import CheckpointError, ConfigError, SlotConfig
+from esper.simic.checkpoints import load_checkpoint, save_checkpoint
 from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import HeuristicController, RandomValidController, StaticController, register_builtin_policies
 
 SLOTS = SlotConfig.after_blocks(3)
+DIGITS = get_task("digits")
 
 
 @pytest.mark.parametrize("name", BUILTIN_CONTROLLERS)
 def test_builtin_names(name: str) -> None:
     spec = ControllerSpec.parse(f"  {name} ")
     assert spec == ControllerSpec(label=name, builtin=name)
-    controller = build_controller(spec, SLOTS, seed=0, device="cpu")
+    controller = build_controller(spec, DIGITS, seed=0, device="cpu")
     expected = {"heuristic": HeuristicController, "random": RandomValidController, "static": StaticController}
     assert isinstance(controller, expected[name])
 
@@ -38,10 +48,10 @@ def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
     assert stochastic.run_dir == run and not stochastic.deterministic
     assert stochastic.label == "learned-stochastic (ppo-run)"
 
-    controller = build_controller(stochastic, SLOTS, seed=3, device="cpu")
+    controller = build_controller(stochastic, DIGITS, seed=3, device="cpu")
     assert isinstance(controller, PolicyController)
     assert not controller.deterministic and controller.name == stochastic.label
-    policy = load_policy(run, "cpu", SLOTS)
+    policy = load_policy(run, "cpu", DIGITS)
     expected = torch.load(checkpoint_file(run), weights_only=True)["policy_state"]["network"]
     assert all(torch.equal(policy.state_dict()["network"][k], v) for k, v in expected.items())
 
@@ -62,7 +72,48 @@ def test_a_run_directory_without_checkpoint_is_not_a_controller(tmp_path: Path) 
 def test_a_policy_for_other_slots_is_refused(tmp_path: Path) -> None:
     run = policy_run_dir(tmp_path / "two-slots", SlotConfig.after_blocks(2))
     with pytest.raises(CheckpointError, match=r"trained for slots \['r0c0', 'r0c1'\], this task has"):
-        build_controller(ControllerSpec.parse(str(run)), SLOTS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
+
+
+def test_a_policy_trained_on_another_task_is_refused(tmp_path: Path) -> None:
+    """``digits-strong`` has the same slots as ``digits``: only the recorded task tells the policies apart."""
+    run = policy_run_dir(tmp_path / "run", SLOTS)
+    assert get_task("digits-strong").slots == DIGITS.slots
+    with pytest.raises(CheckpointError, match=r"trained on task 'digits', not 'digits-strong' \(evaluate it with"):
+        load_policy(run, "cpu", get_task("digits-strong"))
+    checkpoint = load_checkpoint(checkpoint_file(run))
+    checkpoint.config = {}
+    save_checkpoint(checkpoint_file(run), checkpoint)
+    with pytest.raises(CheckpointError, match="does not record the task its policy was trained on"):
+        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
+
+
+def test_a_policy_for_another_observation_schema_is_refused(tmp_path: Path) -> None:
+    run = policy_run_dir(tmp_path / "run", SLOTS)
+    checkpoint = load_checkpoint(checkpoint_file(run))
+    checkpoint.policy_state = {**checkpoint.policy_state, "feature_schema_version": 0}
+    save_checkpoint(checkpoint_file(run), checkpoint)
+    with pytest.raises(CheckpointError, match="feature_schema_version: checkpoint has 0"):
+        load_policy(run, "cpu", DIGITS)
+
+
+def test_run_directories_with_the_same_name_get_distinct_labels(tmp_path: Path) -> None:
+    first = policy_run_dir(tmp_path / "a" / "run", SLOTS)
+    second = policy_run_dir(tmp_path / "b" / "run", SLOTS)
+    specs = with_distinct_labels(
+        [ControllerSpec.parse(text) for text in ("heuristic", str(first), str(second), f"stochastic:{first}")]
+    )
+    assert [spec.label for spec in specs] == [
+        "heuristic",
+        "learned-deterministic (a/run)",
+        "learned-deterministic (b/run)",
+        "learned-stochastic (run)",
+    ]
+    deeper = [policy_run_dir(tmp_path / d / "x" / "run", SLOTS) for d in ("a", "b")]
+    nested = with_distinct_labels([ControllerSpec.parse(str(run)) for run in deeper])
+    assert [spec.label for spec in nested] == ["learned-deterministic (a/x/run)", "learned-deterministic (b/x/run)"]
+    twice = with_distinct_labels([ControllerSpec.parse(str(first)), ControllerSpec.parse(str(first))])
+    assert twice[0].label == twice[1].label  # the same controller given twice stays a clash (compare refuses it)
 
 
 def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
@@ -70,7 +121,7 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
     path = checkpoint_file(run)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
-        build_controller(ControllerSpec.parse(str(run)), SLOTS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
 
 
 def test_initial_policy_depends_on_the_run_seed_only() -> None:

@@ -30,7 +30,8 @@ def test_episode_row_keeps_the_reported_numbers() -> None:
     row = episode_row(grown()[3])
     assert row == {
         "seed": 14,
-        "final_accuracy": 40.0,
+        "test_accuracy": 40.0,
+        "val_accuracy": 45.0,
         "params_added": 200,
         "germinated": 1,
         "fossilized": 0,
@@ -43,10 +44,11 @@ def test_episode_row_keeps_the_reported_numbers() -> None:
 def test_controller_stats_means_intervals_and_gain_over_static() -> None:
     stats = controller_stats("heuristic", grown(), static())
     assert stats["controller"] == "heuristic" and stats["episodes"] == 4 and stats["rollbacks"] == 1
-    assert stats["final_accuracy"] == bootstrap_mean([62.0, 58.0, 71.0, 40.0]).as_dict()
+    assert stats["test_accuracy"] == bootstrap_mean([62.0, 58.0, 71.0, 40.0]).as_dict()
+    assert stats["val_accuracy"] == bootstrap_mean([67.0, 63.0, 76.0, 45.0]).as_dict()
     assert stats["params_added"]["mean"] == 350.0
     assert stats["fossilized"]["mean"] == 0.75
-    gains = [32.0, 27.0, 42.0, 10.0]
+    gains = [32.0, 27.0, 42.0, 10.0]  # on the test accuracy
     assert stats["gain_over_static"] == bootstrap_mean(gains).as_dict()
     ratio = stats["gain_per_1k_params"]
     assert ratio["mean"] == pytest.approx(sum(gains) / 1.4)
@@ -59,7 +61,11 @@ def test_controller_stats_means_intervals_and_gain_over_static() -> None:
 
 def test_paired_statistics_need_the_same_seeds_in_order() -> None:
     diff = paired_comparison(grown(), static())
-    assert diff["final_accuracy"]["mean"] == pytest.approx((32.0 + 27.0 + 42.0 + 10.0) / 4)
+    assert diff["test_accuracy"]["mean"] == pytest.approx((32.0 + 27.0 + 42.0 + 10.0) / 4)
+    assert diff["val_accuracy"]["mean"] == pytest.approx((32.0 + 27.0 + 42.0 + 10.0) / 4)
+    shifted = [episode(e.seed, e.test_accuracy, val_accuracy=e.final_val_accuracy + 4.0) for e in grown()]
+    assert paired_comparison(shifted, static())["val_accuracy"]["mean"] == pytest.approx(27.75 + 4.0)
+    assert paired_comparison(shifted, static())["test_accuracy"]["mean"] == pytest.approx(27.75)
     assert diff["params_added"]["mean"] == 350.0
     with pytest.raises(ValueError, match="same episode seeds"):
         paired_comparison(grown(), list(reversed(static())))
@@ -75,26 +81,33 @@ def test_markdown_table_shape() -> None:
 def test_episodes_table_rows() -> None:
     lines = episodes_table([episode_row(e) for e in grown()]).splitlines()
     assert len(lines) == 2 + 4
-    assert lines[0].startswith("| seed | final acc % | params added |")
-    assert lines[2] == "| 11 | 62.00 | 400 | 2 | 1 | 1 |  | 0.400 |"
-    assert lines[5] == "| 14 | 40.00 | 200 | 1 | 0 | 0 | yes | -0.500 |"
+    assert lines[0].startswith("| seed | test acc % | val acc % | params added |")
+    assert lines[2] == "| 11 | 62.00 | 67.00 | 400 | 2 | 1 | 1 |  | 0.400 |"
+    assert lines[5] == "| 14 | 40.00 | 45.00 | 200 | 1 | 0 | 0 | yes | -0.500 |"
 
 
 def test_comparison_table_with_and_without_static_columns() -> None:
     with_static = [controller_stats("heuristic", grown(), static()), controller_stats("static", static(), static())]
     lines = comparison_table(with_static).splitlines()
-    assert "gain over static (pp)" in lines[0] and "gain per 1k params (pp)" in lines[0]
-    assert lines[2].startswith("| heuristic | " + interval_text(with_static[0]["final_accuracy"]) + " | ")
+    assert lines[0].startswith("| controller | test acc % [95% CI] | val acc % [95% CI] |")
+    assert "test gain over static (pp)" in lines[0] and "test gain per 1k params (pp)" in lines[0]
+    heuristic = with_static[0]
+    assert lines[2].startswith(
+        f"| heuristic | {interval_text(heuristic['test_accuracy'])} | {interval_text(heuristic['val_accuracy'])} | "
+    )
     assert lines[2].endswith(" | 1 |")  # one rollback
     assert "| n/a |" in lines[3]  # static's gain per parameter is undefined
     plain = comparison_table([controller_stats("heuristic", grown())]).splitlines()
     assert "gain over static" not in plain[0] and len(plain) == 3
-    assert plain[0].count("|") == 8  # controller, 5 metrics, rollbacks
+    assert plain[0].count("|") == 9  # controller, 6 metrics, rollbacks
 
 
 def test_paired_table_and_interval_text() -> None:
     table = paired_table("static", {"heuristic": paired_comparison(grown(), static())}).splitlines()
-    assert table[0] == "| controller | accuracy minus static (pp) [95% CI] | params minus static |"
+    assert table[0] == (
+        "| controller | test acc minus static (pp) [95% CI] | val acc minus static (pp) [95% CI] "
+        "| params minus static |"
+    )
     assert table[2].startswith("| heuristic | 27.75 [")
     assert interval_text(None) == "n/a"
     assert interval_text({"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3}, 1) == "1.0 [0.5, 1.5]"

@@ -1,4 +1,5 @@
-"""Task presets and the embedded digits data: a fixed split, the same tensors every time, standardized inputs."""
+"""Task presets and the embedded digits data: a fixed stratified three-way split, the same tensors every time,
+standardized inputs."""
 
 from __future__ import annotations
 
@@ -6,8 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from esper.app.datasets.digits import DIGITS_SPLIT_SEED, DIGITS_VALIDATION_FRACTION, load_digits_task
-from esper.app.datasets.splits import fixed_split, standardized_task
+from esper.app.datasets.digits import (
+    DIGITS_SPLIT,
+    DIGITS_SPLIT_SEED,
+    DIGITS_TEST_FRACTION,
+    DIGITS_VALIDATION_FRACTION,
+    load_digits_task,
+)
+from esper.app.datasets.splits import standardized_task, stratified_split
 from esper.app.tasks import DEFAULT_TASK, TASKS, get_task
 from esper.leyline import ConfigError
 
@@ -36,16 +43,33 @@ def test_cifar_presets_need_a_data_directory() -> None:
         get_task("cifar10").load_data(None)
 
 
-def test_digits_split_is_fixed_disjoint_and_complete() -> None:
-    n = 1797
-    train, val = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
-    again_train, again_val = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
-    assert np.array_equal(train, again_train) and np.array_equal(val, again_val)
-    assert len(np.intersect1d(train, val)) == 0
-    assert np.array_equal(np.sort(np.concatenate([train, val])), np.arange(n))
-    assert len(val) == round(n * DIGITS_VALIDATION_FRACTION)
-    other_train, _ = fixed_split(n, DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED + 1)
-    assert not np.array_equal(train, other_train)
+def test_digits_split_is_fixed_stratified_disjoint_and_complete() -> None:
+    from sklearn.datasets import load_digits
+
+    labels = load_digits().target
+    parts = stratified_split(labels, DIGITS_VALIDATION_FRACTION, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
+    again = stratified_split(labels, DIGITS_VALIDATION_FRACTION, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+    train, val, test = parts
+    assert (len(train), len(val), len(test)) == (DIGITS_SPLIT.train, DIGITS_SPLIT.validation, DIGITS_SPLIT.test)
+    assert (len(train), len(val), len(test)) == (1259, 269, 269)
+    assert DIGITS_SPLIT.seed == DIGITS_SPLIT_SEED == 0
+    for a, b in ((train, val), (train, test), (val, test)):
+        assert len(np.intersect1d(a, b)) == 0
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(len(labels)))
+    for label in range(10):  # stratified: every class keeps its share in every split (up to rounding)
+        share = np.mean(labels == label)
+        for part in (val, test):
+            assert abs(np.mean(labels[part] == label) - share) < 0.01
+    other = stratified_split(labels, DIGITS_VALIDATION_FRACTION, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED + 1)
+    assert not np.array_equal(test, other[2])
+
+
+def test_presets_record_their_split() -> None:
+    assert get_task("digits").split == DIGITS_SPLIT == get_task("digits-strong").split
+    cifar = get_task("cifar10").split
+    assert (cifar.train, cifar.validation, cifar.test, cifar.seed) == (45_000, 5_000, 10_000, None)
+    assert "data_batch_5" in cifar.description and "test_batch" in cifar.description
 
 
 def test_digits_loads_the_same_standardized_tensors_twice() -> None:
@@ -56,12 +80,16 @@ def test_digits_loads_the_same_standardized_tensors_twice() -> None:
         (first.train_targets, second.train_targets),
         (first.val_inputs, second.val_inputs),
         (first.val_targets, second.val_targets),
+        (first.test_inputs, second.test_inputs),
+        (first.test_targets, second.test_targets),
     ):
         assert torch.equal(a, b)
     assert first.num_classes == 10
-    assert first.train_inputs.shape == (1438, 1, 8, 8) and first.val_inputs.shape == (359, 1, 8, 8)
+    assert first.split_sizes() == {"train": 1259, "validation": 269, "test": 269}
+    assert first.train_inputs.shape == (1259, 1, 8, 8) and first.test_inputs.shape == (269, 1, 8, 8)
     assert first.train_inputs.dtype == torch.float32 and first.train_targets.dtype == torch.int64
     assert set(first.train_targets.tolist()) == set(range(10)) == set(first.val_targets.tolist())
+    assert set(first.test_targets.tolist()) == set(range(10))
     # standardized with the training set's statistics
     assert abs(float(first.train_inputs.mean())) < 1e-5
     assert float(first.train_inputs.std()) == pytest.approx(1.0, abs=1e-4)
@@ -73,26 +101,37 @@ def test_standardization_uses_training_statistics_per_channel() -> None:
     train = rng.normal(loc=[[[[3.0]]], [[[-2.0]]]], scale=[[[[2.0]]], [[[0.5]]]], size=(2, 50, 4, 4))
     train = train.transpose(1, 0, 2, 3)  # [50, 2 channels, 4, 4]
     val = np.full((3, 2, 4, 4), 3.0)
-    task = standardized_task(train, np.zeros(50, dtype=np.int64), val, np.ones(3, dtype=np.int64), num_classes=2)
+    test = np.full((4, 2, 4, 4), -2.0)
+    task = standardized_task(
+        (train, np.zeros(50, dtype=np.int64)),
+        (val, np.ones(3, dtype=np.int64)),
+        (test, np.ones(4, dtype=np.int64)),
+        num_classes=2,
+    )
     per_channel_mean = task.train_inputs.mean(dim=(0, 2, 3))
     per_channel_std = task.train_inputs.std(dim=(0, 2, 3))
     torch.testing.assert_close(per_channel_mean, torch.zeros(2), atol=1e-5, rtol=0)
     torch.testing.assert_close(per_channel_std, torch.ones(2), atol=1e-5, rtol=0)
     raw = torch.from_numpy(train).float()
-    expected = (3.0 - raw.mean(dim=(0, 2, 3))) / raw.std(dim=(0, 2, 3))
-    torch.testing.assert_close(task.val_inputs[0, :, 0, 0], expected, atol=1e-4, rtol=1e-4)
+    mean, std = raw.mean(dim=(0, 2, 3)), raw.std(dim=(0, 2, 3))
+    torch.testing.assert_close(task.val_inputs[0, :, 0, 0], (3.0 - mean) / std, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(task.test_inputs[0, :, 0, 0], (-2.0 - mean) / std, atol=1e-4, rtol=1e-4)
 
 
-def test_digits_train_and_validation_images_come_from_disjoint_samples() -> None:
-    """The validation images are exactly the held-out indices of the fixed split (no training image leaks)."""
+def test_digits_splits_hold_exactly_their_own_images() -> None:
+    """Validation and test images are exactly the held-out indices of the fixed split (no training image leaks)."""
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    train_index, val_index = fixed_split(len(bunch.target), DIGITS_VALIDATION_FRACTION, DIGITS_SPLIT_SEED)
+    train_index, val_index, test_index = stratified_split(
+        bunch.target, DIGITS_VALIDATION_FRACTION, DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED
+    )
     task = load_digits_task()
-    assert torch.equal(task.val_targets, torch.from_numpy(bunch.target[val_index]).long())
     assert torch.equal(task.train_targets, torch.from_numpy(bunch.target[train_index]).long())
+    assert torch.equal(task.val_targets, torch.from_numpy(bunch.target[val_index]).long())
+    assert torch.equal(task.test_targets, torch.from_numpy(bunch.target[test_index]).long())
     raw_train = torch.from_numpy(bunch.images[train_index] / 16.0).float().unsqueeze(1)
     mean, std = raw_train.mean(), raw_train.std()
-    raw_val = torch.from_numpy(bunch.images[val_index] / 16.0).float().unsqueeze(1)
-    torch.testing.assert_close(task.val_inputs, (raw_val - mean) / std, atol=1e-5, rtol=1e-5)
+    for inputs, index in ((task.val_inputs, val_index), (task.test_inputs, test_index)):
+        raw = torch.from_numpy(bunch.images[index] / 16.0).float().unsqueeze(1)
+        torch.testing.assert_close(inputs, (raw - mean) / std, atol=1e-5, rtol=1e-5)

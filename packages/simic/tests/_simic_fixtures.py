@@ -229,7 +229,7 @@ def empty_observation(
     )
 
 
-def stripes_task(n_train: int = 256, n_val: int = 128, seed: int = 0) -> TaskData:
+def stripes_task(n_train: int = 256, n_val: int = 128, seed: int = 0, n_test: int = 128) -> TaskData:
     """Horizontal vs vertical stripes on 8x8 images. A 1x1-conv host with global pooling cannot tell the
     orientations apart (same pixel statistics); a 3x3 seed can, so growth visibly pays."""
     generator = torch.Generator().manual_seed(seed)
@@ -245,7 +245,8 @@ def stripes_task(n_train: int = 256, n_val: int = 128, seed: int = 0) -> TaskDat
 
     train_x, train_y = make(n_train)
     val_x, val_y = make(n_val)
-    return TaskData(train_x, train_y, val_x, val_y, num_classes=2)
+    test_x, test_y = make(n_test)
+    return TaskData(train_x, train_y, val_x, val_y, test_x, test_y, num_classes=2)
 
 
 def stripes_factory(slots: int = 2) -> CNNModelFactory:

@@ -51,13 +51,13 @@ def test_growth_episode_end_to_end() -> None:
     assert obs.accuracy_history == tuple(r.observation.val_accuracy for r in results[-6:-1])
     summary = env.summary()
     assert summary.germinated == 1 and summary.fossilized == 1 and summary.pruned == 0
-    assert summary.final_accuracy > summary.initial_accuracy + 20  # the seed solves what the host cannot
+    assert summary.final_val_accuracy > summary.initial_val_accuracy + 20  # the seed solves what the host cannot
     assert summary.params_added == env.model.seed_param_count("r0c0") > 0
     assert [e.target for e in summary.events][:2] == [SeedStage.GERMINATED, SeedStage.TRAINING]
     assert summary.events[-1].target is SeedStage.FOSSILIZED
     # accuracy rewards telescope: their sum is the accuracy gained over the episode
     gained = sum(r.reward_terms.accuracy_gain for r in results)
-    assert gained == pytest.approx((summary.final_accuracy - summary.initial_accuracy) / 100)
+    assert gained == pytest.approx((summary.final_val_accuracy - summary.initial_val_accuracy) / 100)
     assert summary.total_reward == pytest.approx(sum(r.reward for r in results))
     # rent is charged only once the seed changes the output (blending onwards), never in TRAINING
     for result in results:
@@ -93,6 +93,8 @@ def test_seed_cap_is_enforced_and_observed() -> None:
     assert env.model.stages()[1] is SeedStage.DORMANT
     refused = env.step(FactoredAction.germinate(1, Blueprint.NORM))
     assert not refused.action_success and "seed cap" in refused.action_detail
+    while not env.done:
+        env.step(FactoredAction.wait())
     assert env.summary().pruned == 1
 
 
@@ -136,7 +138,7 @@ def test_same_seed_same_episode() -> None:
             result = env.step(grow_first_slot(obs))
             obs = result.observation
             losses.append(result.train_loss)
-        return env.summary().accuracy_curve, losses
+        return env.summary().val_accuracy_curve, losses
 
     assert run(5) == run(5)
     assert run(5) != run(6)

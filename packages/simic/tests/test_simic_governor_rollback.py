@@ -51,15 +51,15 @@ def _assert_reports_the_restored_model(env: HostTrainingEnv, result: StepResult)
     governor = env._governor
     assert governor is not None
     summary = env.summary()
-    at_snapshot = summary.accuracy_curve[governor.snapshot_epoch]
+    at_snapshot = summary.val_accuracy_curve[governor.snapshot_epoch]
     _, revalidated = env._validate()
-    assert revalidated == result.observation.val_accuracy == summary.final_accuracy
-    assert summary.accuracy_curve[-1] == summary.final_accuracy
+    assert revalidated == result.observation.val_accuracy == summary.final_val_accuracy
+    assert summary.val_accuracy_curve[-1] == summary.final_val_accuracy
     assert revalidated >= at_snapshot
     gain = result.reward_terms.accuracy_gain
     assert result.reward == pytest.approx(gain - 0.7)
     # the accuracy terms still telescope to what the episode gained
-    assert gain == pytest.approx((summary.final_accuracy - summary.accuracy_curve[-2]) / 100)
+    assert gain == pytest.approx((summary.final_val_accuracy - summary.val_accuracy_curve[-2]) / 100)
 
 
 def _stages_at_next_rollback(env: HostTrainingEnv) -> list[SeedStage]:
@@ -117,4 +117,4 @@ def test_pruning_a_seed_that_carries_the_host_rolls_back_to_a_model_that_works()
     assert "collapse" in (env.summary().rollback_reason or "")
     assert env.model.stages()[0] is SeedStage.HOLDING  # the carrying seed is back
     _assert_reports_the_restored_model(env, result)
-    assert env.summary().final_accuracy > 90.0
+    assert env.summary().final_val_accuracy > 90.0

@@ -45,8 +45,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert [r.round_index for r in first_reports + resumed_reports] == [0, 1, 2, 3]
     for a, b in zip(_weights(straight), _weights(resumed), strict=True):
         assert torch.equal(a, b)
-    assert [r.mean_final_accuracy for r in straight_reports] == [
-        r.mean_final_accuracy for r in first_reports + resumed_reports
+    assert [r.mean_final_val_accuracy for r in straight_reports] == [
+        r.mean_final_val_accuracy for r in first_reports + resumed_reports
     ]
     assert load_checkpoint(checkpoint).rounds_completed == 4
 

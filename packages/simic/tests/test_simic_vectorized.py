@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+import torch
 from _simic_fixtures import ScriptedController, stripes_factory, stripes_task
 
 from esper.leyline import ConfigError
+from esper.simic.env import HostTrainingEnv
 from esper.simic.env_config import EnvConfig
 from esper.simic.env_pool import InProcessPool, ProcessPool
 from esper.simic.episode_records import StepResult
+from esper.simic.task_data import TaskData
 from esper.simic.vectorized import run_episodes
 
 CONFIG = EnvConfig(max_epochs=8, batch_size=32, host_lr=0.05, seed_lr=0.05)
@@ -36,7 +41,7 @@ def test_process_pool_matches_in_process() -> None:
     local = run_episodes(InProcessPool(3, stripes_task(), stripes_factory(), CONFIG), ScriptedController(), seeds)
     with ProcessPool(3, stripes_task(), stripes_factory(), CONFIG, n_workers=2) as pool:
         remote = run_episodes(pool, ScriptedController(), seeds)
-    assert [s.accuracy_curve for s in remote] == [s.accuracy_curve for s in local]
+    assert [s.val_accuracy_curve for s in remote] == [s.val_accuracy_curve for s in local]
     assert [s.events for s in remote] == [s.events for s in local]
 
 
@@ -46,3 +51,25 @@ def test_worker_errors_surface_with_their_message() -> None:
     with ProcessPool(1, stripes_task(), stripes_factory(), CONFIG, n_workers=1) as pool:
         with pytest.raises(Exception, match="reset"):
             pool.step([0], [FactoredAction.wait()])  # step before reset fails inside the worker
+
+
+def test_the_in_process_pool_moves_the_task_to_the_device_once_for_all_envs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One copy of the data on the device, shared by every env. Moving is simulated by a copy (as moving to a GPU
+    makes new tensors), so every move shows."""
+    moves: list[TaskData] = []
+
+    def copy_to(task: TaskData, device: torch.device) -> TaskData:
+        tensors = {f.name: getattr(task, f.name) for f in dataclasses.fields(task) if f.name != "num_classes"}
+        moved = TaskData(**{name: t.clone() for name, t in tensors.items()}, num_classes=task.num_classes)
+        moves.append(moved)
+        return moved
+
+    monkeypatch.setattr(TaskData, "to", copy_to)
+    pool = InProcessPool(3, stripes_task(), stripes_factory(), CONFIG)
+    assert len(moves) == 1
+    assert all(pool.env(i).task is moves[0] for i in range(3))
+
+
+def test_an_env_refuses_a_task_on_another_device() -> None:
+    with pytest.raises(ConfigError, match="the task's tensors are on cpu, the env runs on meta"):
+        HostTrainingEnv(stripes_task(), stripes_factory(), dataclasses.replace(CONFIG, device="meta"))

@@ -11,7 +11,7 @@ from typing import Any
 
 from esper.app.evaluation import controller_stats, episode_row, paired_comparison
 from esper.app.plots import comparison_chart, lifecycle_timeline
-from esper.app.reporting import comparison_table, episodes_table, paired_table
+from esper.app.reporting import accuracy_note, comparison_table, episodes_table, paired_table
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
 from esper.simic.episode_records import EpisodeSummary
@@ -32,12 +32,22 @@ def episodes_from_log(run_dir: Path) -> dict[str, list[EpisodeSummary]]:
 
 
 def write_controller_report(
-    run_dir: Path, command: str, config: RunConfig, label: str, seeds: list[int], summaries: list[EpisodeSummary]
+    run_dir: Path,
+    command: str,
+    config: RunConfig,
+    data: dict[str, Any],
+    label: str,
+    seeds: list[int],
+    summaries: list[EpisodeSummary],
 ) -> dict[str, Any]:
-    """One controller's episodes (``train heuristic`` or ``evaluate``); returns its statistics."""
+    """One controller's episodes (``train heuristic`` or ``evaluate``); returns its statistics. ``data`` is the
+    run's split record (``config.json``'s ``data``)."""
     rows = [episode_row(s) for s in summaries]
     stats = controller_stats(label, summaries)
-    write_results(run_dir, {"task": config.task, "controller": label, "seeds": seeds, "episodes": rows, "stats": stats})
+    write_results(
+        run_dir,
+        {"task": config.task, "data": data, "controller": label, "seeds": seeds, "episodes": rows, "stats": stats},
+    )
     if command == TRAIN_HEURISTIC:
         title = f"# Heuristic on `{config.task}`"
         scope = f"{len(summaries)} episodes of {config.episode_epochs} epochs, run seed {config.run.seed}."
@@ -52,6 +62,7 @@ def write_controller_report(
     sections = [
         title,
         scope,
+        accuracy_note(data),
         comparison_table([stats]),
         "## Episodes",
         episodes_table(rows),
@@ -64,6 +75,7 @@ def write_controller_report(
 def write_comparison_report(
     run_dir: Path,
     config: RunConfig,
+    data: dict[str, Any],
     labels: list[str],
     baseline: str,
     seeds: list[int],
@@ -85,6 +97,7 @@ def write_comparison_report(
     comparison_chart(stats, plots / "comparison.png")
     results: dict[str, Any] = {
         "task": config.task,
+        "data": data,
         "seeds": seeds,
         "baseline": baseline,
         "controllers": stats,
@@ -97,6 +110,7 @@ def write_comparison_report(
             f"# Comparison on `{config.task}`",
             f"{len(seeds)} held-out episode seeds (evaluation seed {config.run.seed}), the same for every "
             "controller. Means with 95 % bootstrap intervals.",
+            accuracy_note(data),
             comparison_table(stats),
             f"## Paired differences against {baseline}",
             paired_table(baseline, paired) if paired else "(only one controller)",

@@ -1,4 +1,8 @@
-"""Per-controller statistics over held-out episodes, and paired comparisons on the same episode seeds."""
+"""Per-controller statistics over held-out episodes, and paired comparisons on the same episode seeds.
+
+The result of an episode is its test accuracy (the test set is seen once, at the end); the final validation
+accuracy, which the controller and the reward saw all along, is reported beside it under its own name.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,19 @@ from typing import Any
 from esper.app.statistics import Interval, bootstrap_mean, bootstrap_ratio, paired_difference
 from esper.simic.episode_records import EpisodeSummary
 
-METRICS = ("final_accuracy", "params_added", "germinated", "fossilized", "pruned")
+METRICS = ("test_accuracy", "val_accuracy", "params_added", "germinated", "fossilized", "pruned")
+_SUMMARY_FIELDS = {"val_accuracy": "final_val_accuracy"}
+
+
+def _metric(summary: EpisodeSummary, metric: str) -> float:
+    return float(getattr(summary, _SUMMARY_FIELDS.get(metric, metric)))
 
 
 def episode_row(summary: EpisodeSummary) -> dict[str, Any]:
     return {
         "seed": summary.seed,
-        "final_accuracy": summary.final_accuracy,
+        "test_accuracy": summary.test_accuracy,
+        "val_accuracy": summary.final_val_accuracy,
         "params_added": summary.params_added,
         "germinated": summary.germinated,
         "fossilized": summary.fossilized,
@@ -29,15 +39,15 @@ def controller_stats(
     episodes: Sequence[EpisodeSummary],
     static: Sequence[EpisodeSummary] | None = None,
 ) -> dict[str, Any]:
-    """Mean and 95 % interval of every metric; with the static host's episodes on the same seeds, also the
+    """Mean and 95 % interval of every metric; with the static host's episodes on the same seeds, also the test
     accuracy gained over it and that gain per 1,000 added parameters."""
     stats: dict[str, Any] = {"controller": label, "episodes": len(episodes)}
     for metric in METRICS:
-        stats[metric] = bootstrap_mean([float(getattr(e, metric)) for e in episodes]).as_dict()
+        stats[metric] = bootstrap_mean([_metric(e, metric) for e in episodes]).as_dict()
     stats["rollbacks"] = sum(e.rolled_back for e in episodes)
     if static is not None:
         _check_paired(episodes, static)
-        gains = [e.final_accuracy - s.final_accuracy for e, s in zip(episodes, static, strict=True)]
+        gains = [e.test_accuracy - s.test_accuracy for e, s in zip(episodes, static, strict=True)]
         stats["gain_over_static"] = bootstrap_mean(gains).as_dict()
         ratio = bootstrap_ratio(gains, [e.params_added / 1000.0 for e in episodes])
         stats["gain_per_1k_params"] = None if ratio is None else ratio.as_dict()
@@ -47,11 +57,15 @@ def controller_stats(
 def paired_comparison(
     episodes: Sequence[EpisodeSummary], baseline: Sequence[EpisodeSummary]
 ) -> dict[str, dict[str, float | int]]:
-    """Per-seed differences (controller minus baseline) of accuracy and parameters, with 95 % intervals."""
+    """Per-seed differences (controller minus baseline) of test accuracy, validation accuracy and parameters,
+    with 95 % intervals."""
     _check_paired(episodes, baseline)
-    accuracy = paired_difference([e.final_accuracy for e in episodes], [b.final_accuracy for b in baseline])
-    params = paired_difference([float(e.params_added) for e in episodes], [float(b.params_added) for b in baseline])
-    return {"final_accuracy": accuracy.as_dict(), "params_added": params.as_dict()}
+    return {
+        metric: paired_difference(
+            [_metric(e, metric) for e in episodes], [_metric(b, metric) for b in baseline]
+        ).as_dict()
+        for metric in ("test_accuracy", "val_accuracy", "params_added")
+    }
 
 
 def _check_paired(a: Sequence[EpisodeSummary], b: Sequence[EpisodeSummary]) -> None:

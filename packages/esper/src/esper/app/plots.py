@@ -29,13 +29,16 @@ STAGE_COLORS = {
 
 
 def learning_curves(rounds: Sequence[dict[str, Any]], path: Path) -> None:
-    """Mean final accuracy per round (with min-max band), mean return, per-head entropy, explained variance."""
+    """Mean final test and validation accuracy per round (validation with its min-max band), mean return,
+    per-head entropy, explained variance."""
     x = [r["round"] for r in rounds]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0][0]
-    ax.plot(x, [r["mean_accuracy"] for r in rounds], color="C0", label="mean")
-    ax.fill_between(x, [r["min_accuracy"] for r in rounds], [r["max_accuracy"] for r in rounds], alpha=0.2)
-    ax.set(title="final validation accuracy per episode", xlabel="round", ylabel="accuracy (%)")
+    ax.plot(x, [r["mean_test_accuracy"] for r in rounds], color="C3", label="test (mean)")
+    ax.plot(x, [r["mean_val_accuracy"] for r in rounds], color="C0", label="validation (mean)")
+    ax.fill_between(x, [r["min_val_accuracy"] for r in rounds], [r["max_val_accuracy"] for r in rounds], alpha=0.2)
+    ax.set(title="final accuracy per episode (training seeds)", xlabel="round", ylabel="accuracy (%)")
+    ax.legend(fontsize=8)
     ax = axes[0][1]
     ax.plot(x, [r["mean_return"] for r in rounds], color="C1")
     ax.set(title="mean episode return", xlabel="round")
@@ -77,7 +80,8 @@ def _segments(summary: EpisodeSummary, slot: str) -> list[tuple[float, float, Se
 def lifecycle_timeline(
     episodes: Sequence[EpisodeSummary], slots: Sequence[str], path: Path, title: str, max_episodes: int = 6
 ) -> None:
-    """One panel per episode: each slot's stages over the epochs, with the validation accuracy on top."""
+    """One panel per episode: each slot's stages over the epochs, the validation accuracy curve on top, and the
+    final test accuracy in the title."""
     shown = list(episodes)[:max_episodes]
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 1.0 + 1.3 * len(shown)), squeeze=False)
     for ax, summary in zip(axes[:, 0], shown, strict=True):
@@ -87,12 +91,13 @@ def lifecycle_timeline(
         ax.set_yticks(range(len(slots)), list(slots))
         ax.set_xlim(0, max(summary.epochs_run, 1))
         accuracy = ax.twinx()
-        accuracy.plot(range(len(summary.accuracy_curve)), summary.accuracy_curve, color="black", linewidth=1)
+        curve = summary.val_accuracy_curve
+        accuracy.plot(range(len(curve)), curve, color="black", linewidth=1)
         accuracy.set_ylim(0, 100)
-        accuracy.set_ylabel("acc %", fontsize=8)
+        accuracy.set_ylabel("val acc %", fontsize=8)
         ax.set_title(
-            f"seed {summary.seed}: final {summary.final_accuracy:.1f} %, +{summary.params_added} params"
-            + (" (rolled back)" if summary.rolled_back else ""),
+            f"seed {summary.seed}: test {summary.test_accuracy:.1f} %, final val {summary.final_val_accuracy:.1f} %, "
+            f"+{summary.params_added} params" + (" (rolled back)" if summary.rolled_back else ""),
             fontsize=9,
         )
     axes[-1][0].set_xlabel("epoch")
@@ -112,12 +117,13 @@ def lifecycle_timeline(
 
 
 def comparison_chart(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Mean final accuracy and parameters added per controller, with 95 % intervals."""
+    """Mean test accuracy, final validation accuracy and parameters added per controller, with 95 % intervals."""
     names = [row["controller"] for row in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric, label in (
-        (axes[0], "final_accuracy", "final validation accuracy (%)"),
-        (axes[1], "params_added", "parameters added"),
+        (axes[0], "test_accuracy", "test accuracy (%)"),
+        (axes[1], "val_accuracy", "final validation accuracy (%)"),
+        (axes[2], "params_added", "parameters added"),
     ):
         means = [row[metric]["mean"] for row in rows]
         errors = [

@@ -11,7 +11,7 @@ from typing import Any
 
 from esper.app.evaluation import episode_row
 from esper.app.plots import learning_curves, lifecycle_timeline
-from esper.app.reporting import episodes_table, markdown_table
+from esper.app.reporting import accuracy_note, episodes_table, markdown_table
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
 from esper.leyline import HEAD_ORDER
@@ -24,8 +24,9 @@ INCOMPLETE = "incomplete"
 STOP_EVENT = "stopped"
 
 
-def write_ppo_report(run_dir: Path, config: RunConfig) -> bool:
-    """Write ``results.json``, ``summary.md`` and the plots; False (nothing written) if no round is logged."""
+def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> bool:
+    """Write ``results.json``, ``summary.md`` and the plots; False (nothing written) if no round is logged.
+    ``data`` is the run's split record (``config.json``'s ``data``)."""
     events = read_events(run_dir)
     rounds_by_index: dict[int, dict[str, Any]] = {}
     stop_reason: str | None = None
@@ -55,6 +56,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig) -> bool:
         f"# PPO on `{config.task}`",
         f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
         f"{config.run.seed}, policy `{config.policy.kind}`.",
+        accuracy_note(data),
     ]
     if status != COMPLETE:
         why = "stopped by its time budget" if status == TIME_BUDGET_REACHED else "not finished"
@@ -73,6 +75,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig) -> bool:
     ]
     results: dict[str, Any] = {
         "task": config.task,
+        "data": data,
         "status": status,
         "rounds_planned": config.run.rounds,
         "rounds": rounds,
@@ -100,9 +103,10 @@ def _rounds_table(rounds: list[dict[str, Any]]) -> str:
     return markdown_table(
         [
             "round",
-            "mean final acc %",
-            "min",
-            "max",
+            "mean test acc %",
+            "mean val acc %",
+            "min val",
+            "max val",
             "mean return",
             "params added",
             "explained var",
@@ -113,9 +117,10 @@ def _rounds_table(rounds: list[dict[str, Any]]) -> str:
         [
             [
                 r["round"],
-                f"{r['mean_accuracy']:.2f}",
-                f"{r['min_accuracy']:.1f}",
-                f"{r['max_accuracy']:.1f}",
+                f"{r['mean_test_accuracy']:.2f}",
+                f"{r['mean_val_accuracy']:.2f}",
+                f"{r['min_val_accuracy']:.1f}",
+                f"{r['max_val_accuracy']:.1f}",
                 f"{r['mean_return']:.3f}",
                 f"{r['mean_params_added']:.0f}",
                 _fmt(r["update"].get("explained_variance")),

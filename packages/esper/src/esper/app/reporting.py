@@ -8,6 +8,18 @@ from typing import Any
 from esper.app.evaluation import interval_text
 
 
+def accuracy_note(data: dict[str, Any]) -> str:
+    """What the accuracy columns mean, and the split they come from (``data`` as ``data_record`` writes it)."""
+    sizes = data["sizes"]
+    seed = "" if data["split_seed"] is None else f", split seed {data['split_seed']}"
+    return (
+        f"Data: {data['split']} ({sizes['train']:,} / {sizes['validation']:,} / {sizes['test']:,} images{seed}). "
+        "**Test accuracy** is measured once per episode, at its end, on the model the episode ends with; no "
+        "controller, reward or gate ever sees it. **Val accuracy** is the final validation accuracy, the figure "
+        "the controller and the reward saw during the episode."
+    )
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines.extend("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows)
@@ -16,11 +28,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
 
 def episodes_table(rows: Sequence[dict[str, Any]]) -> str:
     return markdown_table(
-        ["seed", "final acc %", "params added", "germinated", "fossilized", "pruned", "rolled back", "return"],
+        [
+            "seed",
+            "test acc %",
+            "val acc %",
+            "params added",
+            "germinated",
+            "fossilized",
+            "pruned",
+            "rolled back",
+            "return",
+        ],
         [
             [
                 r["seed"],
-                f"{r['final_accuracy']:.2f}",
+                f"{r['test_accuracy']:.2f}",
+                f"{r['val_accuracy']:.2f}",
                 r["params_added"],
                 r["germinated"],
                 r["fossilized"],
@@ -35,15 +58,24 @@ def episodes_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def comparison_table(stats: Sequence[dict[str, Any]]) -> str:
     with_static = any("gain_over_static" in s for s in stats)
-    header = ["controller", "final acc % [95% CI]", "params added", "germinated", "fossilized", "pruned"]
+    header = [
+        "controller",
+        "test acc % [95% CI]",
+        "val acc % [95% CI]",
+        "params added",
+        "germinated",
+        "fossilized",
+        "pruned",
+    ]
     if with_static:
-        header += ["gain over static (pp)", "gain per 1k params (pp)"]
+        header += ["test gain over static (pp)", "test gain per 1k params (pp)"]
     header.append("rollbacks")
     rows = []
     for s in stats:
         row = [
             s["controller"],
-            interval_text(s["final_accuracy"]),
+            interval_text(s["test_accuracy"]),
+            interval_text(s["val_accuracy"]),
             interval_text(s["params_added"], 0),
             interval_text(s["germinated"]),
             interval_text(s["fossilized"]),
@@ -58,9 +90,19 @@ def comparison_table(stats: Sequence[dict[str, Any]]) -> str:
 
 def paired_table(baseline: str, paired: dict[str, dict[str, dict[str, float | int]]]) -> str:
     return markdown_table(
-        ["controller", f"accuracy minus {baseline} (pp) [95% CI]", f"params minus {baseline}"],
         [
-            [name, interval_text(diff["final_accuracy"]), interval_text(diff["params_added"], 0)]
+            "controller",
+            f"test acc minus {baseline} (pp) [95% CI]",
+            f"val acc minus {baseline} (pp) [95% CI]",
+            f"params minus {baseline}",
+        ],
+        [
+            [
+                name,
+                interval_text(diff["test_accuracy"]),
+                interval_text(diff["val_accuracy"]),
+                interval_text(diff["params_added"], 0),
+            ]
             for name, diff in paired.items()
         ],
     )

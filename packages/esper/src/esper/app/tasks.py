@@ -2,7 +2,8 @@
 
 ``digits`` is the embedded default: scikit-learn's bundled 8x8 digits and an impaired CNN host (base 1, kernel 1)
 that reaches only ~20-30 % alone, so what the controller grows decides the outcome. The CIFAR-10 presets read the
-standard python batches from a directory the user names.
+standard python batches from a directory the user names. Every preset names its fixed train / validation / test
+split (``split``): validation drives the episode, test is what results report.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from esper.app.datasets.cifar10 import load_cifar10_task
-from esper.app.datasets.digits import load_digits_task
+from esper.app.datasets.cifar10 import CIFAR10_SPLIT, load_cifar10_task
+from esper.app.datasets.digits import DIGITS_SPLIT, load_digits_task
+from esper.app.datasets.splits import DataSplit
 from esper.kasmina import CNN_HOST_PRESETS, CNNHostConfig, GateConfig
 from esper.leyline import (
     CIFAR_EPISODE_EPOCHS,
@@ -59,6 +61,7 @@ class TaskPreset:
     episode_epochs: int
     env: EnvConfig
     loader: Callable[[Path | None], TaskData]
+    split: DataSplit
     needs_data_dir: bool = False
     gates: GateSettings = GateSettings()
 
@@ -94,8 +97,8 @@ _CIFAR_ENV = EnvConfig(
     max_epochs=CIFAR_EPISODE_EPOCHS, batch_size=128, host_lr=0.05, seed_lr=0.05, weight_decay=5e-4, val_batch_size=1000
 )
 
-_DIGITS_SOURCE = "scikit-learn's bundled digits (1,797 images, fixed 80/20 split)"
-_CIFAR_SOURCE = "CIFAR-10 python batches from --data-dir"
+_DIGITS_SOURCE = "scikit-learn's bundled digits (1,797 images; train/val/test 1,259/269/269, split seed 0)"
+_CIFAR_SOURCE = "CIFAR-10 python batches from --data-dir (train/val/test 45,000/5,000/10,000)"
 
 
 def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
@@ -109,6 +112,7 @@ def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         DIGITS_EPISODE_EPOCHS,
         _DIGITS_ENV,
         _digits,
+        DIGITS_SPLIT,
     )
 
 
@@ -123,6 +127,7 @@ def _cifar_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         CIFAR_EPISODE_EPOCHS,
         _CIFAR_ENV,
         _cifar,
+        CIFAR10_SPLIT,
         needs_data_dir=True,
     )
 

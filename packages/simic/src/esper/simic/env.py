@@ -9,6 +9,10 @@ separate forwards as ``EnvConfig.counterfactual_batching`` says (the same result
 
 After a rollback the restored model is validated again and the episode ends with it: its accuracy is the last
 epoch's, in the reward, the curve and the summary.
+
+Everything the controller, the reward, the gates and the governor see comes from the validation set. The test
+set is evaluated exactly once per episode, after the final step (its action and any rollback included), on the
+model the episode ends with; its accuracy appears only in the episode summary.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from esper.leyline import (
     FAILURE_STAGES,
     HISTORY_LENGTH,
     LIVE_STAGES,
+    ConfigError,
     EnvObservation,
     FactoredAction,
     InvalidStateMachineError,
@@ -40,12 +45,16 @@ from esper.simic.task_data import TaskData
 
 
 class HostTrainingEnv:
-    """Not thread-safe; one instance per env. ``reset`` must be called before ``step``."""
+    """Not thread-safe; one instance per env. ``reset`` must be called before ``step``. The task must already be
+    on the env's device and is only read, so the envs of a pool share one copy (the pool places it once)."""
 
     def __init__(self, task: TaskData, model_factory: ModelFactory, config: EnvConfig) -> None:
         self.config = config
         self.device = torch.device(config.device)
-        self.task = task.to(self.device)
+        placed = task.train_inputs.device
+        if placed.type != self.device.type or self.device.index not in (None, placed.index):
+            raise ConfigError(f"the task's tensors are on {placed}, the env runs on {self.device}: move it first")
+        self.task = task
         self.model_factory = model_factory
         self._batching = CounterfactualBatching(config.counterfactual_batching)
         self._model: MorphogeneticModel | None = None
@@ -84,6 +93,7 @@ class HostTrainingEnv:
         self._invalid = 0
         self._total_reward = 0.0
         self._rollback_reason: str | None = None
+        self._test_accuracy: float | None = None
         self._val_loss, self._val_accuracy = self._validate()
         self._curve = [self._val_accuracy]
         self._done = False
@@ -130,6 +140,8 @@ class HostTrainingEnv:
         self._total_reward += terms.total
         self._last_action = LastAction(action.op, action.slot, success)
         self._done = verdict.rollback or self._epoch >= self.config.max_epochs
+        if self._done:
+            self._test_accuracy = self._test()
         observation = self._observation()
         return StepResult(
             observation=observation,
@@ -146,13 +158,16 @@ class HostTrainingEnv:
 
     def summary(self) -> EpisodeSummary:
         model = self.model
+        if self._test_accuracy is None:
+            raise InvalidStateMachineError("summary() before the episode ended: step until a terminal result")
         stages = [event.target for event in self._events]
         return EpisodeSummary(
             seed=self._seed,
             epochs_run=self._epoch,
-            initial_accuracy=self._curve[0],
-            final_accuracy=self._curve[-1],
-            best_accuracy=max(self._curve),
+            test_accuracy=self._test_accuracy,
+            initial_val_accuracy=self._curve[0],
+            final_val_accuracy=self._curve[-1],
+            best_val_accuracy=max(self._curve),
             host_params=model.host_param_count(),
             params_added=model.active_seed_param_count(),
             germinated=stages.count(SeedStage.GERMINATED),
@@ -162,7 +177,7 @@ class HostTrainingEnv:
             rolled_back=self._rollback_reason is not None,
             rollback_reason=self._rollback_reason,
             total_reward=self._total_reward,
-            accuracy_curve=tuple(self._curve),
+            val_accuracy_curve=tuple(self._curve),
             op_counts=dict(self._op_counts),
             events=tuple(self._events),
         )
@@ -232,6 +247,24 @@ class HostTrainingEnv:
         model.record_counterfactuals(plan, accuracies)
         loss = float(loss_sum) / n
         return loss, float(accuracies[0])
+
+    def _test(self) -> float:
+        """Test accuracy (percent) of the current model, with every slot at its own alpha (the configuration
+        validation reports as the model's accuracy). Nothing is recorded on the model."""
+        model = self.model
+        task = self.task
+        keep_alphas = torch.full((1, model.slot_config.num_slots), math.nan)
+        correct = torch.zeros(1, dtype=torch.int64, device=self.device)
+        n = task.test_inputs.shape[0]
+        model.eval()
+        try:
+            for start in range(0, n, self.config.val_batch_size):
+                inputs = task.test_inputs[start : start + self.config.val_batch_size]
+                targets = task.test_targets[start : start + self.config.val_batch_size]
+                correct += count_correct(model.forward_with_alphas(inputs, keep_alphas), targets)
+        finally:
+            model.train()
+        return float(correct[0]) * 100.0 / n
 
     # ------------------------------------------------------------------------------------------ optimizers
     def _sgd(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.SGD:

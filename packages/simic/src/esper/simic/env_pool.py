@@ -48,7 +48,8 @@ class EnvPool(Protocol):
 
 class InProcessPool:
     """Every env in this process, stepped one after another with ``threads`` torch threads (this process's
-    setting, which the policy acting between steps shares; default one)."""
+    setting, which the policy acting between steps shares; default one). The task is moved to the device once
+    and its tensors are shared by every env (they are only read)."""
 
     def __init__(
         self, n_envs: int, task: TaskData, factory: ModelFactory, config: EnvConfig, threads: int | None = None
@@ -56,7 +57,8 @@ class InProcessPool:
         if n_envs < 1:
             raise ConfigError(f"need at least one env, got {n_envs}")
         torch.set_num_threads(plan_threads(os.cpu_count() or 1, n_envs, processes=False, threads=threads).main)
-        self._envs = [HostTrainingEnv(task, factory, config) for _ in range(n_envs)]
+        placed = task.to(torch.device(config.device))
+        self._envs = [HostTrainingEnv(placed, factory, config) for _ in range(n_envs)]
 
     @property
     def n_envs(self) -> int:
@@ -92,7 +94,8 @@ def _worker(
     worker ignores them (it starts with them ignored, see ``ProcessPool``) and ends when told or when the parent
     is gone (its end of the pipe closes)."""
     torch.set_num_threads(threads)
-    envs = [HostTrainingEnv(task, factory, config) for _ in range(n_local)]
+    placed = task.to(torch.device(config.device))  # once per worker, shared by its envs
+    envs = [HostTrainingEnv(placed, factory, config) for _ in range(n_local)]
     try:
         while True:
             command, payload = connection.recv()

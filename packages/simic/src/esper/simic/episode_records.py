@@ -52,13 +52,18 @@ class StepResult:
 @dataclass(frozen=True)
 class EpisodeSummary:
     """One finished episode. Accuracies in percent; ``params_added`` counts the seeds that change the output at
-    the end (alpha > 0 or fossilized), as the rent does: a seed that never blended adds nothing."""
+    the end (alpha > 0 or fossilized), as the rent does: a seed that never blended adds nothing.
+
+    ``test_accuracy`` is the held-out test set's verdict on the model the episode ended with (the episode's
+    reported result); every ``val_`` figure comes from the validation set the controller and reward saw.
+    """
 
     seed: int
     epochs_run: int
-    initial_accuracy: float
-    final_accuracy: float
-    best_accuracy: float
+    test_accuracy: float
+    initial_val_accuracy: float
+    final_val_accuracy: float
+    best_val_accuracy: float
     host_params: int
     params_added: int
     germinated: int
@@ -68,14 +73,14 @@ class EpisodeSummary:
     rolled_back: bool
     rollback_reason: str | None
     total_reward: float
-    accuracy_curve: tuple[float, ...]
+    val_accuracy_curve: tuple[float, ...]
     op_counts: dict[str, int]
     events: tuple[LifecycleEvent, ...]
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["events"] = [event.as_dict() for event in self.events]
-        out["accuracy_curve"] = list(self.accuracy_curve)
+        out["val_accuracy_curve"] = list(self.val_accuracy_curve)
         return out
 
     @classmethod

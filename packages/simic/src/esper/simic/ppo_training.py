@@ -48,8 +48,12 @@ class RoundReport:
     seconds: float
 
     @property
-    def mean_final_accuracy(self) -> float:
-        return sum(e.final_accuracy for e in self.episodes) / len(self.episodes)
+    def mean_final_val_accuracy(self) -> float:
+        return sum(e.final_val_accuracy for e in self.episodes) / len(self.episodes)
+
+    @property
+    def mean_test_accuracy(self) -> float:
+        return sum(e.test_accuracy for e in self.episodes) / len(self.episodes)
 
     @property
     def mean_reward(self) -> float:

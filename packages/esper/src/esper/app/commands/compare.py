@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 
 from esper.app.commands.shared import (
+    data_record,
     resolve_evaluation_config,
     run_logged_episodes,
     warn_on_other_episode_lengths,
 )
-from esper.app.controllers import ControllerSpec, build_controller
+from esper.app.controllers import ControllerSpec, build_controller, with_distinct_labels
 from esper.app.episode_reports import COMPARE, write_comparison_report
 from esper.app.reporting import comparison_table, paired_table
 from esper.app.run_directory import RunDirectory, default_run_dir
@@ -25,7 +26,7 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
-    specs = [ControllerSpec.parse(text) for text in args.controllers.split(",") if text.strip()]
+    specs = with_distinct_labels([ControllerSpec.parse(text) for text in args.controllers.split(",") if text.strip()])
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels) or not specs:
         raise ConfigError(f"--controllers needs distinct controllers, got {args.controllers!r}")
@@ -38,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     warn_on_other_episode_lengths(specs, config)
     # Every controller is built (its checkpoint loaded and checked) before the output directory is created.
     controllers = [
-        build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device) for spec in specs
+        build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
     ]
     task = config.preset.load_data(args.data_dir)
+    data = data_record(config, task)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
             {
@@ -50,13 +52,14 @@ def run(args: argparse.Namespace) -> int:
                 "controller_names": [controller.name for controller in controllers],  # as the log names them
                 "baseline": baseline,
                 "episode_seeds": seeds,
+                "data": data,
             }
         )
         for spec, controller in zip(specs, controllers, strict=True):
             episodes[spec.label] = run_logged_episodes(
                 config, controller, seeds, directory, task, quiet=args.quiet, label=spec.label
             )
-        stats, paired = write_comparison_report(directory.path, config, labels, baseline, seeds, episodes)
+        stats, paired = write_comparison_report(directory.path, config, data, labels, baseline, seeds, episodes)
     print(comparison_table(stats))
     if paired:
         print()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from esper.app.commands.shared import (
+    data_record,
     resolve_evaluation_config,
     run_logged_episodes,
     warn_on_other_episode_lengths,
@@ -21,18 +22,19 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
     spec = ControllerSpec.parse(args.controller)
     warn_on_other_episode_lengths([spec], config)
-    controller = build_controller(spec, config.preset.slots, seed=config.run.seed, device=config.run.device)
+    controller = build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
     task = config.preset.load_data(args.data_dir)
+    data = data_record(config, task)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
-            {**config.to_dict(), "command": EVALUATE, "controller": spec.label, "episode_seeds": seeds}
+            {**config.to_dict(), "command": EVALUATE, "controller": spec.label, "episode_seeds": seeds, "data": data}
         )
         summaries = run_logged_episodes(
             config, controller, seeds, directory, task, quiet=args.quiet, label=f"evaluating {spec.label}"
         )
-        stats = write_controller_report(directory.path, EVALUATE, config, spec.label, seeds, summaries)
+        stats = write_controller_report(directory.path, EVALUATE, config, data, spec.label, seeds, summaries)
     rows = [episode_row(s) for s in summaries]
     print(episodes_table(rows))
     print()

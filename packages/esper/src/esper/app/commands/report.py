@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     config = from_dict(stored)
     command = "train ppo" if stored.get("controller") == "ppo" else stored.get("command")
     if command == "train ppo":
-        if not write_ppo_report(run_dir, config):
+        if not write_ppo_report(run_dir, config, stored["data"]):
             raise ConfigError(f"{run_dir} has no completed round in its event log; nothing to report")
     elif command in (TRAIN_HEURISTIC, EVALUATE, COMPARE):
         logged = episodes_from_log(run_dir)
@@ -44,9 +44,9 @@ def run(args: argparse.Namespace) -> int:
         episodes = {label: logged.get(name, []) for label, name in zip(labels, names, strict=False)}
         _check_complete(run_dir, labels, seeds, episodes)
         if command == COMPARE:
-            write_comparison_report(run_dir, config, labels, stored["baseline"], seeds, episodes)
+            write_comparison_report(run_dir, config, stored["data"], labels, stored["baseline"], seeds, episodes)
         else:
-            write_controller_report(run_dir, command, config, labels[0], seeds, episodes[labels[0]])
+            write_controller_report(run_dir, command, config, stored["data"], labels[0], seeds, episodes[labels[0]])
     else:
         raise ConfigError(f"{run_dir}/config.json does not say which command wrote it; nothing to rebuild")
     print(f"wrote {run_dir}/summary.md and {run_dir}/results.json")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from typing import Any
 
 from esper.app.backends import make_pool
 from esper.app.console import warn
@@ -47,6 +48,13 @@ def warn_on_other_episode_lengths(specs: Sequence[ControllerSpec], config: RunCo
             )
 
 
+def data_record(config: RunConfig, task: TaskData) -> dict[str, Any]:
+    """The task's split as a run records it (config and results): the preset's description and split seed, and
+    the sizes actually loaded."""
+    split = config.preset.split
+    return {"split": split.description, "split_seed": split.seed, "sizes": task.split_sizes()}
+
+
 def run_logged_episodes(
     config: RunConfig,
     controller: Controller,
@@ -81,7 +89,7 @@ def run_logged_episodes(
                         success=result.action_success,
                     )
                 accuracy = sum(r.observation.val_accuracy for r in results) / len(results)
-                progress.advance(len(results), acc=accuracy)
+                progress.advance(len(results), val_acc=accuracy)
 
             summaries: list[EpisodeSummary] = []
             for start in range(0, len(seeds), n_envs):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from esper.app.commands.shared import resolve_config, run_logged_episodes
+from esper.app.commands.shared import data_record, resolve_config, run_logged_episodes
 from esper.app.episode_reports import TRAIN_HEURISTIC, write_controller_report
 from esper.app.reporting import comparison_table
 from esper.app.run_directory import RunDirectory, default_run_dir
@@ -28,16 +28,23 @@ def run(args: argparse.Namespace) -> int:
     )
     seeds = training_episode_seeds(config.run.seed, 0, config.run.episodes)
     task = config.preset.load_data(args.data_dir)
+    data = data_record(config, task)
     out = args.out or default_run_dir(config.task, "heuristic")
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
-            {**config.to_dict(), "command": TRAIN_HEURISTIC, "controller": "heuristic", "episode_seeds": seeds}
+            {
+                **config.to_dict(),
+                "command": TRAIN_HEURISTIC,
+                "controller": "heuristic",
+                "episode_seeds": seeds,
+                "data": data,
+            }
         )
         controller = HeuristicController(config.preset.slots, Topology.CNN)
         summaries = run_logged_episodes(
             config, controller, seeds, directory, task, quiet=args.quiet, label="heuristic episodes"
         )
-        stats = write_controller_report(directory.path, TRAIN_HEURISTIC, config, "heuristic", seeds, summaries)
+        stats = write_controller_report(directory.path, TRAIN_HEURISTIC, config, data, "heuristic", seeds, summaries)
     print(comparison_table([stats]))
     print(f"\nwrote {directory.path}/summary.md")
     return 0

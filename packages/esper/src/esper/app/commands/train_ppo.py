@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from esper.app.backends import make_pool
-from esper.app.commands.shared import resolve_config
+from esper.app.commands.shared import data_record, resolve_config
 from esper.app.console import note
 from esper.app.controllers import policy_from_checkpoint
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
@@ -73,10 +73,11 @@ def run(args: argparse.Namespace) -> int:
     }
     bundle = build_policy(policy_config, config)
     task = config.preset.load_data(args.data_dir)
+    data = data_record(config, task)
     run_id = uuid.uuid4().hex
     out = args.out or default_run_dir(config.task, "ppo")
     with RunDirectory(out, unique=args.out is None) as directory, RunLock(directory.path):
-        _train(config, run_id, bundle, directory, None, task, args.quiet)
+        _train(config, run_id, bundle, directory, None, task, data, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
     return 0
 
@@ -102,7 +103,7 @@ def _resume(args: argparse.Namespace) -> int:
         checkpoint = load_checkpoint(checkpoint_file(run_dir))
         _check_checkpoint_matches(checkpoint, config, run_id)
         if checkpoint.rounds_completed >= config.run.rounds:
-            if not (run_dir / "summary.md").is_file() and write_ppo_report(run_dir, config):
+            if not (run_dir / "summary.md").is_file() and write_ppo_report(run_dir, config, stored["data"]):
                 print(f"the run was already complete; wrote {run_dir}/summary.md")
                 return 0
             raise ConfigError(
@@ -113,8 +114,9 @@ def _resume(args: argparse.Namespace) -> int:
         bundle = policy_from_checkpoint(checkpoint, device=config.run.device, compile_mode=config.run.compile_mode)
         PPOUpdater(bundle, config.ppo, total_rounds=config.run.rounds).load_state_dict(checkpoint.updater_state)
         task = config.preset.load_data(args.data_dir)
+        data = data_record(config, task)
         with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
-            _train(config, run_id, bundle, directory, checkpoint, task, args.quiet)
+            _train(config, run_id, bundle, directory, checkpoint, task, data, args.quiet)
     print(f"wrote {run_dir}/summary.md (checkpoint: {checkpoint_file(run_dir)})")
     return 0
 
@@ -132,6 +134,15 @@ def _checkpoint_config(config: RunConfig, run_id: str) -> dict[str, Any]:
     return {**config.to_dict(), "run_id": run_id}
 
 
+def _episode_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a run config that define its episodes and updates. The device is left out: it says where the
+    run computes, not what it computes, so a run may continue on another device."""
+    settings = {key: config.get(key) for key in ("task", "policy", "env", "reward", "gates", "ppo")}
+    if isinstance(settings["env"], Mapping):
+        settings["env"] = {k: v for k, v in settings["env"].items() if k != "device"}
+    return settings
+
+
 def _check_checkpoint_matches(checkpoint: TrainingCheckpoint, config: RunConfig, run_id: str) -> None:
     saved = checkpoint.config
     if saved.get("run_id") != run_id:
@@ -140,8 +151,10 @@ def _check_checkpoint_matches(checkpoint: TrainingCheckpoint, config: RunConfig,
             f"config.json is run {run_id!r}"
         )
     expected = config.to_dict()
-    for key in ("task", "policy", "env", "reward", "gates", "ppo"):
-        if saved.get(key) != expected[key]:
+    saved_settings = _episode_settings(saved)
+    expected_settings = _episode_settings(expected)
+    for key in expected_settings:
+        if saved_settings[key] != expected_settings[key]:
             raise CheckpointError(
                 f"the checkpoint does not belong to this run: its {key!r} settings differ from config.json"
             )
@@ -168,6 +181,7 @@ def _train(
     directory: RunDirectory,
     checkpoint: TrainingCheckpoint | None,
     task: TaskData,
+    data: dict[str, Any],
     quiet: bool,
 ) -> None:
     directory.write_config({**config.to_dict(), "controller": "ppo", "run_id": run_id})
@@ -182,7 +196,7 @@ def _train(
             f"time budget reached after {stopped_early} of {config.run.rounds} rounds; "
             f"continue with `esper train ppo --resume {directory.path}`"
         )
-    write_ppo_report(directory.path, config)
+    write_ppo_report(directory.path, config, data)
 
 
 def _run_rounds(
@@ -234,7 +248,8 @@ def _run_rounds(
                 current[0] = report.round_index + 1
                 _log_round(directory, report)
                 progress.note(
-                    f"round {report.round_index}: accuracy {report.mean_final_accuracy:.1f} %, "
+                    f"round {report.round_index}: test acc {report.mean_test_accuracy:.1f} %, "
+                    f"val acc {report.mean_final_val_accuracy:.1f} %, "
                     f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
                 )
 
@@ -253,13 +268,14 @@ def _run_rounds(
 
 def _log_round(directory: RunDirectory, report: RoundReport) -> None:
     update = report.update.flat()
-    accuracies = [e.final_accuracy for e in report.episodes]
+    accuracies = [e.final_val_accuracy for e in report.episodes]
     mean_params = sum(e.params_added for e in report.episodes) / len(report.episodes)
     record = {
         "round": report.round_index,
-        "mean_accuracy": report.mean_final_accuracy,
-        "min_accuracy": min(accuracies),
-        "max_accuracy": max(accuracies),
+        "mean_test_accuracy": report.mean_test_accuracy,
+        "mean_val_accuracy": report.mean_final_val_accuracy,
+        "min_val_accuracy": min(accuracies),
+        "max_val_accuracy": max(accuracies),
         "mean_return": report.mean_reward,
         "mean_params_added": mean_params,
         "seconds": report.seconds,
@@ -278,7 +294,8 @@ def _log_round(directory: RunDirectory, report: RoundReport) -> None:
     directory.scalars(
         report.round_index,
         {
-            "episode/final_accuracy": report.mean_final_accuracy,
+            "episode/test_accuracy": report.mean_test_accuracy,
+            "episode/val_accuracy": report.mean_final_val_accuracy,
             "episode/return": report.mean_reward,
             "episode/params_added": mean_params,
             **{f"ppo/{key}": value for key, value in update.items()},

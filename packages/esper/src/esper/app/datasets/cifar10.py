@@ -2,8 +2,11 @@
 
 Expected files (as unpacked from ``cifar-10-python.tar.gz``): ``data_batch_1`` .. ``data_batch_5`` and
 ``test_batch``, each a pickled dict with ``b"data"`` (uint8 ``[10000, 3072]``, channel-major 32x32) and
-``b"labels"``. The directory may be ``cifar-10-batches-py`` itself or its parent. The test batch is the
-validation set. Nothing is downloaded.
+``b"labels"``. The directory may be ``cifar-10-batches-py`` itself or its parent. Nothing is downloaded.
+
+Splits: the last 5,000 images of ``data_batch_5`` are the validation set (what the controller and the reward see),
+the other 45,000 training images are trained on, and ``test_batch`` (10,000 images) is the test set, evaluated once
+at the end of every episode and only reported.
 """
 
 from __future__ import annotations
@@ -14,12 +17,23 @@ from typing import Any
 
 import numpy as np
 
-from esper.app.datasets.splits import standardized_task
+from esper.app.datasets.splits import DataSplit, standardized_task
 from esper.leyline import ConfigError
 from esper.simic.task_data import TaskData
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
+#: Images at the end of the last training batch held out as the validation set.
+CIFAR10_VALIDATION_IMAGES = 5000
+CIFAR10_SPLIT = DataSplit(
+    description=(
+        f"CIFAR-10: the last {CIFAR10_VALIDATION_IMAGES:,} images of {TRAIN_FILES[-1]} validate, {TEST_FILE} tests"
+    ),
+    seed=None,
+    train=45_000,
+    validation=CIFAR10_VALIDATION_IMAGES,
+    test=10_000,
+)
 _IMAGE_VALUES = 3 * 32 * 32
 #: What a pickled numpy array needs: its reconstructor (module path of numpy 1 and of numpy 2), the array and
 #: dtype types, and the codec protocol-2 pickles use for byte strings.
@@ -83,13 +97,29 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def load_cifar10_task(data_dir: Path, train_limit: int | None = None) -> TaskData:
-    """Load all five training batches and the test batch; ``train_limit`` keeps the first N training images."""
+def load_cifar10_task(
+    data_dir: Path, validation_images: int = CIFAR10_VALIDATION_IMAGES, train_limit: int | None = None
+) -> TaskData:
+    """Train on the five training batches minus the last ``validation_images`` of the fifth (the validation set),
+    test on the test batch; ``train_limit`` keeps the first N training images."""
     directory = locate_cifar10(data_dir)
     parts = [_read_batch(directory / name) for name in TRAIN_FILES]
+    test_images, test_labels = _read_batch(directory / TEST_FILE)
+    last_images, last_labels = parts[-1]
+    if not 0 < validation_images < len(last_labels):
+        raise DatasetError(
+            f"{directory / TRAIN_FILES[-1]} holds {len(last_labels)} images; the validation set takes its last "
+            f"{validation_images} and training needs at least one more (a complete CIFAR-10 batch holds 10000)"
+        )
+    cut = len(last_labels) - validation_images
+    parts[-1] = (last_images[:cut], last_labels[:cut])
     train_images = np.concatenate([images for images, _ in parts])
     train_labels = np.concatenate([labels for _, labels in parts])
     if train_limit is not None:
         train_images, train_labels = train_images[:train_limit], train_labels[:train_limit]
-    test_images, test_labels = _read_batch(directory / TEST_FILE)
-    return standardized_task(train_images / 255.0, train_labels, test_images / 255.0, test_labels, num_classes=10)
+    return standardized_task(
+        (train_images / 255.0, train_labels),
+        (last_images[cut:] / 255.0, last_labels[cut:]),
+        (test_images / 255.0, test_labels),
+        num_classes=10,
+    )

@@ -1,6 +1,9 @@
-"""Shared preprocessing: a fixed train/validation split and per-channel standardization from training data."""
+"""Shared preprocessing: a fixed stratified train/validation/test split, and per-channel standardization from the
+training data alone."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -8,29 +11,61 @@ import torch
 from esper.simic.task_data import TaskData
 
 
-def fixed_split(n_samples: int, validation_fraction: float, split_seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of a train/validation split that depends only on ``split_seed`` (never on the run seed)."""
-    order = np.random.default_rng(split_seed).permutation(n_samples)
-    n_val = round(n_samples * validation_fraction)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+@dataclass(frozen=True)
+class DataSplit:
+    """How a task divides its examples into train / validation / test (never overlapping): what a run records
+    beside its results. ``seed`` is None when the split is positional (no randomness)."""
+
+    description: str
+    seed: int | None
+    train: int
+    validation: int
+    test: int
+
+
+def stratified_split(
+    labels: np.ndarray, validation_fraction: float, test_fraction: float, split_seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted train, validation and test indices. Each class is shuffled by a generator seeded with ``split_seed``
+    alone (never the run seed) and cut in the same proportions, so every split keeps the class balance."""
+    rng = np.random.default_rng(split_seed)
+    parts: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] = ([], [], [])
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = round(len(members) * test_fraction)
+        n_val = round(len(members) * validation_fraction)
+        parts[2].append(members[:n_test])
+        parts[1].append(members[n_test : n_test + n_val])
+        parts[0].append(members[n_test + n_val :])
+    train, val, test = (np.sort(np.concatenate(part)) for part in parts)
+    return train, val, test
+
+
+def _floats(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+
+
+def _labels(labels: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(labels, dtype=np.int64))
 
 
 def standardized_task(
-    train_images: np.ndarray,
-    train_labels: np.ndarray,
-    val_images: np.ndarray,
-    val_labels: np.ndarray,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
     num_classes: int,
 ) -> TaskData:
-    """Images ``[N, C, H, W]`` scaled by the training set's per-channel mean and std."""
-    train = torch.from_numpy(np.ascontiguousarray(train_images, dtype=np.float32))
-    val = torch.from_numpy(np.ascontiguousarray(val_images, dtype=np.float32))
-    mean = train.mean(dim=(0, 2, 3), keepdim=True)
-    std = train.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
+    """(images ``[N, C, H, W]``, labels) per split, every split scaled by the training set's per-channel mean and
+    std (validation and test statistics never leak into the preprocessing)."""
+    train_images = _floats(train[0])
+    mean = train_images.mean(dim=(0, 2, 3), keepdim=True)
+    std = train_images.std(dim=(0, 2, 3), keepdim=True).clamp(min=1e-6)
     return TaskData(
-        train_inputs=(train - mean) / std,
-        train_targets=torch.from_numpy(np.asarray(train_labels, dtype=np.int64)),
-        val_inputs=(val - mean) / std,
-        val_targets=torch.from_numpy(np.asarray(val_labels, dtype=np.int64)),
+        train_inputs=(train_images - mean) / std,
+        train_targets=_labels(train[1]),
+        val_inputs=(_floats(validation[0]) - mean) / std,
+        val_targets=_labels(validation[1]),
+        test_inputs=(_floats(test[0]) - mean) / std,
+        test_targets=_labels(test[1]),
         num_classes=num_classes,
     )
