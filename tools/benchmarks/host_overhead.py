@@ -128,9 +128,10 @@ def _env_case(name: str, task: TaskData, factory: ModelFactory, config: EnvConfi
 def count_work(task: TaskData, config: EnvConfig) -> tuple[tuple[Metric, Metric], Table]:
     """The CI gates: host forwards per env step (every variant and the bare loop) against the expected count,
     and the torch operators of env steps against bare epochs, over ``COUNT_STEPS`` steps of fresh envs."""
-    n_train, n_val = task.train_inputs.shape[0], task.val_inputs.shape[0]
+    n_train, n_val, n_test = task.train_inputs.shape[0], task.val_inputs.shape[0], task.test_inputs.shape[0]
     train_batches = sum(1 for start in range(0, n_train, config.batch_size) if n_train - start >= 2)
     val_batches = -(-n_val // config.val_batch_size)
+    test_batches = -(-n_test // config.val_batch_size)  # once per episode, on its terminal step
     separate = (
         CounterfactualBatching(config.counterfactual_batching).resolve(torch.device(config.device))
         is CounterfactualBatching.SEPARATE
@@ -156,6 +157,7 @@ def count_work(task: TaskData, config: EnvConfig) -> tuple[tuple[Metric, Metric]
             validations = 2 if result.rolled_back else 1  # a rollback validates the restored model again
             env_counted += len(forwards)
             env_expected += train_batches + validations * val_batches * (plan_rows if separate else 1)
+            env_expected += test_batches if result.terminal else 0
         rows.append((name, f"{env_counted / COUNT_STEPS:g}", f"{env_expected / COUNT_STEPS:g}"))
         counted += env_counted
         expected += env_expected
