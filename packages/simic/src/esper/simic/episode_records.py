@@ -88,6 +88,6 @@ class EpisodeSummary:
         """The summary ``as_dict`` wrote (an episode event of a run's log); unknown keys are ignored, so an event
         may carry extra fields such as its round."""
         values = {name: data[name] for name in cls.__dataclass_fields__}
-        values["accuracy_curve"] = tuple(data["accuracy_curve"])
+        values["val_accuracy_curve"] = tuple(data["val_accuracy_curve"])
         values["events"] = tuple(LifecycleEvent.from_dict(event) for event in data["events"])
         return cls(**values)

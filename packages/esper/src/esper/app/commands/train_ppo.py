@@ -184,7 +184,7 @@ def _train(
     data: dict[str, Any],
     quiet: bool,
 ) -> None:
-    directory.write_config({**config.to_dict(), "controller": "ppo", "run_id": run_id})
+    directory.write_config({**config.to_dict(), "controller": "ppo", "run_id": run_id, "data": data})
     try:
         stopped_early = _run_rounds(config, run_id, bundle, directory, checkpoint, task, quiet)
     except (EsperError, OSError, KeyboardInterrupt, Terminated) as error:
