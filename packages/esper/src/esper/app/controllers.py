@@ -104,9 +104,7 @@ def policy_from_checkpoint(
     ``CheckpointError``. Its weights come from the checkpoint, so the build draws nothing from any generator."""
     with torch.random.fork_rng(devices=[]):
         try:
-            bundle = create_policy_from_config(
-                checkpoint.policy_build_config, device=device, compile_mode=compile_mode
-            )
+            bundle = create_policy_from_config(checkpoint.policy_build_config, device=device, compile_mode=compile_mode)
         except EsperError as error:
             raise CheckpointError(f"the checkpoint describes a policy Esper cannot build: {error}") from None
     # A field left out or of another type would be filled in or coerced by the factory, and could build a
