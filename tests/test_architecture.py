@@ -56,6 +56,10 @@ def test_contracts_are_kept_on_the_real_tree() -> None:
         ("tamiyo", "import esper.kasmina", "Kasmina and tamiyo are independent of each other"),
         ("leyline", "import torch", "Leyline imports no other member and no torch"),
         ("leyline", "import esper.tamiyo", "Leyline imports no other member and no torch"),
+        ("simic", "import ray", "Only simic's Ray pool imports Ray"),
+        ("simic", "from esper.simic import ray_pool", "Only simic's Ray pool imports Ray"),
+        ("esper", "import ray.util", "Only simic's Ray pool imports Ray"),
+        ("esper", "from esper.simic.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
     ],
 )
 def test_each_contract_catches_a_planted_violation(

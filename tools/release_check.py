@@ -8,8 +8,9 @@ For every member (or ``--members``):
 2. choose its sibling sets: the oldest versions its declared ranges allow (released versions are rebuilt
    from their release commits, see ``releasing/compat.py``) and the newest (the workspace's);
 3. for each set (once when both are the same): a fresh virtual environment with only those wheels and their
-   declared dependencies (third-party versions as in uv.lock), where every module must import (and
-   ``esper-leyline`` must not pull torch in); a set the resolver refuses fails here, before anything runs;
+   declared dependencies (third-party versions as in uv.lock), where every module must import, except one that
+   needs a package of an optional extra the default install leaves out (and ``esper-leyline`` must not pull
+   torch in); a set the resolver refuses fails here, before anything runs;
 4. add the member's ``test`` dependency group and run the member's own tests against the installed wheels
    (a copy of its tests/ and README.md, so nothing is imported from the workspace's sources).
 
@@ -24,20 +25,33 @@ import os
 import shutil
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from releasing.compat import Candidate, newest_set, oldest_set
 from releasing.wheels import CommandError, WheelBuilder, metadata_problems, run
 from releasing.workspace import ROOT, Member, WorkspaceError, load_members, member_named
 
-# Runs inside the fresh venv: import every module of the member's package, report whether torch exists.
+# Runs inside the fresh venv: import every module of the member's package, report whether torch exists. A module
+# may fail only for want of a package of one of the member's optional extras (argv[2], comma-separated): the
+# default install leaves those out (esper.simic.ray_pool needs `esper-simic[ray]`).
 _IMPORT_ALL = """
 import importlib, importlib.util, pkgutil, sys
+optional = set(filter(None, sys.argv[2].split(",")))
 package = importlib.import_module(sys.argv[1])
 names = [sys.argv[1]] + [m.name for m in pkgutil.walk_packages(package.__path__, sys.argv[1] + ".")]
+extra_only = []
 for name in names:
-    importlib.import_module(name)
-print(len(names), "modules imported;", "torch present" if importlib.util.find_spec("torch") else "torch absent")
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if (error.name or "").split(".")[0] not in optional:
+            raise
+        extra_only.append(name)
+needs = f" ({', '.join(extra_only)} needs an extra)" if extra_only else ""
+torch = "torch present" if importlib.util.find_spec("torch") else "torch absent"
+print(len(names) - len(extra_only), f"modules imported{needs};", torch)
 """
 
 _PYTEST_INI = """[pytest]
@@ -45,6 +59,7 @@ addopts = --import-mode=importlib -p no:cacheprovider
 pythonpath = tests
 markers =
     slow: end-to-end runs that take more than a few seconds
+    ray: tests that run environments on Ray (skipped without the ray extra)
 """
 
 
@@ -105,7 +120,7 @@ class ReleaseCheck:
             run([*install, *wheels], self.root)
         except CommandError as error:
             raise CommandError(f"the resolver refused {self._describe(chosen)}: {error}") from None
-        imported = run([python, "-c", _IMPORT_ALL, member.import_name], self.root).strip()
+        imported = run([python, "-c", _IMPORT_ALL, member.import_name, _extra_packages(member)], self.root).strip()
         if member.distribution == "esper-leyline" and "torch absent" not in imported:
             raise WorkspaceError(f"esper-leyline pulled torch into its environment: {imported}")
         run([*install, *member.test_requirements], self.root)
@@ -121,6 +136,13 @@ class ReleaseCheck:
             shutil.copy(member.directory / "README.md", copy / "README.md")
             (copy / "pytest.ini").write_text(_PYTEST_INI)
         return copy
+
+
+def _extra_packages(member: Member) -> str:
+    """The import names of the packages the member's optional extras bring (comma-separated)."""
+    project = tomllib.loads((member.directory / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {}).values()
+    return ",".join(sorted({Requirement(text).name.replace("-", "_") for texts in extras for text in texts}))
 
 
 def main(argv: list[str] | None = None) -> int:

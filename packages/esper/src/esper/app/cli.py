@@ -48,10 +48,26 @@ def _add_common(parser: argparse.ArgumentParser, *, task_default: str | None = D
     parser.add_argument("--data-dir", type=Path, help="dataset directory (CIFAR-10 tasks)")
     parser.add_argument("--config", type=Path, help="TOML file with [run] [env] [reward] [ppo] [policy] sections")
     parser.add_argument("--backend", choices=BACKENDS, help="where envs run (default auto: worker processes on CPU)")
-    parser.add_argument("--workers", type=int, help="worker processes for the process backend (default: cores)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (processes backend) or env actors (ray backend); default: cores, or one actor per "
+        "env on a Ray cluster",
+    )
     parser.add_argument(
         "--threads", type=int, help="torch threads per env process (default: 1 in-process, cores / workers otherwise)"
     )
+    parser.add_argument(
+        "--ray-address", help="Ray backend: join this cluster (default: $RAY_ADDRESS, else start Ray on this machine)"
+    )
+    parser.add_argument("--ray-num-cpus", type=int, help="Ray backend: CPUs a Ray started here may use (default: all)")
+    parser.add_argument(
+        "--ray-cpus-per-actor",
+        type=float,
+        help="Ray backend: CPUs (and torch threads) per env actor (default: a local Ray's CPUs shared out; 1 on a "
+        "cluster)",
+    )
+    parser.add_argument("--ray-gpus-per-actor", type=float, help="Ray backend: GPUs per env actor (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (for CI and scripts)")
 
 

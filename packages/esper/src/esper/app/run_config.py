@@ -30,7 +30,17 @@ from esper.simic.ppo import PPOConfig
 from esper.simic.rewards import RewardConfig
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
-BACKENDS = ("auto", "inprocess", "processes")
+BACKENDS = ("auto", "inprocess", "processes", "ray")
+#: The ``[run]`` keys that say where envs run: flags of every command, and changeable on ``--resume``.
+BACKEND_KEYS = (
+    "backend",
+    "workers",
+    "threads",
+    "ray_address",
+    "ray_num_cpus",
+    "ray_cpus_per_actor",
+    "ray_gpus_per_actor",
+)
 #: Episode seeds are derived from the low 32 bits of the run seed, so a larger seed would repeat a smaller one.
 MAX_SEED = 2**32 - 1
 _INFINITY = "inf"
@@ -54,6 +64,13 @@ class RunSettings:
     #: torch threads per process that runs envs (in-process: this one; default 1); with worker processes, per
     #: worker (default: an equal share of the cores). Defaults never oversubscribe the machine.
     threads: int | None = None
+    #: Ray backend: the cluster to join (None: the RAY_ADDRESS variable, else a Ray started on this machine with
+    #: ``ray_num_cpus`` CPUs, all cores when None), and what each env actor reserves (CPUs: None shares a local
+    #: Ray's CPUs among the actors, one per actor on a cluster).
+    ray_address: str | None = None
+    ray_num_cpus: int | None = None
+    ray_cpus_per_actor: float | None = None
+    ray_gpus_per_actor: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("rounds", "envs", "episodes"):
@@ -77,6 +94,12 @@ class RunSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"run.{name} must be >= 1, got {value}")
+        if self.ray_num_cpus is not None and self.ray_num_cpus < 1:
+            raise ConfigError(f"run.ray_num_cpus must be >= 1, got {self.ray_num_cpus}")
+        if self.ray_cpus_per_actor is not None and not self.ray_cpus_per_actor > 0:
+            raise ConfigError(f"run.ray_cpus_per_actor must be > 0, got {self.ray_cpus_per_actor}")
+        if not self.ray_gpus_per_actor >= 0:
+            raise ConfigError(f"run.ray_gpus_per_actor must be >= 0, got {self.ray_gpus_per_actor}")
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from esper.app.backends import make_pool
+from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
 from esper.app.controllers import ControllerSpec
 from esper.app.progress import Progress
-from esper.app.run_config import RunConfig, check_device, read_toml, resolve
+from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
 from esper.app.run_directory import RunDirectory, read_run_config
 from esper.leyline import Controller
 from esper.simic.episode_records import EpisodeSummary, StepResult
@@ -22,15 +22,19 @@ def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunCon
     file_values = read_toml(args.config) if getattr(args, "config", None) is not None else {}
     config = resolve(args.task, file_values, flags)
     check_device(config.run.device)
+    require_backend(config)
     return config
+
+
+def backend_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The flags every command takes to say where envs run (``BACKEND_KEYS``)."""
+    return {name: getattr(args, name) for name in BACKEND_KEYS}
 
 
 def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
     """The config of ``evaluate`` and ``compare`` (they take the same flags)."""
-    flags = {
-        name: getattr(args, name) for name in ("episodes", "envs", "seed", "backend", "workers", "threads", "device")
-    }
-    return resolve_config(args, flags)
+    flags = {name: getattr(args, name) for name in ("episodes", "envs", "seed", "device")}
+    return resolve_config(args, {**flags, **backend_flags(args)})
 
 
 def warn_on_other_episode_lengths(specs: Sequence[ControllerSpec], config: RunConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from esper.app.commands.shared import data_record, resolve_config, run_logged_episodes
+from esper.app.commands.shared import backend_flags, data_record, resolve_config, run_logged_episodes
 from esper.app.episode_reports import TRAIN_HEURISTIC, write_controller_report
 from esper.app.reporting import comparison_table
 from esper.app.run_directory import RunDirectory, default_run_dir
@@ -20,10 +20,8 @@ def run(args: argparse.Namespace) -> int:
             "episodes": args.episodes,
             "envs": args.envs,
             "seed": args.seed,
-            "backend": args.backend,
-            "workers": args.workers,
-            "threads": args.threads,
             "epochs": args.epochs,
+            **backend_flags(args),
         },
     )
     seeds = training_episode_seeds(config.run.seed, 0, config.run.episodes)

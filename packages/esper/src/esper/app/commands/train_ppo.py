@@ -21,13 +21,13 @@ from typing import Any
 
 import torch
 
-from esper.app.backends import make_pool
-from esper.app.commands.shared import data_record, resolve_config
+from esper.app.backends import make_pool, require_backend
+from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.console import note
 from esper.app.controllers import policy_from_checkpoint
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
-from esper.app.run_config import RunConfig, check_device, from_dict, override_run
+from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, from_dict, override_run
 from esper.app.run_directory import RunDirectory, checkpoint_file, default_run_dir, read_run_config
 from esper.app.run_lock import RunLock
 from esper.app.signals import Terminated
@@ -59,10 +59,8 @@ def run(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "device": args.device,
             "compile_mode": args.compile_mode,
-            "backend": args.backend,
-            "workers": args.workers,
-            "threads": args.threads,
             "time_budget_minutes": args.time_budget_minutes,
+            **backend_flags(args),
         },
     )
     policy_config = {
@@ -93,10 +91,11 @@ def _resume(args: argparse.Namespace) -> int:
             from_dict(stored),
             {
                 name: getattr(args, name)
-                for name in ("rounds", "device", "compile_mode", "backend", "workers", "threads", "time_budget_minutes")
+                for name in ("rounds", "device", "compile_mode", "time_budget_minutes", *BACKEND_KEYS)
             },
         )
         check_device(config.run.device)
+        require_backend(config)
         run_id = stored.get("run_id")
         if not isinstance(run_id, str):
             raise ConfigError(f"{run_dir}/config.json has no run id; it was not written by this Esper")
