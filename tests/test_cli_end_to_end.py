@@ -36,7 +36,12 @@ from esper.app.evaluation import interval_text
 from esper.app.tasks import TASKS
 from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, restore_rng_states, save_checkpoint
-from esper.simic.episode_seeds import evaluation_episode_seeds, is_evaluation_seed, training_episode_seeds
+from esper.simic.episode_seeds import (
+    evaluation_episode_seeds,
+    is_evaluation_seed,
+    selection_episode_seeds,
+    training_episode_seeds,
+)
 from esper.simic.ppo import PPOConfig, PPOUpdater
 from esper.tamiyo import create_policy, register_builtin_policies
 
@@ -167,7 +172,16 @@ def table_rows(markdown: str, header_start: str) -> list[list[str]]:
 
 
 # --------------------------------------------------------------------------------------------- help, tasks
-COMMANDS = [[], ["tasks"], ["train"], ["train", "heuristic"], ["train", "ppo"], ["evaluate"], ["compare"]]
+COMMANDS = [
+    [],
+    ["tasks"],
+    ["train"],
+    ["train", "heuristic"],
+    ["train", "ppo"],
+    ["evaluate"],
+    ["compare"],
+    ["pick-schedule"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "esper")
@@ -181,8 +195,9 @@ def test_help_works_on_every_command(command: list[str], capsys: pytest.CaptureF
         "train ppo": ["--resume", "--rounds", "--compile-mode", "--config"],
         "train heuristic": ["--episodes", "--epochs", "--backend"],
         "evaluate": ["--controller", "--episodes", "stochastic:"],
-        "compare": ["--controllers", "--baseline"],
-        "": ["tasks", "train", "evaluate", "compare"],
+        "compare": ["--controllers", "--baseline", "schedules", "best-schedule:FILE", "module:attribute"],
+        "pick-schedule": ["--episodes", "--episode-seeds", "training-range"],
+        "": ["tasks", "train", "evaluate", "compare", "pick-schedule"],
     }.get(" ".join(command), [])
     for text in expected:
         assert text in out
@@ -375,6 +390,39 @@ def test_evaluate_a_ppo_run_directory(
     assert [e["epochs_run"] for e in of_kind(out, "episode")] == [3, 3]
     assert len(of_kind(out, "epoch")) == 2 * 3
     assert results["stats"]["controller"] == f"learned-{mode} (ppo)"
+
+
+def test_pick_schedule_on_training_seeds_then_compare_against_the_choice(
+    cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    pick = tmp_path / "pick"
+    args = ["pick-schedule", "--episodes", "1", "--config", str(tiny_config), "--envs", "1"]
+    result = succeeded(run_cli(cli_env, tmp_path, *args, "--backend", "inprocess", "--quiet", "--out", str(pick)))
+    config = read_json(pick / "config.json")
+    assert config["command"] == "pick-schedule" and config["episode_seeds"] == selection_episode_seeds(0, 1)
+    assert not any(map(is_evaluation_seed, config["episode_seeds"]))
+    assert {e["seed"] for e in of_kind(pick, "episode")} == set(config["episode_seeds"])
+    choice = read_json(pick / "best_schedule.json")
+    assert set(choice["scores"]) == set(config["controllers"]) and len(choice["scores"]) == 7
+    assert f"best-schedule:{pick}" in result.stdout
+    summary = (pick / "summary.md").read_text()
+    (pick / "summary.md").unlink()
+    assert main(["report", str(pick)]) == 0 and (pick / "summary.md").read_text() == summary
+
+    out = tmp_path / "compare"
+    controllers = f"static,best-schedule:{pick}"
+    args = ["compare", "--controllers", controllers, "--baseline", f"best-schedule:{pick}", "--episodes", "1"]
+    rest = ["--config", str(tiny_config), "--envs", "1", "--backend", "inprocess", "--quiet", "--out", str(out)]
+    succeeded(run_cli(cli_env, tmp_path, *args, *rest))
+    results = read_json(out / "results.json")
+    label = f"best-schedule ({choice['blueprint']})"
+    assert results["baseline"] == label and set(results["paired_vs_baseline"]) == {"static"}
+    assert {e["controller"] for e in of_kind(out, "episode")} == {"static", f"schedule:{choice['blueprint']}"}
+
+    held_out = str(evaluation_episode_seeds(0, 1)[0])
+    refused = run_cli(cli_env, tmp_path, "pick-schedule", "--episode-seeds", held_out, "--out", str(tmp_path / "x"))
+    assert refused.returncode == 2 and "are evaluation seeds" in refused.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def test_compare_writes_tables_with_intervals_and_paired_differences(

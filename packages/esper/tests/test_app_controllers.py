@@ -58,7 +58,9 @@ def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text", ["heurstic", "stochastic:heuristic", "", "runs/does-not-exist"])
 def test_unknown_controllers_are_clear_errors(text: str) -> None:
-    expected = r"unknown controller .*: expected one of heuristic, random, static or a PPO run directory"
+    expected = (
+        r"unknown controller .*: expected one of heuristic, random, static, schedule:<blueprint>, .* or a PPO run"
+    )
     with pytest.raises(ConfigError, match=expected):
         ControllerSpec.parse(text)
 

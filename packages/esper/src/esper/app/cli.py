@@ -1,4 +1,4 @@
-"""The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare.
+"""The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare, pick-schedule.
 
 With no flags every command runs the embedded default task (``digits``). Errors a user can fix (unknown task,
 unknown config key, missing data, corrupt checkpoint, an unwritable or full output directory) print one line and
@@ -13,7 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from esper.app.commands import compare, evaluate, report, tasks_command, train_heuristic, train_ppo
+from esper.app.commands import (
+    compare,
+    evaluate,
+    pick_schedule,
+    report,
+    tasks_command,
+    train_heuristic,
+    train_ppo,
+)
 from esper.app.run_config import BACKENDS, COMPILE_MODES
 from esper.app.signals import SIGINT_EXIT_STATUS, SIGTERM_EXIT_STATUS, Terminated, stop_on_sigterm
 from esper.app.tasks import DEFAULT_TASK
@@ -123,7 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(evaluation)
     evaluation.add_argument(
-        "--controller", required=True, help="heuristic, random, static, or a PPO run directory (stochastic:DIR samples)"
+        "--controller",
+        required=True,
+        help="heuristic, random, static, schedule:BLUEPRINT, best-schedule:FILE, module:attribute, or a PPO run "
+        "directory (stochastic:DIR samples)",
     )
     evaluation.add_argument("--episodes", type=int, help="held-out episodes (default 8)")
     evaluation.add_argument("--device", help="torch device (default cpu)")
@@ -138,12 +149,30 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument(
         "--controllers",
         default="heuristic,random,static",
-        help="comma-separated: heuristic, random, static, PPO run directories (default heuristic,random,static)",
+        help="comma-separated: heuristic, random, static, schedule:BLUEPRINT, schedules (every blueprint of the "
+        "task), best-schedule:FILE, module:attribute, PPO run directories (default heuristic,random,static)",
     )
-    comparison.add_argument("--baseline", help="controller the paired differences are taken against")
+    comparison.add_argument(
+        "--baseline", help="controller the paired differences are taken against (a label, or as in --controllers)"
+    )
     comparison.add_argument("--episodes", type=int, help="held-out episodes (default 8)")
     comparison.add_argument("--device", help="torch device (default cpu)")
     comparison.set_defaults(handler=compare.run)
+
+    picking = commands.add_parser(
+        "pick-schedule",
+        help="pick the best fixed schedule on training-range episode seeds",
+        description="Run every fixed schedule of the task on training-range episode seeds (never evaluation "
+        "seeds) and write the one with the best mean final validation accuracy to best_schedule.json, for "
+        "esper compare --controllers best-schedule:DIR.",
+    )
+    _add_common(picking)
+    picking.add_argument("--episodes", type=int, help="selection episodes derived from --seed (default 8)")
+    picking.add_argument(
+        "--episode-seeds", help="comma-separated training-range episode seeds to use instead (below 2**31)"
+    )
+    picking.add_argument("--device", help="torch device (default cpu)")
+    picking.set_defaults(handler=pick_schedule.run)
 
     rebuild = commands.add_parser(
         "report",

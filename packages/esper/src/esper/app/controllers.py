@@ -1,13 +1,24 @@
-"""Build any controller by name: ``heuristic``, ``random``, ``static``, or a PPO run directory (learned).
+"""Build any controller by name: ``heuristic``, ``random``, ``static``, a fixed schedule, a user's own controller,
+or a PPO run directory (learned).
 
-A run directory evaluates deterministically (argmax of every head); prefix it with ``stochastic:`` to sample.
-A policy runs only on the task it was trained on. This is the composition root's job: tamiyo builds the policy,
-simic's ``PolicyController`` runs it.
+- ``schedule:<blueprint>``: tamiyo's fixed schedule with that blueprint (``schedules``, in a list: every blueprint
+  of the task's topology); ``best-schedule:<file>``: the schedule ``esper pick-schedule`` chose on training seeds.
+- ``module:attribute``: anything importable that, called as ``attribute(slot_config, topology, seed=seed)``,
+  returns an object satisfying leyline's ``Controller`` protocol (a class such as tamiyo's
+  ``RandomValidController`` qualifies as it is; a factory function is the way to wrap anything else).
+- a run directory evaluates deterministically (argmax of every head); prefix it with ``stochastic:`` to sample.
+  A policy runs only on the task it was trained on.
+
+This is the composition root's job: tamiyo builds the policy and the schedules, simic's ``PolicyController`` runs
+a policy.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,38 +26,103 @@ from pathlib import Path
 import torch
 
 from esper.app.run_directory import checkpoint_file
+from esper.app.schedule_choice import BEST_SCHEDULE_PREFIX, read_schedule_choice
 from esper.app.tasks import TaskPreset
-from esper.leyline import CheckpointError, ConfigError, Controller, EsperError, PolicyBundle, Topology, identical
+from esper.leyline import (
+    TOPOLOGY_BLUEPRINTS,
+    Blueprint,
+    CheckpointError,
+    ConfigError,
+    Controller,
+    EsperError,
+    PolicyBundle,
+    Topology,
+    identical,
+)
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.policy_controller import PolicyController
-from esper.tamiyo import HeuristicController, RandomValidController, StaticController, create_policy_from_config
+from esper.tamiyo import (
+    SCHEDULE_PREFIX,
+    HeuristicController,
+    RandomValidController,
+    ScheduleController,
+    StaticController,
+    create_policy_from_config,
+)
 
 BUILTIN_CONTROLLERS = ("heuristic", "random", "static")
 STOCHASTIC_PREFIX = "stochastic:"
+#: In a list of controllers: every fixed schedule of the task's topology.
+ALL_SCHEDULES = "schedules"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def schedule_blueprints(topology: Topology) -> tuple[Blueprint, ...]:
+    """The blueprints a fixed schedule can use on ``topology`` (every one but NOOP), in head order."""
+    return tuple(blueprint for blueprint in TOPOLOGY_BLUEPRINTS[topology] if blueprint is not Blueprint.NOOP)
+
+
+def _schedule_blueprint(name: str, topology: Topology) -> Blueprint:
+    known = {blueprint.registry_name: blueprint for blueprint in schedule_blueprints(topology)}
+    if name not in known:
+        raise ConfigError(
+            f"unknown schedule {SCHEDULE_PREFIX}{name}: the {topology.value} blueprints are {', '.join(known)}"
+        )
+    return known[name]
 
 
 @dataclass(frozen=True)
 class ControllerSpec:
-    """A parsed ``--controller`` value. ``run_dir`` is set for learned controllers."""
+    """A parsed ``--controller`` value: exactly one of ``builtin``, ``schedule``, ``import_path`` or ``run_dir``
+    is set. ``schedule_choice`` names the file a ``best-schedule:`` choice was read from."""
 
     label: str
     builtin: str | None = None
     run_dir: Path | None = None
     deterministic: bool = True
+    schedule: Blueprint | None = None
+    schedule_choice: Path | None = None
+    import_path: str | None = None
 
     @classmethod
-    def parse(cls, text: str) -> ControllerSpec:
+    def parse(cls, text: str, topology: Topology = Topology.CNN) -> ControllerSpec:
         text = text.strip()
         if text in BUILTIN_CONTROLLERS:
             return cls(label=text, builtin=text)
+        if text == ALL_SCHEDULES:
+            raise ConfigError(f"{ALL_SCHEDULES!r} stands for several controllers: use it in compare --controllers")
+        if text.startswith(SCHEDULE_PREFIX):
+            blueprint = _schedule_blueprint(text.removeprefix(SCHEDULE_PREFIX), topology)
+            return cls(label=f"{SCHEDULE_PREFIX}{blueprint.registry_name}", schedule=blueprint)
+        if text.startswith(BEST_SCHEDULE_PREFIX):
+            path = Path(text.removeprefix(BEST_SCHEDULE_PREFIX))
+            choice = read_schedule_choice(path)
+            label = f"best-schedule ({choice.blueprint.registry_name})"
+            return cls(label=label, schedule=choice.blueprint, schedule_choice=choice.path)
         deterministic = not text.startswith(STOCHASTIC_PREFIX)
         path = Path(text.removeprefix(STOCHASTIC_PREFIX))
-        if not checkpoint_file(path).is_file():
-            raise ConfigError(
-                f"unknown controller {text!r}: expected one of {', '.join(BUILTIN_CONTROLLERS)} or a PPO run "
-                f"directory with checkpoints/latest.pt"
+        if checkpoint_file(path).is_file():
+            return cls(label=_learned_label(path, deterministic, 1), run_dir=path, deterministic=deterministic)
+        if deterministic and _IMPORT_PATH.match(text) and not path.exists():
+            return cls(label=text, import_path=text)
+        raise ConfigError(
+            f"unknown controller {text!r}: expected one of {', '.join(BUILTIN_CONTROLLERS)}, "
+            f"{SCHEDULE_PREFIX}<blueprint>, {BEST_SCHEDULE_PREFIX}<file>, module:attribute or a PPO run "
+            f"directory with checkpoints/latest.pt"
+        )
+
+
+def parse_controllers(text: str, topology: Topology = Topology.CNN) -> list[ControllerSpec]:
+    """A comma-separated list of controllers; ``schedules`` stands for every fixed schedule of ``topology``."""
+    specs: list[ControllerSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if item == ALL_SCHEDULES:
+            specs.extend(
+                ControllerSpec.parse(SCHEDULE_PREFIX + b.registry_name, topology) for b in schedule_blueprints(topology)
             )
-        return cls(label=_learned_label(path, deterministic, 1), run_dir=path, deterministic=deterministic)
+        elif item:
+            specs.append(ControllerSpec.parse(item, topology))
+    return specs
 
 
 def _learned_label(run_dir: Path, deterministic: bool, depth: int) -> str:
@@ -119,15 +195,53 @@ def policy_from_checkpoint(
 
 
 def build_controller(spec: ControllerSpec, task: TaskPreset, *, seed: int, device: str) -> Controller:
-    slots = task.slots
+    slots, topology = task.slots, Topology.CNN
     if spec.builtin == "heuristic":
-        return HeuristicController(slots, Topology.CNN)
+        return HeuristicController(slots, topology)
     if spec.builtin == "random":
-        return RandomValidController(slots, Topology.CNN, seed=seed)
+        return RandomValidController(slots, topology, seed=seed)
     if spec.builtin == "static":
         return StaticController()
+    if spec.schedule is not None:
+        if spec.schedule_choice is not None:
+            read_schedule_choice(spec.schedule_choice).check_task(task.name)
+        return ScheduleController(slots, topology, spec.schedule)
+    if spec.import_path is not None:
+        return import_controller(spec.import_path, task, seed=seed)
     if spec.run_dir is None:
         raise ConfigError(f"controller {spec.label!r} has neither a builtin name nor a run directory")
     bundle = load_policy(spec.run_dir, device, task)
     generator = torch.Generator(device=bundle.device).manual_seed(seed)
     return PolicyController(bundle, deterministic=spec.deterministic, generator=generator, name=spec.label)
+
+
+def import_controller(import_path: str, task: TaskPreset, *, seed: int) -> Controller:
+    """``module:attribute`` imported and called as ``attribute(slot_config, topology, seed=seed)``; whatever goes
+    wrong is one ``ConfigError`` naming the import path."""
+    module_name, _, attribute_path = import_path.partition(":")
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"controller {import_path}: cannot import module {module_name!r} ({error})") from None
+    for name in attribute_path.split("."):
+        if not hasattr(target, name):
+            raise ConfigError(f"controller {import_path}: {module_name!r} has no attribute {attribute_path!r}")
+        target = getattr(target, name)
+    if not callable(target):
+        raise ConfigError(f"controller {import_path} is not callable: it must build a controller")
+    arguments = (task.slots, Topology.CNN)
+    try:
+        inspect.signature(target).bind(*arguments, seed=seed)
+    except TypeError as error:
+        raise ConfigError(
+            f"controller {import_path} cannot be called as (slot_config, topology, seed=...): {error}"
+        ) from None
+    except ValueError:  # no signature to inspect (some builtins): the call itself is the check
+        pass
+    controller = target(*arguments, seed=seed)
+    if not isinstance(controller, Controller):
+        raise ConfigError(
+            f"controller {import_path} built a {type(controller).__name__}, which does not satisfy leyline's "
+            f"Controller protocol (name, start_episodes, act)"
+        )
+    return controller

@@ -11,15 +11,20 @@ from typing import Any
 
 from esper.app.evaluation import controller_stats, episode_row, paired_comparison
 from esper.app.plots import comparison_chart, lifecycle_timeline
-from esper.app.reporting import accuracy_note, comparison_table, episodes_table, paired_table
+from esper.app.reporting import accuracy_note, comparison_table, episodes_table, markdown_table, paired_table
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
+from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE, SELECTION_METRIC, write_schedule_choice
+from esper.app.statistics import bootstrap_mean
+from esper.leyline import blueprint_from_name
 from esper.simic.episode_records import EpisodeSummary
+from esper.tamiyo import SCHEDULE_PREFIX
 
 #: ``config.json`` ``command`` of each kind of episode run.
 TRAIN_HEURISTIC = "train heuristic"
 EVALUATE = "evaluate"
 COMPARE = "compare"
+PICK_SCHEDULE = "pick-schedule"
 
 
 def episodes_from_log(run_dir: Path) -> dict[str, list[EpisodeSummary]]:
@@ -121,6 +126,59 @@ def write_comparison_report(
     )
     write_summary(run_dir, markdown + "\n")
     return stats, paired
+
+
+def write_schedule_pick_report(
+    run_dir: Path,
+    config: RunConfig,
+    data: dict[str, Any],
+    labels: list[str],
+    seeds: list[int],
+    episodes: dict[str, list[EpisodeSummary]],
+) -> tuple[str, str]:
+    """Every schedule's validation accuracy on the selection seeds, and the best one written as the choice (on a
+    tie, the one that added fewer parameters). Returns the table and the best label. Test accuracy is left out:
+    the choice must not be made, or seem to be made, on it."""
+    scores = {label: bootstrap_mean([e.final_val_accuracy for e in episodes[label]]) for label in labels}
+    params = {label: bootstrap_mean([float(e.params_added) for e in episodes[label]]) for label in labels}
+    best = max(labels, key=lambda label: (scores[label].mean, -params[label].mean))
+    write_schedule_choice(
+        run_dir / SCHEDULE_CHOICE_FILE,
+        task=config.task,
+        blueprint=blueprint_from_name(best.removeprefix(SCHEDULE_PREFIX)),
+        episode_epochs=config.episode_epochs,
+        episode_seeds=seeds,
+        scores={label: scores[label].mean for label in labels},
+    )
+    table = markdown_table(
+        ["schedule", "final val acc % [95% CI]", "params added", "chosen"],
+        [[label, scores[label].format(2), params[label].format(0), "yes" if label == best else ""] for label in labels],
+    )
+    results = {
+        "task": config.task,
+        "data": data,
+        "seeds": seeds,
+        "metric": SELECTION_METRIC,
+        "best": best,
+        "schedules": {
+            label: {"val_accuracy": scores[label].as_dict(), "params_added": params[label].as_dict()}
+            for label in labels
+        },
+    }
+    write_results(run_dir, results)
+    markdown = "\n\n".join(
+        [
+            f"# Best fixed schedule on `{config.task}`",
+            f"{len(seeds)} training-range episode seeds of {config.episode_epochs} epochs (selection seeds of run "
+            f"seed {config.run.seed}; never evaluation seeds), the same for every schedule. The choice maximizes "
+            "the mean final validation accuracy; the test split is not looked at.",
+            table,
+            f"Chosen: **{best}**, written to `{SCHEDULE_CHOICE_FILE}`; compare it on held-out seeds with "
+            f"`esper compare --controllers best-schedule:{run_dir},...`.",
+        ]
+    )
+    write_summary(run_dir, markdown + "\n")
+    return table, best
 
 
 def slug(label: str) -> str:

@@ -1,6 +1,8 @@
 """Episode seeds: training and evaluation draw from disjoint ranges, so held-out seeds are never trained on.
 
-Training seeds have the top bit of a 32-bit integer clear, evaluation seeds have it set. An episode seed fixes
+Training seeds have the top bit of a 32-bit integer clear, evaluation seeds have it set. Selection seeds are
+training-range seeds drawn from a stream of their own: what model selection (the best checkpoint of a PPO run, the
+best fixed schedule) is judged on, so no choice ever looks at an evaluation seed. An episode seed fixes
 the host initialization, the data order and the seeds' initialization, so every controller evaluated on the same
 seed faces the same episode.
 """
@@ -11,7 +13,7 @@ import numpy as np
 
 _TOP_BIT = 1 << 31
 _LOW_BITS = _TOP_BIT - 1
-_TRAIN, _EVAL, _SAMPLING, _MINIBATCH = 0, 1, 2, 3
+_TRAIN, _EVAL, _SAMPLING, _MINIBATCH, _SELECTION = 0, 1, 2, 3, 4
 
 
 def _derive(*words: int) -> int:
@@ -24,6 +26,11 @@ def training_episode_seeds(run_seed: int, round_index: int, n_envs: int) -> list
 
 def evaluation_episode_seeds(eval_seed: int, n_episodes: int) -> list[int]:
     return [_TOP_BIT | (_derive(_EVAL, eval_seed, episode) & _LOW_BITS) for episode in range(n_episodes)]
+
+
+def selection_episode_seeds(run_seed: int, n_episodes: int) -> list[int]:
+    """Training-range seeds for model selection, the same for every round of a run with ``run_seed``."""
+    return [_derive(_SELECTION, run_seed, episode) & _LOW_BITS for episode in range(n_episodes)]
 
 
 def is_evaluation_seed(seed: int) -> bool:

@@ -1,5 +1,5 @@
 """Tamiyo: observation encoding, action masks, the factored recurrent policy and its bundle, the policy registry
-and factory, and the controllers that are not learned (heuristic, random-valid, static).
+and factory, and the controllers that are not learned (heuristic, fixed schedules, random-valid, static).
 
 Importing this package registers nothing: call ``register_builtin_policies()`` once before ``create_policy``.
 """
@@ -29,6 +29,7 @@ from esper.tamiyo.registry import (
     register_policy,
     unregister_policy,
 )
+from esper.tamiyo.schedule import SCHEDULE_PREFIX, ScheduleController
 from esper.tamiyo.tracker import SignalTracker, TrackerConfig, TrackerSignals
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "COMPILE_MODES",
     "DEFAULT_ROTATIONS",
     "FEATURE_SCHEMA_VERSION",
+    "SCHEDULE_PREFIX",
     "SLOT_FEATURES",
     "SLOT_LAYOUT",
     "Decision",
@@ -51,6 +53,7 @@ __all__ = [
     "NetworkSizes",
     "RandomValidController",
     "RegistrablePolicy",
+    "ScheduleController",
     "SignalTracker",
     "StaticController",
     "TrackerConfig",

@@ -2,12 +2,14 @@
 
 Every controller faces exactly the same episodes (same data order and host initialization per seed), so the
 differences are paired: the table reports each controller's mean with a 95 % bootstrap interval, and the paired
-difference against a baseline controller (the heuristic when it is in the list).
+difference against a baseline controller (the heuristic when it is in the list; ``--baseline`` takes a label of the
+table or a controller as written in ``--controllers``, e.g. ``best-schedule:runs/pick``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from esper.app.commands.shared import (
     data_record,
@@ -15,24 +17,23 @@ from esper.app.commands.shared import (
     run_logged_episodes,
     warn_on_other_episode_lengths,
 )
-from esper.app.controllers import ControllerSpec, build_controller, with_distinct_labels
+from esper.app.controllers import ControllerSpec, build_controller, parse_controllers, with_distinct_labels
 from esper.app.episode_reports import COMPARE, write_comparison_report
 from esper.app.reporting import comparison_table, paired_table
 from esper.app.run_directory import RunDirectory, default_run_dir
-from esper.leyline import ConfigError
+from esper.leyline import ConfigError, Topology
 from esper.simic.episode_records import EpisodeSummary
 from esper.simic.episode_seeds import evaluation_episode_seeds
 
 
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
-    specs = with_distinct_labels([ControllerSpec.parse(text) for text in args.controllers.split(",") if text.strip()])
+    specs = with_distinct_labels(parse_controllers(args.controllers, Topology.CNN))
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels) or not specs:
         raise ConfigError(f"--controllers needs distinct controllers, got {args.controllers!r}")
-    baseline = args.baseline or ("heuristic" if "heuristic" in labels else labels[0])
-    if baseline not in labels:
-        raise ConfigError(f"--baseline {baseline!r} is not among the controllers {labels}")
+    baseline = _baseline_label(args.baseline, specs) if args.baseline else None
+    baseline = baseline or ("heuristic" if "heuristic" in labels else labels[0])
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, "compare")
     episodes: dict[str, list[EpisodeSummary]] = {}
@@ -66,3 +67,18 @@ def run(args: argparse.Namespace) -> int:
         print(paired_table(baseline, paired))
     print(f"\nwrote {directory.path}/summary.md and {directory.path}/results.json")
     return 0
+
+
+def _baseline_label(text: str, specs: list[ControllerSpec]) -> str:
+    """``--baseline`` as a label of the table or as the controller was written in ``--controllers``."""
+    labels = [spec.label for spec in specs]
+    if text in labels:
+        return text
+    try:
+        parsed = ControllerSpec.parse(text, Topology.CNN)
+    except ConfigError:
+        parsed = None
+    for spec in specs:
+        if parsed is not None and dataclasses.replace(spec, label=parsed.label) == parsed:
+            return spec.label
+    raise ConfigError(f"--baseline {text!r} is not among the controllers {labels}")

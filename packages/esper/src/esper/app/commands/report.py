@@ -2,7 +2,7 @@
 
 For a run killed after its last checkpoint but before its summary, or to look at a PPO run that still trains.
 Everything comes from ``config.json`` and ``events.jsonl``: a PPO run's rounds, or the episodes of a heuristic,
-evaluate or compare run.
+evaluate, compare or pick-schedule run.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from pathlib import Path
 from esper.app.episode_reports import (
     COMPARE,
     EVALUATE,
+    PICK_SCHEDULE,
     TRAIN_HEURISTIC,
     episodes_from_log,
     write_comparison_report,
     write_controller_report,
+    write_schedule_pick_report,
 )
 from esper.app.ppo_report import write_ppo_report
 from esper.app.run_config import from_dict
@@ -33,10 +35,10 @@ def run(args: argparse.Namespace) -> int:
     if command == "train ppo":
         if not write_ppo_report(run_dir, config, stored["data"]):
             raise ConfigError(f"{run_dir} has no completed round in its event log; nothing to report")
-    elif command in (TRAIN_HEURISTIC, EVALUATE, COMPARE):
+    elif command in (TRAIN_HEURISTIC, EVALUATE, COMPARE, PICK_SCHEDULE):
         logged = episodes_from_log(run_dir)
         seeds: list[int] = stored["episode_seeds"]
-        if command == COMPARE:
+        if command in (COMPARE, PICK_SCHEDULE):
             labels: list[str] = stored["controllers"]
             names: list[str] = stored["controller_names"]
         else:  # one controller: whatever name its episodes were logged under
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
         _check_complete(run_dir, labels, seeds, episodes)
         if command == COMPARE:
             write_comparison_report(run_dir, config, stored["data"], labels, stored["baseline"], seeds, episodes)
+        elif command == PICK_SCHEDULE:
+            write_schedule_pick_report(run_dir, config, stored["data"], labels, seeds, episodes)
         else:
             write_controller_report(run_dir, command, config, stored["data"], labels[0], seeds, episodes[labels[0]])
     else:
