@@ -1,11 +1,11 @@
 """Simic's PPO with tamiyo's real LSTM bundle, wired the way the app wires it (registry, ``create_policy``).
 
 Two PPO rounds of two envs x four epochs on a tiny synthetic task. Spies on the bundle's ``encode``, on the step
-observer and on the updater read what the training loop really stored and used, and check it against first
-principles: the buffer's old log-probs equal a fresh re-evaluation, the masks stored are the canonical masks of
-the observations the policy saw, irrelevant heads score exactly 0, advantages match a direct GAE computation,
-the observation normalizer moves only after the rollout, a run is reproducible from its seed, and a resumed run
-equals an uninterrupted one.
+observer and on the training's ``on_update`` hook read what the training loop really stored and used, and check it
+against first principles: the buffer's old log-probs equal a fresh re-evaluation, the masks stored are the
+canonical masks of the observations the policy saw, irrelevant heads score exactly 0, advantages match a direct
+GAE computation, the observation normalizer moves only after the rollout, a run is reproducible from its seed, and
+a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from esper.leyline import (
     EncodedObservations,
     EnvObservation,
     EvalResult,
+    LifecycleOp,
     SlotConfig,
-    relevance_rows,
+    is_relevant,
 )
 from esper.simic.advantages import compute_gae
 from esper.simic.checkpoints import load_checkpoint
@@ -36,8 +37,10 @@ from esper.simic.env_pool import InProcessPool
 from esper.simic.episode_records import StepResult
 from esper.simic.episode_seeds import training_episode_seeds
 from esper.simic.model_factories import CNNModelFactory
-from esper.simic.ppo import PPOConfig, PPOUpdater, UpdateStats
+from esper.simic.ppo import PPOConfig, PPOUpdater
+from esper.simic.ppo_stats import UpdateStats
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
+from esper.simic.relevance import relevant_heads
 from esper.simic.rollout_buffer import RolloutBuffer
 from esper.simic.task_data import TaskData
 from esper.tamiyo import LSTMPolicyBundle, create_policy, register_builtin_policies
@@ -49,7 +52,6 @@ N_ENVS = 2
 EPOCHS = 4
 RUN_SEED = 3
 ENV = EnvConfig(max_epochs=EPOCHS, batch_size=64, host_lr=0.05, seed_lr=0.05)
-RELEVANT = torch.tensor(relevance_rows(), dtype=torch.bool)  # [op, head]
 
 
 # --------------------------------------------------------------------------------------------- the tiny task
@@ -131,18 +133,19 @@ class CapturedRound:
 
 @dataclass
 class Spy:
-    """Installs itself on a bundle and a training: records every ``encode`` and every stored step, checks
-    that the observation normalizer does not move while a rollout runs, and captures each round's buffer."""
+    """Watches a bundle and a training: records every ``encode`` and every stored step, checks that the
+    observation normalizer does not move while a rollout runs, and captures each round's buffer through the
+    training's ``on_update`` hook (before the update) and its report (after)."""
 
     bundle: LSTMPolicyBundle
+    run: PPOTraining
     rounds: list[CapturedRound] = field(default_factory=list)
     pending: list[EncodedObservations] = field(default_factory=list)
     stepped: list[list[int]] = field(default_factory=list)
     normalizer_at_round_start: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def install(self, monkeypatch: pytest.MonkeyPatch, run: PPOTraining) -> None:
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         encode = self.bundle.encode
-        update = run.updater.update
         self.normalizer_at_round_start = normalizer_state(self.bundle)
 
         def spy_encode(observations: Sequence[EnvObservation]) -> EncodedObservations:
@@ -150,42 +153,41 @@ class Spy:
             self.pending.append(encoded)
             return encoded
 
-        def spy_update(buffer: RolloutBuffer, generator: torch.Generator) -> UpdateStats:
-            state = normalizer_state(self.bundle)
-            assert_same_state(state, self.normalizer_at_round_start)  # not moved by the rollout
-            with torch.no_grad():
-                fresh = self.bundle.evaluate_actions(
-                    buffer.features, buffer.blueprint_indices, buffer.actions, buffer.masks, buffer.initial_hidden
-                )
-            assert len(self.pending) == len(self.stepped)
-            captured = CapturedRound(
-                buffer=buffer,
-                encoded=list(zip(self.stepped, self.pending, strict=True)),
-                fresh=fresh,
-                normalizer_before_update=state,
-                return_mean=run.updater.returns.mean,
-                return_std=run.updater.returns.std,
-            )
-            self.pending, self.stepped = [], []
-            captured.stats = update(buffer, generator)
-            self.rounds.append(captured)
-            self.normalizer_at_round_start = normalizer_state(self.bundle)
-            return captured.stats
-
         monkeypatch.setattr(self.bundle, "encode", spy_encode)
-        monkeypatch.setattr(run.updater, "update", spy_update)
 
     def on_step(self, env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
         assert_same_state(normalizer_state(self.bundle), self.normalizer_at_round_start)
         self.stepped.append(list(env_ids))
 
+    def on_update(self, buffer: RolloutBuffer) -> None:
+        state = normalizer_state(self.bundle)
+        assert_same_state(state, self.normalizer_at_round_start)  # not moved by the rollout
+        with torch.no_grad():
+            fresh = self.bundle.evaluate_actions(buffer.inputs, buffer.actions, buffer.masks, buffer.initial_hidden)
+        assert len(self.pending) == len(self.stepped)
+        self.rounds.append(
+            CapturedRound(
+                buffer=buffer,
+                encoded=list(zip(self.stepped, self.pending, strict=True)),
+                fresh=fresh,
+                normalizer_before_update=state,
+                return_mean=self.run.updater.returns.mean,
+                return_std=self.run.updater.returns.std,
+            )
+        )
+        self.pending, self.stepped = [], []
+
+    def on_round(self, report: RoundReport) -> None:
+        self.rounds[-1].stats = report.update
+        self.normalizer_at_round_start = normalizer_state(self.bundle)
+
 
 def run_spied(
     monkeypatch: pytest.MonkeyPatch, run: PPOTraining, bundle: LSTMPolicyBundle
 ) -> tuple[list[RoundReport], Spy]:
-    spy = Spy(bundle)
-    spy.install(monkeypatch, run)
-    reports = run.run(on_step=spy.on_step)
+    spy = Spy(bundle, run)
+    spy.install(monkeypatch)
+    reports = run.run(on_round=spy.on_round, on_step=spy.on_step, on_update=spy.on_update)
     return reports, spy
 
 
@@ -197,7 +199,7 @@ def expected_mask(encoded: EncodedObservations, row: int, head: ActionHead, op: 
     if head is ActionHead.OP:
         return masks.op[row].cpu()
     full = (masks.slot_by_op[row, op] if head is ActionHead.SLOT else masks.heads[head][row]).cpu()
-    if bool(RELEVANT[op, HEAD_ORDER.index(head)]):
+    if is_relevant(LifecycleOp(op), head):
         return full
     placeholder = int(full.int().argmax()) if head is ActionHead.SLOT else HEAD_PLACEHOLDERS[head]
     return torch.nn.functional.one_hot(torch.tensor(placeholder), full.shape[0]).bool()
@@ -260,7 +262,7 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
         assert report.update.first_ratio_deviation < 1e-5
 
         # Heads the chosen op ignores score exactly 0, stored and re-evaluated, and have entropy exactly 0.
-        relevant = RELEVANT[buffer.actions[ActionHead.OP]]  # [env, time, head]
+        relevant = relevant_heads(buffer.actions[ActionHead.OP])  # [env, time, head]
         for index, head in enumerate(HEAD_ORDER):
             ignored = valid & ~relevant[..., index]
             assert (buffer.log_probs[head][ignored] == 0.0).all(), head
@@ -274,7 +276,9 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
             for row, env in enumerate(env_ids):
                 t = step_of_env[env]
                 step_of_env[env] += 1
-                assert torch.equal(buffer.features[env, t], encoded.features[row].cpu())
+                assert buffer.inputs.keys() == encoded.inputs.keys()
+                for name, value in encoded.inputs.items():
+                    assert torch.equal(buffer.inputs[name][env, t], value[row].cpu()), name
                 op = int(buffer.actions[ActionHead.OP][env, t])
                 assert bool(encoded.masks.op[row, op]), "an op the observation masks was stored"
                 for head in HEAD_ORDER:
@@ -305,7 +309,7 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
     first, second = spy.rounds
     assert float(first.normalizer_before_update["count"]) == 0.0
     assert float(second.normalizer_before_update["count"]) == float(first.buffer.valid.sum())
-    seen = torch.cat([r.buffer.features[r.buffer.valid] for r in spy.rounds]).double()
+    seen = torch.cat([r.buffer.inputs["features"][r.buffer.valid] for r in spy.rounds]).double()
     final = normalizer_state(bundle)
     assert float(final["count"]) == seen.shape[0]
     torch.testing.assert_close(final["mean"].double(), seen.mean(dim=0), rtol=1e-5, atol=1e-6)

@@ -1,9 +1,13 @@
 """Each implementation assigned to the leyline protocol it claims: mypy (strict) checks these assignments, so a
-signature drift fails CI before any runtime check; the test then repeats the check at runtime."""
+signature drift fails CI before any runtime check; the tests then repeat the check at runtime, and every policy
+kind tamiyo registers passes simic's ``check_policy_bundle`` (what simic relies on, called with real inputs)."""
 
 from __future__ import annotations
 
+import pytest
+
 from esper.leyline import Controller, PolicyBundle, SlotConfig, Topology
+from esper.simic.policy_check import check_policy_bundle
 from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import (
     HeuristicController,
@@ -12,6 +16,7 @@ from esper.tamiyo import (
     RegistrablePolicy,
     StaticController,
     create_policy,
+    list_policies,
     register_builtin_policies,
 )
 
@@ -43,5 +48,18 @@ def test_implementations_satisfy_their_protocols_at_runtime() -> None:
     assert len({controller.name for controller in controllers}) == len(controllers)
     bundles = _bundles()
     assert all(isinstance(bundle, PolicyBundle) for bundle in bundles)
-    assert all(bundle.feature_dim == bundles[0].feature_dim for bundle in bundles)
+    assert all(bundle.kind == "lstm" for bundle in bundles)
     assert _REGISTRABLE.build(kind="lstm", slot_config=_SLOTS, topology=Topology.CNN, sizes={}).kind == "lstm"
+
+
+register_builtin_policies()
+
+
+@pytest.mark.parametrize("kind", list_policies())
+@pytest.mark.parametrize("slots", [SlotConfig.after_blocks(1), _SLOTS, SlotConfig.after_blocks(3)])
+def test_every_registered_policy_kind_passes_the_policy_check(kind: str, slots: SlotConfig) -> None:
+    check_policy_bundle(create_policy(kind, slots))
+
+
+def test_a_deeper_lstm_bundle_passes_the_policy_check() -> None:
+    check_policy_bundle(create_policy("lstm", _SLOTS, num_layers=2, hidden_dim=32))

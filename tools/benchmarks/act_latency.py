@@ -121,8 +121,8 @@ def count_work(bundle: PolicyBundle, observations: list[EnvObservation]) -> tupl
 def _network_case(bundle: LSTMPolicyBundle, observations: list[EnvObservation], n: int) -> Case:
     """The policy network's own forward for ``n`` envs (one step, inference mode): what acting cannot beat."""
     encoded = bundle.encode(_pick(observations, n))
-    features = encoded.features.unsqueeze(1)
-    blueprints = encoded.blueprint_indices.unsqueeze(1)
+    features = encoded.inputs["features"].unsqueeze(1)
+    blueprints = encoded.inputs["blueprint_indices"].unsqueeze(1)
     hidden = bundle.initial_hidden(n)
 
     def forward() -> object:

@@ -34,23 +34,17 @@ SEED = 3
 def _esper_rollout(bundle: PolicyBundle, observations: list[EnvObservation], steps: int) -> RolloutBuffer:
     """One round as ``PPOTraining.run_round`` records it: the bundle acts on every step of every env."""
     buffer = RolloutBuffer(
-        N_ENVS,
-        steps,
-        bundle.feature_dim,
-        bundle.slot_config.num_slots,
-        head_sizes(bundle.slot_config, bundle.topology),
-        bundle.initial_hidden(N_ENVS),
+        N_ENVS, steps, head_sizes(bundle.slot_config, bundle.topology), bundle.initial_hidden(N_ENVS)
     )
     controller = PolicyController(bundle, generator=torch.Generator(device=bundle.device).manual_seed(SEED))
-    controller.recorder = buffer
     controller.start_episodes(N_ENVS)
     rewards = torch.Generator().manual_seed(SEED)
     env_ids = list(range(N_ENVS))
     for step in range(steps):
         batch = [observations[(step * N_ENVS + env) % len(observations)] for env in env_ids]
-        controller.act(env_ids, batch)
+        acted = controller.step(env_ids, batch)
         reward = (0.5 * torch.randn(N_ENVS, generator=rewards)).tolist()
-        buffer.record_outcome(env_ids, reward, [step == steps - 1] * N_ENVS)
+        buffer.add(env_ids, acted.encoded.inputs, acted.result, reward, [step == steps - 1] * N_ENVS)
     return buffer
 
 
@@ -74,7 +68,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
 
     sizes = head_sizes(bundle.slot_config, bundle.topology)
     rollout = SyntheticRollout(
-        features=buffer.features.numpy().astype(np.float32),
+        features=buffer.inputs["features"].numpy().astype(np.float32),
         actions=torch.stack([buffer.actions[head] for head in HEAD_ORDER], dim=-1).numpy(),
         rewards=buffer.rewards.numpy().astype(np.float32),
     )

@@ -1,5 +1,8 @@
 """Test doubles for simic's own tests: a small honest ``PolicyBundle`` (simic never imports tamiyo) and
-synthetic observations. The real LSTM bundle is exercised against simic in the top-level integration tests."""
+synthetic observations. The real LSTM bundle is exercised against simic in the top-level integration tests.
+
+The double has its own encoder, unlike tamiyo's (other input names, an integer input of another shape), so
+simic's tests prove that the buffer and PPO carry a policy's inputs without knowing them."""
 
 from __future__ import annotations
 
@@ -28,30 +31,31 @@ from esper.leyline import (
     Tempo,
     Topology,
     head_sizes,
-    relevance_rows,
 )
-from esper.leyline.protocols import HiddenState
+from esper.leyline.protocols import HiddenState, PolicyInputs
 from esper.simic.model_factories import CNNModelFactory
+from esper.simic.relevance import relevant_heads
 from esper.simic.task_data import TaskData
 
 _NUM_STAGES = len(SeedStage)
 
 
 class TinyBundle:
-    """An LSTM policy with linear heads. Masks allow every op in every slot (invalid actions simply fail in the
-    env), except NOOP for the blueprint head; irrelevant heads are reduced to their placeholder."""
+    """An LSTM policy with linear heads. Its inputs are ``progress`` ``[..., 2]`` float (epoch fraction and
+    accuracy) and ``stage`` ``[..., num_slots]`` int64 (each slot's stage), one-hot encoded inside the forward.
+    Masks allow every op in every slot (invalid actions simply fail in the env), except NOOP for the blueprint
+    head; irrelevant heads are reduced to their placeholder."""
 
     def __init__(self, slot_config: SlotConfig, hidden: int = 16, seed: int = 0) -> None:
         torch.manual_seed(seed)
         self._slot_config = slot_config
         self.sizes = head_sizes(slot_config, Topology.CNN)
-        self._feature_dim = 2 + slot_config.num_slots * _NUM_STAGES
-        self.lstm = nn.LSTM(self._feature_dim, hidden, batch_first=True)
+        width = 2 + slot_config.num_slots * _NUM_STAGES
+        self.lstm = nn.LSTM(width, hidden, batch_first=True)
         self.heads = nn.ModuleDict({h.value: nn.Linear(hidden, self.sizes[h]) for h in HEAD_ORDER})
         self.value = nn.Linear(hidden, 1)
-        self.mean = torch.zeros(self._feature_dim)
+        self.mean = torch.zeros(2)
         self.normalizer_updates = 0
-        self._relevance = torch.tensor(relevance_rows(), dtype=torch.bool)
 
     kind = "tiny"
 
@@ -64,37 +68,13 @@ class TinyBundle:
         return Topology.CNN
 
     @property
-    def feature_dim(self) -> int:
-        return self._feature_dim
-
-    @property
-    def hidden_dim(self) -> int:
-        return self.lstm.hidden_size
-
-    @property
-    def feature_schema_version(self) -> int:
-        return 1
-
-    @property
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return torch.float32
-
-    @property
-    def is_compiled(self) -> bool:
-        return self._compiled
-
     def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
         batch = len(observations)
-        features = torch.zeros(batch, self._feature_dim)
-        for row, obs in enumerate(observations):
-            features[row, 0] = obs.epoch / obs.max_epochs
-            features[row, 1] = obs.val_accuracy / 100.0
-            for index, slot in enumerate(obs.slots):
-                features[row, 2 + index * _NUM_STAGES + int(slot.stage)] = 1.0
+        progress = torch.tensor([[obs.epoch / obs.max_epochs, obs.val_accuracy / 100.0] for obs in observations])
+        stage = torch.tensor([[int(slot.stage) for slot in obs.slots] for obs in observations], dtype=torch.int64)
         n_ops = self.sizes[ActionHead.OP]
         heads = {h: torch.ones(batch, self.sizes[h], dtype=torch.bool) for h in HEAD_ORDER[1:-1]}
         heads[ActionHead.BLUEPRINT][:, 0] = False
@@ -103,17 +83,19 @@ class TinyBundle:
             slot_by_op=torch.ones(batch, n_ops, self._slot_config.num_slots, dtype=torch.bool),
             heads=heads,
         )
-        return EncodedObservations(features, torch.zeros(batch, self._slot_config.num_slots, dtype=torch.int64), masks)
+        return EncodedObservations({"progress": progress, "stage": stage}, masks)
 
     def initial_hidden(self, batch_size: int) -> HiddenState:
         zeros = torch.zeros(1, batch_size, self.lstm.hidden_size)
         return zeros, zeros.clone()
 
     def _forward(
-        self, features: torch.Tensor, hidden: HiddenState
+        self, inputs: PolicyInputs, hidden: HiddenState
     ) -> tuple[dict[ActionHead, torch.Tensor], torch.Tensor, HiddenState]:
+        stages = torch.nn.functional.one_hot(inputs["stage"], _NUM_STAGES).flatten(-2).float()
+        features = torch.cat((inputs["progress"] - self.mean, stages), dim=-1)
         with torch.autocast(features.device.type, enabled=False):  # oneDNN has no bf16 LSTM on CPU
-            out, new_hidden = self.lstm((features - self.mean).float(), (hidden[0].float(), hidden[1].float()))
+            out, new_hidden = self.lstm(features.float(), (hidden[0].float(), hidden[1].float()))
         logits = {h: self.heads[h.value](out) for h in HEAD_ORDER}
         return logits, self.value(out).squeeze(-1), (new_hidden[0], new_hidden[1])
 
@@ -125,13 +107,14 @@ class TinyBundle:
         generator: torch.Generator | None = None,
     ) -> ActionResult:
         with torch.inference_mode():
-            logits, values, new_hidden = self._forward(observations.features.unsqueeze(1), hidden)
-            batch = observations.features.shape[0]
+            steps = {name: value.unsqueeze(1) for name, value in observations.inputs.items()}
+            logits, values, new_hidden = self._forward(steps, hidden)
+            batch = observations.masks.op.shape[0]
             masks: dict[ActionHead, torch.Tensor] = {ActionHead.OP: observations.masks.op}
             actions: dict[ActionHead, torch.Tensor] = {}
             op = _choose(logits[ActionHead.OP][:, 0], masks[ActionHead.OP], deterministic, generator)
             actions[ActionHead.OP] = op
-            relevant = self._relevance[op]
+            relevant = relevant_heads(op)
             for index, head in enumerate(HEAD_ORDER[:-1]):
                 if head is ActionHead.SLOT:
                     full = observations.masks.slot_by_op[torch.arange(batch), op]
@@ -148,19 +131,18 @@ class TinyBundle:
 
     def evaluate_actions(
         self,
-        features: torch.Tensor,
-        blueprint_indices: torch.Tensor,
+        inputs: PolicyInputs,
         actions: Mapping[ActionHead, torch.Tensor],
         masks: Mapping[ActionHead, torch.Tensor],
         hidden: HiddenState,
     ) -> EvalResult:
-        logits, values, _ = self._forward(features, hidden)
+        logits, values, _ = self._forward(inputs, hidden)
         log_probs = {h: _log_prob(logits[h], masks[h], actions[h]) for h in HEAD_ORDER}
         entropy = {h: _normalized_entropy(logits[h], masks[h]) for h in HEAD_ORDER}
         return EvalResult(log_probs, entropy, values)
 
-    def update_normalizer(self, features: torch.Tensor) -> None:
-        self.mean = 0.5 * self.mean + 0.5 * features.mean(dim=0)
+    def update_normalizer(self, inputs: PolicyInputs) -> None:
+        self.mean = 0.5 * self.mean + 0.5 * inputs["progress"].mean(dim=0)
         self.normalizer_updates += 1
 
     def parameters(self) -> Iterator[nn.Parameter]:
@@ -184,12 +166,6 @@ class TinyBundle:
 
     def build_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "slots": list(self._slot_config.names()), "hidden": self.lstm.hidden_size}
-
-    def compile(self, mode: str) -> None:
-        self.lstm = torch.compile(self.lstm, mode=mode)  # type: ignore[assignment]
-        self._compiled = True
-
-    _compiled = False
 
 
 def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

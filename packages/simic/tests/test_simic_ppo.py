@@ -15,6 +15,7 @@ from esper.leyline import (
     CheckpointError,
     ConfigError,
     FactoredAction,
+    FeatureWidthError,
     InvalidStateMachineError,
     LifecycleOp,
     NonFiniteError,
@@ -32,15 +33,13 @@ def collect(
     bundle: TinyBundle, n_envs: int, steps: int, reward: Callable[[FactoredAction], float], seed: int = 0
 ) -> RolloutBuffer:
     controller = PolicyController(bundle, generator=torch.Generator().manual_seed(seed))
-    buffer = RolloutBuffer(
-        n_envs, steps, bundle.feature_dim, SLOTS.num_slots, bundle.sizes, bundle.initial_hidden(n_envs)
-    )
-    controller.recorder = buffer
+    buffer = RolloutBuffer(n_envs, steps, bundle.sizes, bundle.initial_hidden(n_envs))
     controller.start_episodes(n_envs)
     ids = list(range(n_envs))
     for t in range(steps):
-        actions = controller.act(ids, [empty_observation(SLOTS, epoch=t, max_epochs=steps) for _ in ids])
-        buffer.record_outcome(ids, [reward(a) for a in actions], [t == steps - 1] * n_envs)
+        step = controller.step(ids, [empty_observation(SLOTS, epoch=t, max_epochs=steps) for _ in ids])
+        rewards = [reward(a) for a in step.actions]
+        buffer.add(ids, step.encoded.inputs, step.result, rewards, [t == steps - 1] * n_envs)
     return buffer
 
 
@@ -51,9 +50,7 @@ def germinate_pays(action: FactoredAction) -> float:
 def test_stored_log_probs_equal_a_fresh_evaluation() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=3, steps=5, reward=germinate_pays)
-    evaluated = bundle.evaluate_actions(
-        buffer.features, buffer.blueprint_indices, buffer.actions, buffer.masks, buffer.initial_hidden
-    )
+    evaluated = bundle.evaluate_actions(buffer.inputs, buffer.actions, buffer.masks, buffer.initial_hidden)
     for head in HEAD_ORDER:
         torch.testing.assert_close(evaluated.log_probs[head], buffer.log_probs[head], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(evaluated.values, buffer.values, rtol=1e-5, atol=1e-6)
@@ -113,22 +110,57 @@ def test_ppo_learns_a_rewarded_op() -> None:
 
 def test_incomplete_buffer_is_refused() -> None:
     bundle = TinyBundle(SLOTS)
-    buffer = RolloutBuffer(2, 3, bundle.feature_dim, SLOTS.num_slots, bundle.sizes, bundle.initial_hidden(2))
+    buffer = RolloutBuffer(2, 3, bundle.sizes, bundle.initial_hidden(2))
     with pytest.raises(InvalidStateMachineError, match="did not reach a terminal step"):
         PPOUpdater(bundle, PPOConfig()).update(buffer, torch.Generator())
 
 
-def test_buffer_rejects_out_of_order_records() -> None:
+def test_buffer_refuses_steps_past_an_episode_or_the_round() -> None:
     bundle = TinyBundle(SLOTS)
-    buffer = RolloutBuffer(1, 1, bundle.feature_dim, SLOTS.num_slots, bundle.sizes, bundle.initial_hidden(1))
-    with pytest.raises(InvalidStateMachineError, match="without a stored action"):
-        buffer.record_outcome([0], [1.0], [True])
     controller = PolicyController(bundle)
-    controller.recorder = buffer
     controller.start_episodes(1)
-    controller.act([0], [empty_observation(SLOTS)])
-    with pytest.raises(InvalidStateMachineError, match="before the first's outcome"):
-        controller.act([0], [empty_observation(SLOTS)])
+    step = controller.step([0], [empty_observation(SLOTS)])
+    ended = RolloutBuffer(1, 2, bundle.sizes, bundle.initial_hidden(1))
+    ended.add([0], step.encoded.inputs, step.result, [1.0], [True])
+    with pytest.raises(InvalidStateMachineError, match="after its episode's terminal step"):
+        ended.add([0], step.encoded.inputs, step.result, [1.0], [True])
+    full = RolloutBuffer(1, 1, bundle.sizes, bundle.initial_hidden(1))
+    full.add([0], step.encoded.inputs, step.result, [0.0], [False])
+    with pytest.raises(InvalidStateMachineError, match="more than 1 steps"):
+        full.add([0], step.encoded.inputs, step.result, [0.0], [True])
+
+
+def test_buffer_refuses_inputs_unlike_the_first_steps() -> None:
+    bundle = TinyBundle(SLOTS)
+    controller = PolicyController(bundle)
+    controller.start_episodes(2)
+    step = controller.step([0, 1], [empty_observation(SLOTS)] * 2)
+    buffer = RolloutBuffer(2, 3, bundle.sizes, bundle.initial_hidden(2))
+    buffer.add([0, 1], step.encoded.inputs, step.result, [0.0, 0.0], [False, False])
+    renamed = {"progress": step.encoded.inputs["progress"], "stages": step.encoded.inputs["stage"]}
+    with pytest.raises(FeatureWidthError, match=r"\['progress', 'stages'\] differ"):
+        buffer.add([0, 1], renamed, step.result, [0.0, 0.0], [False, False])
+    wider = {**step.encoded.inputs, "progress": torch.zeros(2, 3)}
+    with pytest.raises(FeatureWidthError, match="'progress' has rows of shape \\[3\\]"):
+        buffer.add([0, 1], wider, step.result, [0.0, 0.0], [False, False])
+
+
+def test_a_policy_with_its_own_inputs_trains_through_the_buffer_and_ppo() -> None:
+    """Simic stores whatever named tensors the policy encodes and hands them back unread: the double's inputs
+    (``progress``, ``stage``) are not tamiyo's, and they are stored, re-scored and folded in as they came."""
+    bundle = TinyBundle(SLOTS)
+    buffer = collect(bundle, n_envs=3, steps=4, reward=germinate_pays)
+    assert set(buffer.inputs) == {"progress", "stage"}
+    assert buffer.inputs["progress"].shape == (3, 4, 2) and buffer.inputs["progress"].dtype == torch.float32
+    assert buffer.inputs["stage"].shape == (3, 4, SLOTS.num_slots) and buffer.inputs["stage"].dtype == torch.int64
+    epochs = torch.arange(4) / 4
+    assert torch.equal(buffer.inputs["progress"][:, :, 0], epochs.expand(3, 4))
+    before = [p.detach().clone() for p in bundle.parameters()]
+    stats = PPOUpdater(bundle, PPOConfig(target_kl=None)).update(buffer, torch.Generator().manual_seed(0))
+    assert stats.first_ratio_deviation < 1e-5 and stats.minibatches > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, bundle.parameters(), strict=True))
+    assert bundle.normalizer_updates == 1
+    torch.testing.assert_close(bundle.mean, 0.5 * buffer.inputs["progress"].reshape(-1, 2).mean(dim=0))
 
 
 @pytest.mark.parametrize(

@@ -209,5 +209,5 @@ def perturbed_bundle(config: SlotConfig = SLOTS, *, seed_value: int = 2, **sizes
             parameter.add_(torch.randn_like(parameter) * 0.3)
     observations_for_stats = [o for epoch in (3, 20, 40) for o in varied_observations(epoch)]
     if config == SLOTS:
-        bundle.update_normalizer(bundle.encode(observations_for_stats).features)
+        bundle.update_normalizer(bundle.encode(observations_for_stats).inputs)
     return bundle

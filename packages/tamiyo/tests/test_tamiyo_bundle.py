@@ -38,8 +38,7 @@ from esper.tamiyo.lstm import LSTMLayer
 
 @dataclass
 class Rollout:
-    features: torch.Tensor  # [env, time, feature_dim]
-    blueprints: torch.Tensor  # [env, time, slots]
+    inputs: dict[str, torch.Tensor]  # [env, time, ...]: features [.., feature_dim], blueprint_indices [.., slots]
     actions: dict[ActionHead, torch.Tensor]  # [env, time]
     masks: dict[ActionHead, torch.Tensor]  # [env, time, n]
     log_probs: dict[ActionHead, torch.Tensor]  # [env, time]
@@ -62,8 +61,7 @@ def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = Fal
         return torch.stack(tensors, dim=1)
 
     return Rollout(
-        features=over_time([e.features for e in encoded_steps]),
-        blueprints=over_time([e.blueprint_indices for e in encoded_steps]),
+        inputs={name: over_time([e.inputs[name] for e in encoded_steps]) for name in encoded_steps[0].inputs},
         actions={h: over_time([r.actions[h] for r in results]) for h in HEAD_ORDER},
         masks={h: over_time([r.masks[h] for r in results]) for h in HEAD_ORDER},
         log_probs={h: over_time([r.log_probs[h] for r in results]) for h in HEAD_ORDER},
@@ -76,9 +74,7 @@ def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = Fal
 def test_get_action_and_evaluate_actions_agree(layers: int) -> None:
     bundle = perturbed_bundle(num_layers=layers)
     rollout = _rollout(bundle)
-    evaluated = bundle.evaluate_actions(
-        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
-    )
+    evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
     for head in HEAD_ORDER:
         torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(evaluated.values, rollout.values, rtol=1e-5, atol=1e-6)
@@ -94,9 +90,7 @@ def test_seam_parity_under_bf16_autocast() -> None:
     bundle = perturbed_bundle()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         rollout = _rollout(bundle)
-        evaluated = bundle.evaluate_actions(
-            rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
-        )
+        evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
     for head in HEAD_ORDER:
         assert evaluated.log_probs[head].dtype == torch.float32 and evaluated.entropy[head].dtype == torch.float32
         torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=0.0, atol=5e-2)
@@ -106,9 +100,7 @@ def test_seam_parity_under_bf16_autocast() -> None:
 def test_irrelevant_heads_are_canonical_with_zero_log_prob_and_entropy() -> None:
     bundle = perturbed_bundle()
     rollout = _rollout(bundle, steps=6)
-    evaluated = bundle.evaluate_actions(
-        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
-    )
+    evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
     ops = rollout.actions[ActionHead.OP]
     assert len(set(ops.flatten().tolist())) > 2
     for head in HEAD_ORDER:
@@ -163,8 +155,7 @@ def test_joint_probability_of_all_factored_actions_sums_to_one() -> None:
     actions, masks = _joint_actions(encoded.masks)
     count = actions[ActionHead.OP].shape[0]
     evaluated = bundle.evaluate_actions(
-        encoded.features.unsqueeze(1).expand(count, 1, -1),
-        encoded.blueprint_indices.unsqueeze(1).expand(count, 1, -1),
+        {name: value.unsqueeze(1).expand(count, 1, -1) for name, value in encoded.inputs.items()},
         actions,
         masks,
         bundle.initial_hidden(count),
@@ -181,9 +172,7 @@ def test_gradients_reach_every_head_the_lstm_the_trunk_and_the_embedding() -> No
         for head in HEAD_ORDER
     }
     assert all(relevant_somewhere.values())
-    evaluated = bundle.evaluate_actions(
-        rollout.features, rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
-    )
+    evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
     loss = evaluated.values.sum() + sum((evaluated.log_probs[h] + evaluated.entropy[h]).sum() for h in HEAD_ORDER)
     loss.backward()  # type: ignore[no-untyped-call]
     network = bundle.network
@@ -201,7 +190,7 @@ def test_gradients_reach_every_head_the_lstm_the_trunk_and_the_embedding() -> No
         assert parameter.grad is not None and parameter.grad.abs().sum() > 0
     embedding_grad = network.blueprint_embedding.weight.grad
     assert embedding_grad is not None
-    used = torch.unique(rollout.blueprints)
+    used = torch.unique(rollout.inputs["blueprint_indices"])
     assert embedding_grad[used[used > 0]].abs().sum() > 0 and embedding_grad[0].abs().sum() == 0
 
 
@@ -214,7 +203,7 @@ def test_get_action_is_inference_only_and_its_hidden_state_can_seed_an_update() 
     actions = {h: result.actions[h].unsqueeze(1) for h in HEAD_ORDER}
     masks = {h: result.masks[h].unsqueeze(1) for h in HEAD_ORDER}
     evaluated = bundle.evaluate_actions(
-        encoded.features.unsqueeze(1), encoded.blueprint_indices.unsqueeze(1), actions, masks, result.hidden
+        {name: value.unsqueeze(1) for name, value in encoded.inputs.items()}, actions, masks, result.hidden
     )
     assert evaluated.values.requires_grad and evaluated.values.shape == (4, 1)
 
@@ -254,10 +243,13 @@ def test_inputs_are_validated_at_the_boundary() -> None:
     bundle = perturbed_bundle()
     encoded = bundle.encode(varied_observations())
     hidden = bundle.initial_hidden(4)
+    features = encoded.inputs["features"]
     with pytest.raises(FeatureWidthError, match=f"feature_dim={bundle.feature_dim}"):
-        bundle.get_action(replace(encoded, features=encoded.features[:, :-1]), hidden)
+        bundle.get_action(replace(encoded, inputs={**encoded.inputs, "features": features[:, :-1]}), hidden)
     with pytest.raises(TypeError, match="floating"):
-        bundle.get_action(replace(encoded, features=encoded.features.long()), hidden)
+        bundle.get_action(replace(encoded, inputs={**encoded.inputs, "features": features.long()}), hidden)
+    with pytest.raises(FeatureWidthError, match=r"policy inputs are \['features'\], this policy reads"):
+        bundle.get_action(replace(encoded, inputs={"features": features}), hidden)
     short_style: Mapping[ActionHead, torch.Tensor] = {
         **encoded.masks.heads,
         ActionHead.STYLE: encoded.masks.heads[ActionHead.STYLE][:, :2],
@@ -274,11 +266,14 @@ def test_inputs_are_validated_at_the_boundary() -> None:
     rollout = _rollout(bundle, steps=2)
     with pytest.raises(FeatureWidthError, match="rank 3"):
         bundle.evaluate_actions(
-            rollout.features[:, 0], rollout.blueprints, rollout.actions, rollout.masks, rollout.initial_hidden
+            {**rollout.inputs, "features": rollout.inputs["features"][:, 0]},
+            rollout.actions,
+            rollout.masks,
+            rollout.initial_hidden,
         )
     wrong_op = {**rollout.masks, ActionHead.OP: rollout.masks[ActionHead.OP][..., :5]}
     with pytest.raises(MaskShapeError, match="op mask"):
-        bundle.evaluate_actions(rollout.features, rollout.blueprints, rollout.actions, wrong_op, rollout.initial_hidden)
+        bundle.evaluate_actions(rollout.inputs, rollout.actions, wrong_op, rollout.initial_hidden)
 
 
 def test_an_all_false_stored_mask_row_always_raises() -> None:
@@ -287,9 +282,7 @@ def test_an_all_false_stored_mask_row_always_raises() -> None:
     rollout = _rollout(bundle, steps=2)
     forbidden = {**rollout.masks, ActionHead.OP: torch.zeros_like(rollout.masks[ActionHead.OP])}
     with pytest.raises(InvalidStateMachineError, match="all-false op mask"):
-        bundle.evaluate_actions(
-            rollout.features, rollout.blueprints, rollout.actions, forbidden, rollout.initial_hidden
-        )
+        bundle.evaluate_actions(rollout.inputs, rollout.actions, forbidden, rollout.initial_hidden)
 
 
 def test_an_all_false_mask_row_or_a_nan_policy_raises_when_acting() -> None:
@@ -306,19 +299,29 @@ def test_an_all_false_mask_row_or_a_nan_policy_raises_when_acting() -> None:
         bundle.get_action(encoded, hidden)
 
 
+def _stored(features: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``n`` stored steps of this policy's inputs with the given raw features (no seed in any slot)."""
+    return {
+        "features": features,
+        "blueprint_indices": torch.zeros(features.shape[0], SLOTS.num_slots, dtype=torch.int64),
+    }
+
+
 def test_normalizer_merges_batches_exactly_and_ignores_non_finite_rows() -> None:
     bundle = LSTMPolicyBundle(SLOTS)
     data = torch.randn(300, bundle.feature_dim, dtype=torch.float64).float() * 3 + 1
     poisoned = torch.cat((data[:100], torch.full((1, bundle.feature_dim), float("nan"))))
-    bundle.update_normalizer(poisoned)
-    bundle.update_normalizer(data[100:250])
-    bundle.update_normalizer(data[250:])
+    bundle.update_normalizer(_stored(poisoned))
+    bundle.update_normalizer(_stored(data[100:250]))
+    bundle.update_normalizer(_stored(data[250:]))
     normalizer = bundle.network.normalizer
     assert normalizer.count.item() == 300
     np.testing.assert_allclose(normalizer.mean.numpy(), data.double().mean(0).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(normalizer.var.numpy(), data.double().var(0, unbiased=False).numpy(), rtol=1e-5)
     with pytest.raises(FeatureWidthError):
-        bundle.update_normalizer(data[:, :5])
+        bundle.update_normalizer(_stored(data[:, :5]))
+    with pytest.raises(FeatureWidthError, match="policy inputs are"):
+        bundle.update_normalizer({"features": data})
 
 
 def test_normalizer_is_frozen_during_rollouts() -> None:
@@ -341,7 +344,7 @@ def test_placement_and_identity() -> None:
     ):
         assert bundle.device == torch.device("cpu") and bundle.dtype == torch.float32
     encoded = bundle.encode(varied_observations())
-    assert encoded.features.device == bundle.device and encoded.masks.op.device == bundle.device
+    assert encoded.inputs["features"].device == bundle.device and encoded.masks.op.device == bundle.device
 
 
 def test_validation_accepts_padding_steps_whose_masks_allow_everything() -> None:
@@ -351,7 +354,5 @@ def test_validation_accepts_padding_steps_whose_masks_allow_everything() -> None
     rollout = _rollout(bundle, steps=2)
     padded_masks = {h: torch.ones_like(m) for h, m in rollout.masks.items()}
     padded_actions = {h: torch.zeros_like(a) for h, a in rollout.actions.items()}
-    result = bundle.evaluate_actions(
-        rollout.features, rollout.blueprints, padded_actions, padded_masks, rollout.initial_hidden
-    )
+    result = bundle.evaluate_actions(rollout.inputs, padded_actions, padded_masks, rollout.initial_hidden)
     assert all(torch.isfinite(result.log_probs[h]).all() for h in HEAD_ORDER)

@@ -59,6 +59,7 @@ from esper.leyline.errors import (
     InvalidTransitionError,
     MaskShapeError,
     NonFiniteError,
+    PolicyContractError,
 )
 from esper.leyline.legality import (
     ALPHA_SETTABLE_STAGES,
@@ -80,6 +81,7 @@ from esper.leyline.protocols import (
     EvalResult,
     HiddenState,
     PolicyBundle,
+    PolicyInputs,
 )
 from esper.leyline.reports import (
     AlphaMode,
@@ -173,6 +175,8 @@ __all__ = [
     "MaskShapeError",
     "NonFiniteError",
     "PolicyBundle",
+    "PolicyContractError",
+    "PolicyInputs",
     "SeedMetrics",
     "SeedReport",
     "SeedStage",

@@ -27,7 +27,7 @@ class ConfigError(EsperError, ValueError):
 
 
 class FeatureWidthError(EsperError, ValueError):
-    """An observation or feature tensor does not have the width the policy was built for."""
+    """A policy input is missing, or does not have the name or width the policy was built for."""
 
 
 class MaskShapeError(EsperError, ValueError):
@@ -40,3 +40,8 @@ class CheckpointError(EsperError):
 
 class NonFiniteError(EsperError, ArithmeticError):
     """A value that must be finite (policy logits, a loss, a gradient norm, a weight) is NaN or infinite."""
+
+
+class PolicyContractError(EsperError):
+    """A policy bundle breaks the ``PolicyBundle`` contract: a member returns the wrong type or shape, or
+    ``evaluate_actions`` does not reproduce what ``get_action`` returned for the same steps."""

@@ -54,17 +54,24 @@ class ActionMasks:
     heads: Mapping[ActionHead, Tensor]
 
 
+#: A policy's own encoding of observations: named tensors that only the policy reads. Every tensor has the same
+#: leading dimensions: ``[batch, ...]`` at one step (``encode``), ``[batch, time, ...]`` when the stored steps of
+#: whole sequences come back (``evaluate_actions``) and ``[n, ...]`` for ``n`` stored steps in a row
+#: (``update_normalizer``). Simic stores, slices and stacks these tensors along the leading dimensions and never
+#: looks at their names, so a policy with another encoder plugs in without a change to leyline or simic.
+PolicyInputs: TypeAlias = "Mapping[str, Tensor]"
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedObservations:
-    """Observations as tensors, before normalization (the bundle normalizes inside its forward).
+    """A batch of observations as the policy's inputs, before normalization (the bundle normalizes inside its
+    forward), with the action masks of the same batch.
 
-    - ``features``: ``[batch, feature_dim]`` float32;
-    - ``blueprint_indices``: ``[batch, num_slots]`` int64, ``Blueprint`` values (0 = no seed);
-    - ``masks``: the action masks of the same batch.
+    - ``inputs``: the policy's named tensors, each ``[batch, ...]`` (opaque to everyone but the policy);
+    - ``masks``: the action masks (leyline's action space, so every caller can read them).
     """
 
-    features: Tensor
-    blueprint_indices: Tensor
+    inputs: PolicyInputs
     masks: ActionMasks
 
 
@@ -103,15 +110,15 @@ class EvalResult:
 
 @runtime_checkable
 class PolicyBundle(Protocol):
-    """A trainable controller: observation encoding, normalizer statistics and network in one object.
+    """A trainable controller, as simic and the app see it: encode, act, re-score, learn, save and restore.
 
-    Everything needed to run the policy standalone after training (normalizer statistics, feature-schema
-    version, slot config, sizes) is in ``state_dict()`` and ``build_config()``. Recurrent state is explicit:
-    callers keep it per env. Policies without recurrence report ``hidden_dim == 0`` and return zero-width
-    hidden tensors; they still accept and return them.
+    The seam is deliberately narrow: what a policy's network looks like (sizes, compilation, dtype, the layout of
+    its inputs) is the policy package's business. Everything needed to run the policy standalone after training
+    is in ``state_dict()`` and ``build_config()``. Recurrent state is explicit: callers keep it per env; a policy
+    without recurrence returns zero-width hidden tensors and still accepts them.
 
     Device and buffers: ``device`` is where parameters *and* normalizer buffers live; inputs are moved there by
-    the bundle. Compilation (``compile``) happens after placement; moving a compiled bundle is an error.
+    the bundle.
     """
 
     @property
@@ -126,27 +133,10 @@ class PolicyBundle(Protocol):
     def topology(self) -> Topology: ...
 
     @property
-    def feature_dim(self) -> int:
-        """Width of ``EncodedObservations.features``; inputs of another width are rejected."""
-        ...
-
-    @property
-    def hidden_dim(self) -> int: ...
-
-    @property
-    def feature_schema_version(self) -> int: ...
-
-    @property
     def device(self) -> torch.device: ...
 
-    @property
-    def dtype(self) -> torch.dtype: ...
-
-    @property
-    def is_compiled(self) -> bool: ...
-
     def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
-        """Features and masks of a batch; raises ``InvalidStateMachineError`` on an all-false mask row."""
+        """Inputs and masks of a batch; raises ``InvalidStateMachineError`` on an all-false mask row."""
         ...
 
     def initial_hidden(self, batch_size: int) -> HiddenState:
@@ -168,23 +158,22 @@ class PolicyBundle(Protocol):
 
     def evaluate_actions(
         self,
-        features: Tensor,
-        blueprint_indices: Tensor,
+        inputs: PolicyInputs,
         actions: Mapping[ActionHead, Tensor],
         masks: Mapping[ActionHead, Tensor],
         hidden: HiddenState,
     ) -> EvalResult:
         """Re-score stored actions over whole sequences, with gradients.
 
-        ``features`` ``[batch, time, feature_dim]``; ``blueprint_indices`` ``[batch, time, num_slots]``;
+        ``inputs`` are the stored ``EncodedObservations.inputs`` stacked to ``[batch, time, ...]``;
         ``actions[head]`` ``[batch, time]``; ``masks[head]`` ``[batch, time, head_size]`` (the masks stored
         from ``get_action``); ``hidden`` is the state at the first step of each sequence.
         """
         ...
 
-    def update_normalizer(self, features: Tensor) -> None:
-        """Fold ``[n, feature_dim]`` raw features into the running statistics (call after an update, never
-        during a rollout, so a rollout and its update see the same normalization)."""
+    def update_normalizer(self, inputs: PolicyInputs) -> None:
+        """Fold ``n`` stored steps (``inputs`` as ``[n, ...]``) into the running input statistics. Call after an
+        update, never during a rollout, so a rollout and its update see the same normalization."""
         ...
 
     def parameters(self) -> Iterator[torch.nn.Parameter]: ...
@@ -197,8 +186,4 @@ class PolicyBundle(Protocol):
 
     def build_config(self) -> dict[str, Any]:
         """JSON-serializable arguments that rebuild an identical (untrained) bundle through the factory."""
-        ...
-
-    def compile(self, mode: str) -> None:
-        """Compile the inner network in place (``mode`` as for ``torch.compile``). Failures propagate."""
         ...

@@ -1,7 +1,9 @@
 """PPO training rounds: collect one episode per env with the current policy, update, checkpoint, repeat.
 
-Every source of randomness of a round (episode seeds, action sampling, minibatch order) is derived from the run
-seed and the round index, so a resumed run continues exactly where an uninterrupted one would be.
+Collection is SB3's shape: each step the policy encodes and acts, the env pool steps, and the whole transition is
+written to the buffer in one ``add``. Every source of randomness of a round (episode seeds, action sampling,
+minibatch order) is derived from the run seed and the round index, so a resumed run continues exactly where an
+uninterrupted one would be.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import torch
 from esper.leyline import ConfigError, PolicyBundle, head_sizes
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
 from esper.simic.env_pool import EnvPool
-from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.episode_records import EpisodeSummary
 from esper.simic.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
 from esper.simic.policy_controller import PolicyController
-from esper.simic.ppo import PPOConfig, PPOUpdater, UpdateStats
+from esper.simic.ppo import PPOConfig, PPOUpdater
+from esper.simic.ppo_stats import UpdateStats
 from esper.simic.rollout_buffer import RolloutBuffer
-from esper.simic.vectorized import StepObserver, run_episodes
+from esper.simic.vectorized import StepObserver
+
+#: Called with each round's complete buffer just before the update consumes it (tests and diagnostics read what
+#: the update is about to score; the statistics of the update itself arrive in the ``RoundReport``).
+UpdateObserver = Callable[[RolloutBuffer], None]
 
 
 @dataclass(frozen=True)
@@ -100,6 +107,7 @@ class PPOTraining:
         on_step: StepObserver | None = None,
         stop_after: int | None = None,
         time_budget_seconds: float | None = None,
+        on_update: UpdateObserver | None = None,
     ) -> list[RoundReport]:
         """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update.
 
@@ -118,7 +126,7 @@ class PPOTraining:
                 elapsed = time.perf_counter() - started
                 if elapsed + elapsed / len(reports) > time_budget_seconds:
                     break
-            report = self.run_round(round_index, on_step)
+            report = self.run_round(round_index, on_step, on_update)
             self.rounds_completed = round_index + 1
             reports.append(report)
             state = self.checkpoint()  # taken before the caller's logging can touch any global RNG
@@ -128,7 +136,9 @@ class PPOTraining:
                 save_checkpoint(self.checkpoint_path, state)
         return reports
 
-    def run_round(self, round_index: int, on_step: StepObserver | None = None) -> RoundReport:
+    def run_round(
+        self, round_index: int, on_step: StepObserver | None = None, on_update: UpdateObserver | None = None
+    ) -> RoundReport:
         started = time.perf_counter()
         run = self.run_settings
         bundle = self.bundle
@@ -138,21 +148,13 @@ class PPOTraining:
         buffer = RolloutBuffer(
             run.n_envs,
             run.episode_epochs,
-            bundle.feature_dim,
-            bundle.slot_config.num_slots,
             head_sizes(bundle.slot_config, bundle.topology),
             bundle.initial_hidden(run.n_envs),
         )
-        controller.recorder = buffer
-
-        def record(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
-            buffer.record_outcome(env_ids, [r.reward for r in results], [r.terminal for r in results])
-            if on_step is not None:
-                on_step(env_ids, results)
-
-        episodes = run_episodes(
-            self.pool, controller, training_episode_seeds(run.seed, round_index, run.n_envs), record
-        )
+        seeds = training_episode_seeds(run.seed, round_index, run.n_envs)
+        episodes = collect_rollouts(self.pool, controller, seeds, buffer, on_step)
+        if on_update is not None:
+            on_update(buffer)
         stats = self.updater.update(buffer, torch.Generator().manual_seed(minibatch_seed(run.seed, round_index)))
         return RoundReport(round_index, episodes, stats, time.perf_counter() - started)
 
@@ -165,3 +167,32 @@ class PPOTraining:
             rng=capture_rng_states(),
             config=self.run_config,
         )
+
+
+def collect_rollouts(
+    pool: EnvPool,
+    controller: PolicyController,
+    seeds: Sequence[int],
+    buffer: RolloutBuffer,
+    on_step: StepObserver | None = None,
+) -> list[EpisodeSummary]:
+    """One episode per env of the pool (``seeds`` in env order), every transition written to ``buffer`` once.
+
+    The loop of ``vectorized.run_episodes`` with the policy's tensors kept: an env whose episode ended is left out
+    of the following steps, its buffer row padded.
+    """
+    env_ids = list(range(len(seeds)))
+    observations = dict(zip(env_ids, pool.reset(env_ids, seeds), strict=True))
+    controller.start_episodes(len(seeds))
+    active = env_ids
+    while active:
+        step = controller.step(active, [observations[i] for i in active])
+        results = pool.step(active, step.actions)
+        rewards, terminals = [r.reward for r in results], [r.terminal for r in results]
+        buffer.add(active, step.encoded.inputs, step.result, rewards, terminals)
+        if on_step is not None:
+            on_step(active, results)
+        for env_id, result in zip(active, results, strict=True):
+            observations[env_id] = result.observation
+        active = [env_id for env_id, terminal in zip(active, terminals, strict=True) if not terminal]
+    return pool.summaries(env_ids)

@@ -1,8 +1,11 @@
 """Fixed-size [env, time] storage of one round of rollouts: everything PPO needs to re-score the actions.
 
-Each env contributes one episode (one sequence starting from the zero hidden state). Steps after an env's
-terminal step are padding: ``valid`` is False there and their masks allow every action, so a forward pass over
-the whole [env, time] block stays finite.
+Each env contributes one episode (one sequence starting from the zero hidden state). The training loop writes a
+whole transition at once (``add``: the policy's inputs, its result and the env's reward), as SB3's rollout buffer
+does. The policy's inputs are stored without being read: whatever named tensors the policy's ``encode`` made,
+stacked to ``[env, time, ...]`` and handed back to its ``evaluate_actions``. Steps after an env's terminal step are
+padding: ``valid`` is False there, their inputs are zeros and their masks allow every action, so a forward pass
+over the whole [env, time] block stays finite.
 """
 
 from __future__ import annotations
@@ -11,29 +14,31 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, ActionResult, EncodedObservations, InvalidStateMachineError
+from esper.leyline import (
+    HEAD_ORDER,
+    ActionHead,
+    ActionResult,
+    FeatureWidthError,
+    InvalidStateMachineError,
+    PolicyInputs,
+)
 from esper.leyline.protocols import HiddenState
 
 
 class RolloutBuffer:
-    """Preallocated tensors on the CPU, written one step (a batch of envs) at a time."""
+    """Preallocated tensors on the CPU, written one step (a batch of envs) at a time. The storage of the policy's
+    inputs is allocated at the first ``add``, from the names, shapes and dtypes the policy produced."""
 
     def __init__(
-        self,
-        n_envs: int,
-        max_steps: int,
-        feature_dim: int,
-        num_slots: int,
-        head_sizes: Mapping[ActionHead, int],
-        initial_hidden: HiddenState,
+        self, n_envs: int, max_steps: int, head_sizes: Mapping[ActionHead, int], initial_hidden: HiddenState
     ) -> None:
         if n_envs < 1 or max_steps < 1:
             raise ValueError(f"need n_envs >= 1 and max_steps >= 1, got {n_envs} and {max_steps}")
         shape = (n_envs, max_steps)
         self.n_envs = n_envs
         self.max_steps = max_steps
-        self.features = torch.zeros(*shape, feature_dim)
-        self.blueprint_indices = torch.zeros(*shape, num_slots, dtype=torch.int64)
+        #: The policy's inputs, each ``[env, time, ...]`` (empty until the first ``add``).
+        self.inputs: dict[str, torch.Tensor] = {}
         self.masks = {h: torch.ones(*shape, head_sizes[h], dtype=torch.bool) for h in HEAD_ORDER}
         self.actions = {h: torch.zeros(shape, dtype=torch.int64) for h in HEAD_ORDER}
         self.log_probs = {h: torch.zeros(shape) for h in HEAD_ORDER}
@@ -43,50 +48,67 @@ class RolloutBuffer:
         self.valid = torch.zeros(shape, dtype=torch.bool)
         self.initial_hidden = (initial_hidden[0].detach().cpu().clone(), initial_hidden[1].detach().cpu().clone())
         self._next_step = [0] * n_envs
-        self._awaiting_outcome: set[int] = set()
+        self._ended = [False] * n_envs
 
-    def record_action(self, env_ids: Sequence[int], encoded: EncodedObservations, result: ActionResult) -> None:
-        """Store the inputs and outputs of one ``get_action`` call for ``env_ids`` (rows of the batch)."""
+    def add(
+        self,
+        env_ids: Sequence[int],
+        inputs: PolicyInputs,
+        result: ActionResult,
+        rewards: Sequence[float],
+        terminals: Sequence[bool],
+    ) -> None:
+        """Store one transition for each of ``env_ids`` (the rows of the batch, in order): what the policy saw
+        (``inputs``), what ``get_action`` returned for it (``result``) and what the env answered."""
         rows = torch.as_tensor(list(env_ids), dtype=torch.int64)
         steps = torch.as_tensor([self._claim_step(env) for env in env_ids], dtype=torch.int64)
-        self.features[rows, steps] = encoded.features.detach().float().cpu()
-        self.blueprint_indices[rows, steps] = encoded.blueprint_indices.cpu()
+        if not self.inputs:
+            self.inputs = {
+                name: torch.zeros(self.n_envs, self.max_steps, *value.shape[1:], dtype=value.dtype)
+                for name, value in inputs.items()
+            }
+        self._check_inputs(inputs)
+        for name, value in inputs.items():
+            self.inputs[name][rows, steps] = value.detach().cpu()
         for head in HEAD_ORDER:
             self.masks[head][rows, steps] = result.masks[head].cpu()
             self.actions[head][rows, steps] = result.actions[head].cpu()
             self.log_probs[head][rows, steps] = result.log_probs[head].float().cpu()
         self.values[rows, steps] = result.values.float().cpu()
+        self.rewards[rows, steps] = torch.tensor([float(r) for r in rewards])
+        self.terminals[rows, steps] = torch.tensor([bool(t) for t in terminals])
         self.valid[rows, steps] = True
-
-    def record_outcome(self, env_ids: Sequence[int], rewards: Sequence[float], terminals: Sequence[bool]) -> None:
-        """Store the reward and terminal flag of the action each env took last."""
-        for env, reward, terminal in zip(env_ids, rewards, terminals, strict=True):
-            if env not in self._awaiting_outcome:
-                raise InvalidStateMachineError(f"env {env}: outcome recorded without a stored action")
-            self._awaiting_outcome.discard(env)
-            step = self._next_step[env] - 1
-            self.rewards[env, step] = float(reward)
-            self.terminals[env, step] = bool(terminal)
+        for env, terminal in zip(env_ids, terminals, strict=True):
+            self._ended[env] = bool(terminal)
 
     def _claim_step(self, env: int) -> int:
-        if env in self._awaiting_outcome:
-            raise InvalidStateMachineError(f"env {env}: a second action was recorded before the first's outcome")
+        if self._ended[env]:
+            raise InvalidStateMachineError(f"env {env}: a step was stored after its episode's terminal step")
         step = self._next_step[env]
         if step >= self.max_steps:
             raise InvalidStateMachineError(f"env {env}: more than {self.max_steps} steps recorded in one round")
         self._next_step[env] = step + 1
-        self._awaiting_outcome.add(env)
         return step
 
-    @property
-    def num_transitions(self) -> int:
-        return int(self.valid.sum())
+    def _check_inputs(self, inputs: PolicyInputs) -> None:
+        """Every step must carry the names and per-row shapes of the first (the storage was made for them)."""
+        if set(inputs) != set(self.inputs):
+            raise FeatureWidthError(
+                f"policy inputs {sorted(inputs)} differ from the first step's {sorted(self.inputs)}"
+            )
+        for name, value in inputs.items():
+            if value.shape[1:] != self.inputs[name].shape[2:]:
+                raise FeatureWidthError(
+                    f"policy input {name!r} has rows of shape {list(value.shape[1:])}, the first step's had "
+                    f"{list(self.inputs[name].shape[2:])}"
+                )
+
+    def valid_inputs(self) -> dict[str, torch.Tensor]:
+        """The inputs of every stored step, each ``[n, ...]`` (what ``update_normalizer`` folds in)."""
+        return {name: value[self.valid] for name, value in self.inputs.items()}
 
     def check_complete(self) -> None:
-        """Every env's sequence must end in a terminal step with no missing outcome."""
-        if self._awaiting_outcome:
-            raise InvalidStateMachineError(f"envs {sorted(self._awaiting_outcome)} have an action without outcome")
+        """Every env's sequence must end in a terminal step."""
         for env in range(self.n_envs):
-            last = self._next_step[env] - 1
-            if last < 0 or not bool(self.terminals[env, last]):
+            if not self._ended[env]:
                 raise InvalidStateMachineError(f"env {env}: its episode did not reach a terminal step")

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
-from esper.leyline import ConfigError, PolicyBundle, SlotConfig, Topology
-from esper.tamiyo.registry import get_policy_class
+from esper.leyline import ConfigError, SlotConfig, Topology
+from esper.tamiyo.registry import RegistrablePolicy, get_policy_class
 
 
 def create_policy(
@@ -18,7 +18,7 @@ def create_policy(
     device: torch.device | str = "cpu",
     compile_mode: str | None = None,
     **sizes: int,
-) -> PolicyBundle:
+) -> RegistrablePolicy:
     """Build a registered policy kind for an explicit slot config, move it to ``device``, then compile it.
 
     ``sizes`` are the kind's network sizes (``NetworkSizes`` for ``"lstm"``). Compilation happens after
@@ -37,7 +37,7 @@ def create_policy(
 
 def create_policy_from_config(
     config: Mapping[str, object], *, device: torch.device | str = "cpu", compile_mode: str | None = None
-) -> PolicyBundle:
+) -> RegistrablePolicy:
     """Rebuild an untrained bundle from ``PolicyBundle.build_config()`` (then load its ``state_dict``)."""
     try:
         kind = config["kind"]

@@ -21,6 +21,12 @@ from esper.leyline import (
 )
 
 
+def check_input_names(inputs: Mapping[str, torch.Tensor], names: tuple[str, ...]) -> None:
+    """``inputs`` (``EncodedObservations.inputs`` or their stored stack) must hold exactly ``names``."""
+    if set(inputs) != set(names):
+        raise FeatureWidthError(f"policy inputs are {sorted(inputs)}, this policy reads {sorted(names)}")
+
+
 def check_features(features: torch.Tensor, rank: int, feature_dim: int) -> tuple[int, ...]:
     """``features`` must be floating, of rank ``rank``, ``feature_dim`` wide; returns the leading shape."""
     if not features.is_floating_point():

@@ -23,6 +23,7 @@ from esper.leyline import (
     EnvObservation,
     EvalResult,
     HiddenState,
+    PolicyInputs,
     SlotConfig,
     Topology,
     head_sizes,
@@ -35,6 +36,7 @@ from esper.tamiyo.input_checks import (
     check_blueprint_indices,
     check_features,
     check_hidden,
+    check_input_names,
     check_sequence_heads,
     check_step_masks,
 )
@@ -45,6 +47,11 @@ from esper.tamiyo.network import FactoredRecurrentActorCritic, NetworkOutput, Ne
 COMPILE_MODES: Final = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 #: Identifies the checkpoint layout written by ``state_dict``.
 STATE_FORMAT: Final = "esper.tamiyo.lstm_policy/1"
+#: The names of this policy's inputs (``EncodedObservations.inputs``): raw features ``[..., feature_dim]``
+#: float32 and the blueprint of each slot ``[..., num_slots]`` int64 (``Blueprint`` values, 0 = no seed).
+FEATURES: Final = "features"
+BLUEPRINT_INDICES: Final = "blueprint_indices"
+_INPUT_NAMES: Final = (FEATURES, BLUEPRINT_INDICES)
 _STATE_KEYS: Final = ("format", "kind", "feature_schema_version", "slot_config", "topology", "sizes", "network")
 
 
@@ -179,15 +186,12 @@ class LSTMPolicyBundle:
     # --- acting ---------------------------------------------------------------------------------------------
 
     def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
-        """Raw features ``[batch, feature_dim]``, blueprint indices ``[batch, num_slots]`` and masks, on
-        ``device``; raises ``InvalidStateMachineError`` on an all-false mask row."""
+        """Inputs ``features`` ``[batch, feature_dim]`` and ``blueprint_indices`` ``[batch, num_slots]`` with the
+        masks, on ``device``; raises ``InvalidStateMachineError`` on an all-false mask row."""
         batch = encode_features(observations, self._slot_config)
         masks = build_action_masks(observations, self._slot_config, self._topology, self.device)
-        return EncodedObservations(
-            features=batch.features.to(self.device),
-            blueprint_indices=batch.blueprint_indices.to(self.device),
-            masks=masks,
-        )
+        inputs = {FEATURES: batch.features.to(self.device), BLUEPRINT_INDICES: batch.blueprint_indices.to(self.device)}
+        return EncodedObservations(inputs=MappingProxyType(inputs), masks=masks)
 
     def initial_hidden(self, batch_size: int) -> HiddenState:
         """Zeros ``[num_layers, batch_size, hidden_dim]`` on ``device`` in ``dtype``: ordinary tensors with no
@@ -204,16 +208,18 @@ class LSTMPolicyBundle:
         """One step for a batch of envs, in ``torch.inference_mode``: the returned log-probs and values are not
         differentiable (they are the stored old log-probs of PPO); training values and log-probs come from
         ``evaluate_actions``. ``deterministic`` takes each head's most probable allowed action."""
-        (batch,) = check_features(observations.features, 2, self._feature_dim)
-        check_blueprint_indices(observations.blueprint_indices, (batch,), self._slot_config.num_slots)
+        inputs = observations.inputs
+        check_input_names(inputs, _INPUT_NAMES)
+        (batch,) = check_features(inputs[FEATURES], 2, self._feature_dim)
+        check_blueprint_indices(inputs[BLUEPRINT_INDICES], (batch,), self._slot_config.num_slots)
         check_step_masks(observations.masks, batch, self._head_sizes)
         check_hidden(hidden, (self._sizes.num_layers, batch, self._sizes.hidden_dim))
         device = self.device
         with torch.inference_mode():
             # The one place a single step becomes a length-1 sequence ([batch, 1, ...]) and back.
             output = self._forward(
-                observations.features.to(device=device, dtype=self.dtype).unsqueeze(1),
-                observations.blueprint_indices.to(device).unsqueeze(1),
+                inputs[FEATURES].to(device=device, dtype=self.dtype).unsqueeze(1),
+                inputs[BLUEPRINT_INDICES].to(device).unsqueeze(1),
                 (hidden[0].to(device), hidden[1].to(device)),
             )
             sampled = sample_actions(
@@ -234,16 +240,17 @@ class LSTMPolicyBundle:
 
     def evaluate_actions(
         self,
-        features: torch.Tensor,
-        blueprint_indices: torch.Tensor,
+        inputs: PolicyInputs,
         actions: Mapping[ActionHead, torch.Tensor],
         masks: Mapping[ActionHead, torch.Tensor],
         hidden: HiddenState,
     ) -> EvalResult:
-        """Re-score stored sequences with gradients: ``features`` ``[batch, time, feature_dim]``,
+        """Re-score stored sequences with gradients: ``inputs`` ``features`` ``[batch, time, feature_dim]`` and
         ``blueprint_indices`` ``[batch, time, num_slots]``, ``actions[head]`` ``[batch, time]``, ``masks[head]``
         ``[batch, time, head_size]`` (as returned by ``get_action``), ``hidden`` the state before the first step
         (an inference-mode tensor is copied first, since autograd cannot save it)."""
+        check_input_names(inputs, _INPUT_NAMES)
+        features, blueprint_indices = inputs[FEATURES], inputs[BLUEPRINT_INDICES]
         leading = check_features(features, 3, self._feature_dim)
         check_blueprint_indices(blueprint_indices, leading, self._slot_config.num_slots)
         check_sequence_heads(actions, masks, leading, self._head_sizes)
@@ -270,11 +277,12 @@ class LSTMPolicyBundle:
 
     # --- learning state -------------------------------------------------------------------------------------
 
-    def update_normalizer(self, features: torch.Tensor) -> None:
-        """Fold ``[n, feature_dim]`` raw features into the running statistics (rows with NaN/inf are skipped).
-        The statistics change only here."""
-        check_features(features, 2, self._feature_dim)
-        self._network.normalizer.update(features)
+    def update_normalizer(self, inputs: PolicyInputs) -> None:
+        """Fold ``n`` stored steps' raw ``features`` ``[n, feature_dim]`` into the running statistics (rows with
+        NaN/inf are skipped; the blueprint indices need none). The statistics change only here."""
+        check_input_names(inputs, _INPUT_NAMES)
+        check_features(inputs[FEATURES], 2, self._feature_dim)
+        self._network.normalizer.update(inputs[FEATURES])
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
         return self._network.parameters()

@@ -18,14 +18,22 @@ from esper.tamiyo.lstm_bundle import LSTMPolicyBundle
 
 
 class RegistrablePolicy(PolicyBundle, Protocol):
-    """A ``PolicyBundle`` class the factory can build and place: ``build`` receives the registry name, the slot
-    config, the topology and the keyword sizes given to ``create_policy`` (unknown sizes must raise
-    ``ConfigError``); ``to`` moves an uncompiled bundle to a device."""
+    """A ``PolicyBundle`` class the factory can build, place and compile: tamiyo's own interface, wider than the
+    seam simic and the app see. ``build`` receives the registry name, the slot config, the topology and the
+    keyword sizes given to ``create_policy`` (unknown sizes must raise ``ConfigError``); ``to`` moves an
+    uncompiled bundle to a device; ``compile`` compiles it in place afterwards (``mode`` as for
+    ``torch.compile``, failures propagate) and ``is_compiled`` says whether that happened. A compiled bundle
+    cannot move: its graph is specialized to its device."""
 
     @classmethod
     def build(cls, *, kind: str, slot_config: SlotConfig, topology: Topology, sizes: Mapping[str, int]) -> Self: ...
 
     def to(self, device: torch.device | str) -> Self: ...
+
+    def compile(self, mode: str) -> None: ...
+
+    @property
+    def is_compiled(self) -> bool: ...
 
 
 _REQUIRED_MEMBERS = frozenset(
