@@ -22,11 +22,13 @@ from esper.kasmina.hosts import CNN_HOST_PRESETS, CNNHost, CNNHostConfig
 from esper.kasmina.model import MorphogeneticModel
 from esper.kasmina.seed import Seed
 from esper.kasmina.slot import ExecutionResult, SeedSlot
+from esper.kasmina.transformer_host import TRANSFORMER_HOST_PRESETS, TransformerHost, TransformerHostConfig
 
 __all__ = [
     "BLUEPRINTS",
     "CHECKPOINT_FORMAT",
     "CNN_HOST_PRESETS",
+    "TRANSFORMER_HOST_PRESETS",
     "AlphaController",
     "BlendGate",
     "BlueprintRegistry",
@@ -51,6 +53,8 @@ __all__ = [
     "Seed",
     "SeedModule",
     "SeedSlot",
+    "TransformerHost",
+    "TransformerHostConfig",
     "blend",
     "count_correct",
     "curve_value",

@@ -33,6 +33,7 @@ from esper.kasmina.hosts import CNNHost, CNNHostConfig
 from esper.kasmina.seed import Seed
 from esper.kasmina.sites import SITE_NDIM, find_sites
 from esper.kasmina.slot import ExecutionResult, SeedSlot
+from esper.kasmina.transformer_host import TransformerHost, TransformerHostConfig
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
     ALPHA_TARGET_VALUES,
@@ -141,6 +142,30 @@ class MorphogeneticModel(nn.Module):
             config.example_input(image_size),
             seed=generator,
             topology=Topology.CNN,
+            gate_config=gate_config,
+        )
+
+    @classmethod
+    def from_transformer_config(
+        cls,
+        config: TransformerHostConfig,
+        *,
+        seed: int | torch.Generator,
+        slot_config: SlotConfig | None = None,
+        gate_config: GateConfig | None = None,
+    ) -> MorphogeneticModel:
+        """A transformer host built from ``config`` (initialised from ``seed`` too), with slots ``slot_config``
+        (default: one slot after each block, ``r0c{i}`` after block i). Inputs are token ids [B, T], T <= context;
+        outputs next-token logits [B, T, vocab_size]."""
+        generator = _generator(seed)
+        host = TransformerHost.create(config, generator)
+        slots = slot_config if slot_config is not None else SlotConfig.after_blocks(config.n_blocks)
+        return cls(
+            host,
+            config.slot_sites(slots),
+            config.example_input(),
+            seed=generator,
+            topology=Topology.TRANSFORMER,
             gate_config=gate_config,
         )
 
