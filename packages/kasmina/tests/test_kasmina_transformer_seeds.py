@@ -1,5 +1,6 @@
 """Every transformer blueprint in the real transformer host: identity at birth, isolation while TRAINING, each
-blend operator with the straight-through host gradient, causality at every slot, and checkpoint round trips."""
+blend operator with the straight-through host gradient, causality at every slot, checkpoint round trips, and
+counterfactual accuracy counted per token."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from _kasmina_fixtures import (
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from esper.kasmina import MorphogeneticModel, TransformerHostConfig
+from esper.kasmina import MorphogeneticModel, TransformerHostConfig, count_correct
 from esper.leyline import (
     STYLE_TABLE,
     TEMPO_EPOCHS,
@@ -25,6 +26,7 @@ from esper.leyline import (
     BlendOperator,
     BlendStyle,
     Blueprint,
+    ConfigError,
     FactoredAction,
     SeedStage,
     Tempo,
@@ -269,3 +271,20 @@ def test_a_snapshot_rewinds_a_grown_transformer(inputs: Tensor) -> None:
     model.restore(snapshot)
     assert model.stages() == (SeedStage.FOSSILIZED, SeedStage.HOLDING, SeedStage.TRAINING)
     assert torch.equal(model(inputs), expected)
+
+
+def test_counterfactuals_count_every_next_token_on_the_language_model(inputs: Tensor) -> None:
+    model = _model()
+    _to_holding(model, 1, Blueprint.MLP, BlendStyle.LINEAR_ADD)
+    perturb_seed(model, "r0c1", scale=0.5)
+    model.eval()
+    plan = model.counterfactual_plan()
+    logits = model.forward_with_alphas(inputs, plan.alphas)
+    assert logits.shape == (len(plan.rows), *inputs.shape, TINY.vocab_size)
+    targets = _sequences(7)[:, 1:]
+    correct = count_correct(logits, targets)
+    expected = [int((logits[k].argmax(dim=-1) == targets).sum()) for k in range(len(plan.rows))]
+    assert correct.tolist() == expected
+    assert not torch.equal(logits[0], logits[1])  # the seed's removal changes the predictions
+    with pytest.raises(ConfigError, match=r"targets \[B, \.\.\.\]"):
+        count_correct(logits, targets[:, :-1])

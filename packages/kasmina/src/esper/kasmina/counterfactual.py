@@ -138,9 +138,12 @@ def record_counterfactuals(
 
 
 def count_correct(logits: Tensor, targets: Tensor) -> Tensor:
-    """Correct predictions per configuration: logits [K, B, classes], targets [B] -> [K] int64 (on device)."""
-    if logits.dim() != 3 or targets.shape != logits.shape[1:2]:
+    """Correct predictions per configuration: logits [K, B, ..., classes], targets [B, ...] -> [K] int64 (on
+    device). A classifier gives [K, B, classes] and [B]; a language model [K, B, T, vocab] and [B, T], where every
+    position's next-token prediction counts."""
+    if logits.dim() < 3 or targets.shape != logits.shape[1:-1]:
         raise ConfigError(
-            f"need logits [K, B, classes] and targets [B], got {tuple(logits.shape)} and {tuple(targets.shape)}"
+            f"need logits [K, B, ..., classes] and targets [B, ...], got {tuple(logits.shape)} and "
+            f"{tuple(targets.shape)}"
         )
-    return (logits.argmax(dim=-1) == targets.unsqueeze(0)).sum(dim=1)
+    return (logits.argmax(dim=-1) == targets.unsqueeze(0)).flatten(1).sum(dim=1)
