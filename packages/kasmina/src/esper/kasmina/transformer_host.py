@@ -75,8 +75,8 @@ class TransformerHostConfig:
 
 
 #: Byte-level presets (vocabulary 256, context 64). ``bytes_small`` is sized so that an epoch of the embedded
-#: ~300k-byte corpus costs about a digits epoch (figures in the README); ``bytes_impaired`` has a width of 8 and
-#: one head: it learns little alone and has room to gain from seeds.
+#: ~300k-byte corpus costs as little as the vocabulary allows (figures in the README); ``bytes_impaired`` has a
+#: width of 8 and one head, the deliberately weak host (whether growth decides its outcome is still to be measured).
 TRANSFORMER_HOST_PRESETS: Mapping[str, TransformerHostConfig] = MappingProxyType(
     {
         "bytes_small": TransformerHostConfig(256, 64, width=32, heads=2, n_blocks=2, mlp_expansion=2),
