@@ -326,6 +326,57 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
     assert is_png(ppo_run / "plots" / "learning_curves.png") and is_png(ppo_run / "plots" / "lifecycle.png")
 
 
+def test_validation_keeps_the_best_policy_and_changes_nothing_the_training_computes(
+    ppo_run: Path, cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    # The shared run validates once, after its last round (every 5 rounds by default): best.pt is that policy.
+    (only,) = of_kind(ppo_run, "validation")
+    assert only["round"] == 1 and only["new_best"] and only["best_val_accuracy"] == only["mean_val_accuracy"]
+    assert len(only["val_accuracies"]) == 8
+    best = load_checkpoint(ppo_run / "checkpoints" / "best.pt")
+    assert best.config["validation"] == {"round": 1, "mean_val_accuracy": only["mean_val_accuracy"]}
+    latest = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
+    assert all(torch.equal(best.policy_state["network"][k], v) for k, v in latest.policy_state["network"].items())
+
+    # Validating after every round: the same rounds, the same final policy; the best score never falls.
+    config = tmp_path / "validate.toml"
+    config.write_text("[run]\nvalidate_every = 1\nvalidation_episodes = 3\n")
+    out = tmp_path / "run"
+    succeeded(run_cli(cli_env, tmp_path, *PPO, "--config", str(config), "--out", str(out)))
+
+    def rounds(run: Path) -> list[dict[str, Any]]:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in of_kind(run, "round")]
+
+    assert rounds(out) == rounds(ppo_run)
+    final = load_checkpoint(out / "checkpoints" / "latest.pt").policy_state["network"]
+    assert all(torch.equal(final[k], v) for k, v in latest.policy_state["network"].items())
+    validations = of_kind(out, "validation")
+    assert [v["round"] for v in validations] == [0, 1]
+    assert {len(v["val_accuracies"]) for v in validations} == {3}
+    best_scores = [v["best_val_accuracy"] for v in validations]
+    assert best_scores == [max(v["mean_val_accuracy"] for v in validations[: i + 1]) for i in range(2)]
+    winner = max(validations, key=lambda v: v["mean_val_accuracy"])  # the first on a tie
+    assert load_checkpoint(out / "checkpoints" / "best.pt").config["validation"]["round"] == winner["round"]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(out / "tensorboard"))
+    accumulator.Reload()
+    assert [event.step for event in accumulator.Scalars("validation/val_accuracy")] == [0, 1]
+    summary = (out / "summary.md").read_text()
+    rows = table_rows(summary, "| round | argmax val acc % |")
+    assert [float(row[1]) for row in rows] == [round(v["mean_val_accuracy"], 2) for v in validations]
+    assert [row[0].endswith("(best)") for row in rows] == [v["new_best"] for v in validations]
+    assert read_json(out / "results.json")["validations"] == validations
+
+    # best (the default) and latest are both controllers; latest is labelled as such.
+    evaluated = tmp_path / "eval"
+    args = ["evaluate", "--controller", f"{out}:latest", "--episodes", "1", "--envs", "1", "--quiet"]
+    rest = ["--config", str(tiny_config), "--backend", "inprocess", "--out", str(evaluated)]
+    succeeded(run_cli(cli_env, tmp_path, *args, *rest))
+    assert read_json(evaluated / "results.json")["controller"] == "learned-deterministic (run:latest)"
+
+
 def test_resume_continues_the_round_counter_and_keeps_earlier_events(
     ppo_run: Path, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -588,7 +639,8 @@ def test_compare_with_a_corrupt_run_directory_writes_nothing(
     latest = run / "checkpoints" / "latest.pt"
     latest.write_bytes(latest.read_bytes()[:1000])
     out = tmp_path / "compare"
-    args = ["compare", "--controllers", f"static,{run}", "--config", str(tiny_config), "--out", str(out), "--quiet"]
+    controllers = f"static,{run}:latest"
+    args = ["compare", "--controllers", controllers, "--config", str(tiny_config), "--out", str(out), "--quiet"]
     refused(run_refused(tmp_path, *args, separate_process=False), r"corrupt or unreadable")
     assert not out.exists()
 
@@ -662,7 +714,7 @@ def checkpoint_corpus(source: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _load_like_the_cli(run: Path) -> None:
     """What --controller and --resume read: the policy, the updater state and the RNG states."""
     register_builtin_policies()  # as the CLI does on start; without it every load fails before reading a field
-    policy = load_policy(run, "cpu", TASKS["digits"])
+    policy = load_policy(run, "cpu", TASKS["digits"], which="latest")
     checkpoint = load_checkpoint(run / "checkpoints" / "latest.pt")
     PPOUpdater(policy, PPOConfig()).load_state_dict(checkpoint.updater_state)
     with torch.random.fork_rng(devices=[]):
@@ -736,7 +788,8 @@ def test_the_cli_refuses_malformed_checkpoints_in_one_line(
     before = snapshot(run)
     named = r"checkpoint|weight|normalizer|optimizer"
     if read_by_evaluate:
-        evaluate = ["evaluate", "--controller", str(run), "--episodes", "1", "--config", str(tiny_config), "--quiet"]
+        controller = f"{run}:latest"
+        evaluate = ["evaluate", "--controller", controller, "--episodes", "1", "--config", str(tiny_config), "--quiet"]
         refused(run_refused(tmp_path, *evaluate, "--out", str(tmp_path / "eval"), separate_process=False), named)
     resume = ["train", "ppo", "--resume", str(run), "--rounds", "3", "--quiet"]
     refused(run_refused(tmp_path, *resume, separate_process=False), named)

@@ -61,7 +61,7 @@ def main(run_dir: Path, episodes: int) -> None:
     task = config.preset.load_data(None)
     factory = config.preset.model_factory(config.preset.slots, config.episode_epochs)
     register_builtin_policies()
-    bundle = load_policy(run_dir, "cpu", config.preset)
+    bundle = load_policy(run_dir, "cpu", config.preset, which="latest")
     controller = ProbedController(bundle)
     seeds = evaluation_episode_seeds(0, episodes)
     pool = make_pool(config, task, factory, episodes)

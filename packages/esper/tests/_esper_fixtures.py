@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from esper.app.run_directory import checkpoint_file
+from esper.app.run_directory import best_checkpoint_file, checkpoint_file
 from esper.leyline import SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, save_checkpoint
 from esper.simic.episode_records import EpisodeSummary
@@ -51,7 +51,8 @@ def episode(
 
 
 def policy_run_dir(path: Path, slots: SlotConfig, hidden_dim: int = 16) -> Path:
-    """A directory laid out like a PPO run, whose checkpoint holds an untrained LSTM policy for ``slots``."""
+    """A directory laid out like a PPO run, whose checkpoints (latest and best, the same) hold an untrained LSTM
+    policy for ``slots``."""
     register_builtin_policies()
     bundle = create_policy("lstm", slots, hidden_dim=hidden_dim)
     config: dict[str, Any] = {"task": "digits"}
@@ -64,4 +65,5 @@ def policy_run_dir(path: Path, slots: SlotConfig, hidden_dim: int = 16) -> Path:
         config=config,
     )
     save_checkpoint(checkpoint_file(path), checkpoint)
+    save_checkpoint(best_checkpoint_file(path), checkpoint)
     return path

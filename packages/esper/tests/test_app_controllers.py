@@ -19,7 +19,7 @@ from esper.app.controllers import (
     with_distinct_labels,
 )
 from esper.app.run_config import resolve
-from esper.app.run_directory import checkpoint_file
+from esper.app.run_directory import best_checkpoint_file, checkpoint_file
 from esper.app.tasks import get_task
 from esper.leyline import CheckpointError, ConfigError, SlotConfig
 from esper.simic.checkpoints import load_checkpoint, save_checkpoint
@@ -51,7 +51,7 @@ def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
     controller = build_controller(stochastic, DIGITS, seed=3, device="cpu")
     assert isinstance(controller, PolicyController)
     assert not controller.deterministic and controller.name == stochastic.label
-    policy = load_policy(run, "cpu", DIGITS)
+    policy = load_policy(run, "cpu", DIGITS, which="latest")
     expected = torch.load(checkpoint_file(run), weights_only=True)["policy_state"]["network"]
     assert all(torch.equal(policy.state_dict()["network"][k], v) for k, v in expected.items())
 
@@ -74,7 +74,7 @@ def test_a_run_directory_without_checkpoint_is_not_a_controller(tmp_path: Path) 
 def test_a_policy_for_other_slots_is_refused(tmp_path: Path) -> None:
     run = policy_run_dir(tmp_path / "two-slots", SlotConfig.after_blocks(2))
     with pytest.raises(CheckpointError, match=r"trained for slots \['r0c0', 'r0c1'\], this task has"):
-        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
 
 
 def test_a_policy_trained_on_another_task_is_refused(tmp_path: Path) -> None:
@@ -82,12 +82,12 @@ def test_a_policy_trained_on_another_task_is_refused(tmp_path: Path) -> None:
     run = policy_run_dir(tmp_path / "run", SLOTS)
     assert get_task("digits-strong").slots == DIGITS.slots
     with pytest.raises(CheckpointError, match=r"trained on task 'digits', not 'digits-strong' \(evaluate it with"):
-        load_policy(run, "cpu", get_task("digits-strong"))
+        load_policy(run, "cpu", get_task("digits-strong"), which="latest")
     checkpoint = load_checkpoint(checkpoint_file(run))
     checkpoint.config = {}
     save_checkpoint(checkpoint_file(run), checkpoint)
     with pytest.raises(CheckpointError, match="does not record the task its policy was trained on"):
-        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
 
 
 def test_a_policy_for_another_observation_schema_is_refused(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_a_policy_for_another_observation_schema_is_refused(tmp_path: Path) -> N
     checkpoint.policy_state = {**checkpoint.policy_state, "feature_schema_version": 0}
     save_checkpoint(checkpoint_file(run), checkpoint)
     with pytest.raises(CheckpointError, match="feature_schema_version: checkpoint has 0"):
-        load_policy(run, "cpu", DIGITS)
+        load_policy(run, "cpu", DIGITS, which="latest")
 
 
 def test_run_directories_with_the_same_name_get_distinct_labels(tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
     path = checkpoint_file(run)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
-        build_controller(ControllerSpec.parse(str(run)), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
 
 
 def test_initial_policy_depends_on_the_run_seed_only() -> None:
@@ -142,3 +142,29 @@ def test_initial_policy_depends_on_the_run_seed_only() -> None:
     # building a policy leaves the global generator where it was
     torch.manual_seed(123)
     assert torch.equal(torch.rand(3), global_draw)
+
+
+def test_a_run_directory_means_its_best_checkpoint_and_latest_is_asked_by_name(tmp_path: Path) -> None:
+    run = policy_run_dir(tmp_path / "ppo-run", SLOTS)
+    best_state = load_checkpoint(best_checkpoint_file(run))
+    network = best_state.policy_state["network"]
+    best_state.policy_state = {**best_state.policy_state, "network": {k: v + 1.0 for k, v in network.items()}}
+    save_checkpoint(best_checkpoint_file(run), best_state)
+    latest_network = load_checkpoint(checkpoint_file(run)).policy_state["network"]
+
+    specs = {text: ControllerSpec.parse(text) for text in (str(run), f"{run}:best", f"{run}:latest")}
+    assert specs[str(run)] == specs[f"{run}:best"] and specs[str(run)].checkpoint == "best"
+    assert specs[str(run)].label == "learned-deterministic (ppo-run)"
+    assert specs[f"{run}:latest"].label == "learned-deterministic (ppo-run:latest)"
+    stochastic = ControllerSpec.parse(f"stochastic:{run}:latest")
+    assert stochastic.run_dir == run and stochastic.checkpoint == "latest" and not stochastic.deterministic
+    for text, expected in ((str(run), {k: v + 1.0 for k, v in network.items()}), (f"{run}:latest", latest_network)):
+        controller = build_controller(specs[text], DIGITS, seed=0, device="cpu")
+        assert isinstance(controller, PolicyController)
+        loaded = controller.bundle.state_dict()["network"]
+        assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+
+    best_checkpoint_file(run).unlink()
+    with pytest.raises(ConfigError, match=r"no checkpoints/best\.pt yet .*use .*ppo-run:latest"):
+        ControllerSpec.parse(str(run))
+    assert ControllerSpec.parse(f"{run}:latest").checkpoint == "latest"

@@ -7,7 +7,11 @@ or a PPO run directory (learned).
   returns an object satisfying leyline's ``Controller`` protocol (a class such as tamiyo's
   ``RandomValidController`` qualifies as it is; a factory function is the way to wrap anything else).
 - a run directory evaluates deterministically (argmax of every head); prefix it with ``stochastic:`` to sample.
-  A policy runs only on the task it was trained on.
+  ``DIR`` (or ``DIR:best``) is the policy of ``checkpoints/best.pt``, the one whose deterministic validation on
+  training-range selection seeds scored best: the last update can be a worse policy than an earlier one, and the
+  choice looked at no evaluation seed, so the best checkpoint is the run's result. ``DIR:latest`` is the policy
+  after the last update (``checkpoints/latest.pt``, the one ``--resume`` continues). A policy runs only on the task
+  it was trained on.
 
 This is the composition root's job: tamiyo builds the policy and the schedules, simic's ``PolicyController`` runs
 a policy.
@@ -25,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from esper.app.run_directory import checkpoint_file
+from esper.app.run_directory import best_checkpoint_file, checkpoint_file
 from esper.app.schedule_choice import BEST_SCHEDULE_PREFIX, read_schedule_choice
 from esper.app.tasks import TaskPreset
 from esper.leyline import (
@@ -54,6 +58,8 @@ BUILTIN_CONTROLLERS = ("heuristic", "random", "static")
 STOCHASTIC_PREFIX = "stochastic:"
 #: In a list of controllers: every fixed schedule of the task's topology.
 ALL_SCHEDULES = "schedules"
+#: Which checkpoint of a run directory a learned controller uses (``DIR:best``, ``DIR:latest``; ``DIR`` is best).
+BEST, LATEST = "best", "latest"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -83,6 +89,8 @@ class ControllerSpec:
     schedule: Blueprint | None = None
     schedule_choice: Path | None = None
     import_path: str | None = None
+    #: For a run directory: ``best`` or ``latest``.
+    checkpoint: str = BEST
 
     @classmethod
     def parse(cls, text: str, topology: Topology = Topology.CNN) -> ControllerSpec:
@@ -100,9 +108,16 @@ class ControllerSpec:
             label = f"best-schedule ({choice.blueprint.registry_name})"
             return cls(label=label, schedule=choice.blueprint, schedule_choice=choice.path)
         deterministic = not text.startswith(STOCHASTIC_PREFIX)
-        path = Path(text.removeprefix(STOCHASTIC_PREFIX))
+        path_text, which = _checkpoint_choice(text.removeprefix(STOCHASTIC_PREFIX))
+        path = Path(path_text)
         if checkpoint_file(path).is_file():
-            return cls(label=_learned_label(path, deterministic, 1), run_dir=path, deterministic=deterministic)
+            if which == BEST and not best_checkpoint_file(path).is_file():
+                raise ConfigError(
+                    f"{path} has no checkpoints/best.pt yet (no validation has run); use {path}:latest for the "
+                    "policy after its last update"
+                )
+            label = _learned_label(path, deterministic, 1, which)
+            return cls(label=label, run_dir=path, deterministic=deterministic, checkpoint=which)
         if deterministic and _IMPORT_PATH.match(text) and not path.exists():
             return cls(label=text, import_path=text)
         raise ConfigError(
@@ -110,6 +125,14 @@ class ControllerSpec:
             f"{SCHEDULE_PREFIX}<blueprint>, {BEST_SCHEDULE_PREFIX}<file>, module:attribute or a PPO run "
             f"directory with checkpoints/latest.pt"
         )
+
+
+def _checkpoint_choice(text: str) -> tuple[str, str]:
+    """``DIR:latest`` -> (DIR, latest); ``DIR:best`` and ``DIR`` -> (DIR, best)."""
+    for which in (BEST, LATEST):
+        if text.endswith(f":{which}"):
+            return text.removesuffix(f":{which}"), which
+    return text, BEST
 
 
 def parse_controllers(text: str, topology: Topology = Topology.CNN) -> list[ControllerSpec]:
@@ -125,11 +148,11 @@ def parse_controllers(text: str, topology: Topology = Topology.CNN) -> list[Cont
     return specs
 
 
-def _learned_label(run_dir: Path, deterministic: bool, depth: int) -> str:
-    """``learned-<mode> (<the last depth components of the run directory's path>)``."""
+def _learned_label(run_dir: Path, deterministic: bool, depth: int, which: str) -> str:
+    """``learned-<mode> (<the last depth components of the run directory's path>[:latest])``."""
     mode = "deterministic" if deterministic else "stochastic"
     shown = run_dir.name if depth == 1 else str(Path(*run_dir.resolve().parts[-depth:]))
-    return f"learned-{mode} ({shown})"
+    return f"learned-{mode} ({shown}{'' if which == BEST else ':' + which})"
 
 
 def with_distinct_labels(specs: Sequence[ControllerSpec]) -> list[ControllerSpec]:
@@ -145,17 +168,18 @@ def with_distinct_labels(specs: Sequence[ControllerSpec]) -> list[ControllerSpec
             return labelled
         depth += 1
         labelled = [
-            dataclasses.replace(spec, label=_learned_label(spec.run_dir, spec.deterministic, depth))
+            dataclasses.replace(spec, label=_learned_label(spec.run_dir, spec.deterministic, depth, spec.checkpoint))
             if spec.run_dir is not None and spec.label in clashing
             else spec
             for spec in labelled
         ]
 
 
-def load_policy(run_dir: Path, device: str, task: TaskPreset) -> PolicyBundle:
-    """The trained policy of a run directory, on ``device``. It must have been trained on ``task`` (recorded in
-    its checkpoint) and for the task's slots; the observation schema is checked when its weights load."""
-    checkpoint = load_checkpoint(checkpoint_file(run_dir))
+def load_policy(run_dir: Path, device: str, task: TaskPreset, *, which: str) -> PolicyBundle:
+    """The trained policy of a run directory's ``which`` checkpoint (``best`` or ``latest``), on ``device``. It must
+    have been trained on ``task`` (recorded in its checkpoint) and for the task's slots; the observation schema is
+    checked when its weights load."""
+    checkpoint = load_checkpoint(best_checkpoint_file(run_dir) if which == BEST else checkpoint_file(run_dir))
     trained_on = checkpoint.config.get("task")
     if not isinstance(trained_on, str):
         raise CheckpointError(f"the checkpoint in {run_dir} does not record the task its policy was trained on")
@@ -210,7 +234,7 @@ def build_controller(spec: ControllerSpec, task: TaskPreset, *, seed: int, devic
         return import_controller(spec.import_path, task, seed=seed)
     if spec.run_dir is None:
         raise ConfigError(f"controller {spec.label!r} has neither a builtin name nor a run directory")
-    bundle = load_policy(spec.run_dir, device, task)
+    bundle = load_policy(spec.run_dir, device, task, which=spec.checkpoint)
     generator = torch.Generator(device=bundle.device).manual_seed(seed)
     return PolicyController(bundle, deterministic=spec.deterministic, generator=generator, name=spec.label)
 

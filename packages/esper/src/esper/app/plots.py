@@ -28,15 +28,23 @@ STAGE_COLORS = {
 }
 
 
-def learning_curves(rounds: Sequence[dict[str, Any]], path: Path) -> None:
-    """Mean final test and validation accuracy per round (validation with its min-max band), mean return,
-    per-head entropy, explained variance."""
+def learning_curves(rounds: Sequence[dict[str, Any]], validations: Sequence[dict[str, Any]], path: Path) -> None:
+    """Mean final test and validation accuracy per round (validation with its min-max band) beside the argmax
+    policy's periodic validation, mean return, per-head entropy, explained variance."""
     x = [r["round"] for r in rounds]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0][0]
     ax.plot(x, [r["mean_test_accuracy"] for r in rounds], color="C3", label="test (mean)")
     ax.plot(x, [r["mean_val_accuracy"] for r in rounds], color="C0", label="validation (mean)")
     ax.fill_between(x, [r["min_val_accuracy"] for r in rounds], [r["max_val_accuracy"] for r in rounds], alpha=0.2)
+    if validations:
+        ax.plot(
+            [v["round"] for v in validations],
+            [v["mean_val_accuracy"] for v in validations],
+            "o-",
+            color="C2",
+            label="argmax policy, selection seeds",
+        )
     ax.set(title="final accuracy per episode (training seeds)", xlabel="round", ylabel="accuracy (%)")
     ax.legend(fontsize=8)
     ax = axes[0][1]

@@ -22,6 +22,7 @@ COMPLETE = "complete"
 TIME_BUDGET_REACHED = "time_budget_reached"
 INCOMPLETE = "incomplete"
 STOP_EVENT = "stopped"
+VALIDATION_EVENT = "validation"
 
 
 def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> bool:
@@ -39,6 +40,8 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     rounds = [rounds_by_index[k] for k in sorted(rounds_by_index)]
     if not rounds:
         return False
+    validations_by_round = {e["round"]: e for e in events if e.get("event") == VALIDATION_EVENT}
+    validations = [validations_by_round[k] for k in sorted(validations_by_round)]
     last = rounds[-1]["round"]
     episodes = {e["env"]: e for e in events if e.get("event") == "episode" and e.get("round") == last}
     last_episodes = [EpisodeSummary.from_dict(episodes[k]) for k in sorted(episodes)]
@@ -51,7 +54,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
 
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    learning_curves(rounds, plots / "learning_curves.png")
+    learning_curves(rounds, validations, plots / "learning_curves.png")
     sections = [
         f"# PPO on `{config.task}`",
         f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
@@ -68,6 +71,8 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
         "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
         "## Rounds",
         _rounds_table(rounds),
+        "## Deterministic validation",
+        _validation_text(config, validations, rounds),
         "## Per-head health in the last round",
         "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
         "action (a forced choice has entropy 0 by definition).",
@@ -79,6 +84,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
         "status": status,
         "rounds_planned": config.run.rounds,
         "rounds": rounds,
+        "validations": validations,
     }
     if last_episodes:
         rows = [episode_row(e) for e in last_episodes]
@@ -99,6 +105,33 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     return True
 
 
+def _validation_text(config: RunConfig, validations: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> str:
+    """What the validation is, and one row per validation with the per-head entropy of that round's update."""
+    intro = (
+        f"The argmax policy on {config.run.validation_episodes} training-range selection seeds (never evaluation "
+        f"seeds; the same at every validation), after every {config.run.validate_every} rounds and after the last; "
+        "the score is the mean final validation accuracy. `checkpoints/best.pt` holds the policy of the best score "
+        "(the first one on a tie), `checkpoints/latest.pt` the last update's."
+    )
+    if not validations:
+        return intro + "\n\nNo validation has run yet."
+    updates = {r["round"]: r["update"] for r in rounds}
+    table = markdown_table(
+        ["round", "argmax val acc %", "params added", "best so far %", *[f"{h.value} entropy" for h in HEAD_ORDER]],
+        [
+            [
+                f"{v['round']}{' (best)' if v['new_best'] else ''}",
+                f"{v['mean_val_accuracy']:.2f}",
+                f"{v['mean_params_added']:.0f}",
+                _fmt(v["best_val_accuracy"]),
+                *[_fmt(updates.get(v["round"], {}).get(f"heads.{h.value}.entropy")) for h in HEAD_ORDER],
+            ]
+            for v in validations
+        ],
+    )
+    return intro + "\n\n" + table
+
+
 def _rounds_table(rounds: list[dict[str, Any]]) -> str:
     return markdown_table(
         [
@@ -111,6 +144,7 @@ def _rounds_table(rounds: list[dict[str, Any]]) -> str:
             "params added",
             "explained var",
             "approx KL",
+            "clip fraction",
             "op entropy",
             "early stop",
         ],
@@ -125,6 +159,7 @@ def _rounds_table(rounds: list[dict[str, Any]]) -> str:
                 f"{r['mean_params_added']:.0f}",
                 _fmt(r["update"].get("explained_variance")),
                 _fmt(r["update"].get("approx_kl"), 4),
+                _fmt(r["update"].get("clip_fraction")),
                 _fmt(r["update"].get("heads.op.entropy")),
                 "yes" if r["update"].get("early_stopped") else "",
             ]

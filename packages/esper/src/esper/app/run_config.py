@@ -71,9 +71,13 @@ class RunSettings:
     ray_num_cpus: int | None = None
     ray_cpus_per_actor: float | None = None
     ray_gpus_per_actor: float = 0.0
+    #: PPO only: validate the argmax policy after every this many rounds (and after the last round), on
+    #: ``validation_episodes`` training-range selection seeds; the best validation is kept as checkpoints/best.pt.
+    validate_every: int = 5
+    validation_episodes: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "envs", "episodes"):
+        for name in ("rounds", "envs", "episodes", "validate_every", "validation_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"run.{name} must be >= 1, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs < 1:

@@ -6,6 +6,7 @@ Layout::
     events.jsonl           one JSON object per line: epoch, episode, round/update events (append-only)
     tensorboard/           TensorBoard scalars (``tensorboard --logdir DIR/tensorboard``)
     checkpoints/latest.pt  the newest PPO checkpoint (written atomically after every update)
+    checkpoints/best.pt    the PPO checkpoint whose argmax policy validated best (written atomically)
     results.json           the final numbers the summary was built from (written atomically)
     summary.md             tables and links to the plots
     plots/*.png
@@ -55,6 +56,11 @@ def _claim_unique(path: Path) -> Path:
 def checkpoint_file(run_dir: Path) -> Path:
     """Where a PPO run keeps its newest checkpoint."""
     return run_dir / "checkpoints" / "latest.pt"
+
+
+def best_checkpoint_file(run_dir: Path) -> Path:
+    """Where a PPO run keeps the checkpoint whose deterministic validation scored best so far."""
+    return run_dir / "checkpoints" / "best.pt"
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """``esper train ppo``: train the LSTM policy with PPO over parallel host-training episodes.
 
-Writes the resolved config, a JSONL log (every epoch, episode and update), TensorBoard scalars, a checkpoint after
-every update, and a summary with learning curves. ``--resume DIR`` continues a run from its last checkpoint with
-the run's own config (``--rounds`` may extend it, ``--compile-mode`` and ``--time-budget-minutes`` change, ``none``
-removes them).
+Writes the resolved config, a JSONL log (every epoch, episode, update and validation), TensorBoard scalars, a
+checkpoint after every update (``latest.pt``) and the one whose argmax policy validated best (``best.pt``, see
+``esper.app.validation``), and a summary with learning curves. ``--resume DIR`` continues a run from its last
+checkpoint with the run's own config (``--rounds`` may extend it, ``--compile-mode`` and ``--time-budget-minutes``
+change, ``none`` removes them).
 
 A run is identified by a random run id (in ``config.json`` and in every checkpoint) and the settings that shape
 it; a checkpoint from another run is refused. One process trains a run directory at a time (``RunLock``). Every
@@ -28,9 +29,16 @@ from esper.app.controllers import policy_from_checkpoint
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, from_dict, override_run
-from esper.app.run_directory import RunDirectory, checkpoint_file, default_run_dir, read_run_config
+from esper.app.run_directory import (
+    RunDirectory,
+    best_checkpoint_file,
+    checkpoint_file,
+    default_run_dir,
+    read_run_config,
+)
 from esper.app.run_lock import RunLock
 from esper.app.signals import Terminated
+from esper.app.validation import ValidationResult, best_score, save_best, validate, validation_due
 from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle, Topology
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     run_id = uuid.uuid4().hex
     out = args.out or default_run_dir(config.task, "ppo")
     with RunDirectory(out, unique=args.out is None) as directory, RunLock(directory.path):
-        _train(config, run_id, bundle, directory, None, task, data, args.quiet)
+        _train(config, run_id, bundle, directory, None, None, task, data, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
     return 0
 
@@ -112,10 +120,11 @@ def _resume(args: argparse.Namespace) -> int:
         # Every part of the checkpoint is checked before the run directory is touched.
         bundle = policy_from_checkpoint(checkpoint, device=config.run.device, compile_mode=config.run.compile_mode)
         PPOUpdater(bundle, config.ppo, total_rounds=config.run.rounds).load_state_dict(checkpoint.updater_state)
+        best_so_far = best_score(best_checkpoint_file(run_dir))
         task = config.preset.load_data(args.data_dir)
         data = data_record(config, task)
         with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
-            _train(config, run_id, bundle, directory, checkpoint, task, data, args.quiet)
+            _train(config, run_id, bundle, directory, checkpoint, best_so_far, task, data, args.quiet)
     print(f"wrote {run_dir}/summary.md (checkpoint: {checkpoint_file(run_dir)})")
     return 0
 
@@ -179,13 +188,14 @@ def _train(
     bundle: PolicyBundle,
     directory: RunDirectory,
     checkpoint: TrainingCheckpoint | None,
+    best_so_far: float | None,
     task: TaskData,
     data: dict[str, Any],
     quiet: bool,
 ) -> None:
     directory.write_config({**config.to_dict(), "controller": "ppo", "run_id": run_id, "data": data})
     try:
-        stopped_early = _run_rounds(config, run_id, bundle, directory, checkpoint, task, quiet)
+        stopped_early = _run_rounds(config, run_id, bundle, directory, checkpoint, best_so_far, task, quiet)
     except (EsperError, OSError, KeyboardInterrupt, Terminated) as error:
         error.add_note(_resume_hint(directory.path))
         raise
@@ -204,10 +214,12 @@ def _run_rounds(
     bundle: PolicyBundle,
     directory: RunDirectory,
     checkpoint: TrainingCheckpoint | None,
+    best_so_far: float | None,
     task: TaskData,
     quiet: bool,
 ) -> int | None:
-    """Train the remaining rounds; the number of rounds completed if the time budget stopped the run early."""
+    """Train the remaining rounds, validating when due; the number of rounds completed if the time budget stopped
+    the run early. ``best_so_far``: the score of the run's ``best.pt`` (None: there is none yet)."""
     preset = config.preset
     factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
     pool = make_pool(config, task, factory, config.run.envs)
@@ -227,6 +239,7 @@ def _run_rounds(
             initial=training.rounds_completed * steps_per_round,
         ) as progress:
             current = [training.rounds_completed]
+            best = [best_so_far]
 
             def on_step(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
                 for env_id, result in zip(env_ids, results, strict=True):
@@ -246,6 +259,17 @@ def _run_rounds(
             def on_round(report: RoundReport) -> None:
                 current[0] = report.round_index + 1
                 _log_round(directory, report)
+                if validation_due(report.round_index, config.run.validate_every, config.run.rounds):
+                    result = validate(bundle, pool, config.run.seed, config.run.validation_episodes, report.round_index)
+                    improved = best[0] is None or result.mean_val_accuracy > best[0]
+                    if improved:
+                        save_best(best_checkpoint_file(directory.path), training.checkpoint(), result)
+                        best[0] = result.mean_val_accuracy
+                    _log_validation(directory, result, improved, best[0])
+                    progress.note(
+                        f"round {report.round_index} validation (argmax): val acc {result.mean_val_accuracy:.1f} %"
+                        + (" (new best)" if improved else "")
+                    )
                 progress.note(
                     f"round {report.round_index}: test acc {report.mean_test_accuracy:.1f} %, "
                     f"val acc {report.mean_final_val_accuracy:.1f} %, "
@@ -263,6 +287,27 @@ def _run_rounds(
     finally:
         pool.close()
     return training.rounds_completed if training.rounds_completed < config.run.rounds else None
+
+
+def _log_validation(directory: RunDirectory, result: ValidationResult, improved: bool, best: float | None) -> None:
+    directory.event(
+        "validation",
+        round=result.round_index,
+        mean_val_accuracy=result.mean_val_accuracy,
+        val_accuracies=list(result.val_accuracies),
+        mean_params_added=result.mean_params_added,
+        best_val_accuracy=best,
+        new_best=improved,
+        seconds=result.seconds,
+    )
+    directory.scalars(
+        result.round_index,
+        {
+            "validation/val_accuracy": result.mean_val_accuracy,
+            "validation/best_val_accuracy": best,
+            "validation/params_added": result.mean_params_added,
+        },
+    )
 
 
 def _log_round(directory: RunDirectory, report: RoundReport) -> None:
