@@ -857,3 +857,17 @@ def test_a_policy_is_refused_on_another_task(
         r"was trained on task 'digits', not 'digits-strong'",
     )
     assert not out.exists()
+
+
+def test_resume_keeps_the_best_score_so_far(ppo_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A best.pt whose recorded score no later validation can reach must survive a resume untouched."""
+    run = copy_run(ppo_run, tmp_path / "run")
+    best_path = run / "checkpoints" / "best.pt"
+    planted = load_checkpoint(best_path)
+    planted.config = {**planted.config, "validation": {"round": 1, "mean_val_accuracy": 100.0}}
+    save_checkpoint(best_path, planted)
+    before = best_path.read_bytes()
+    succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--resume", str(run), "--rounds", "3", "--quiet"))
+    last = of_kind(run, "validation")[-1]
+    assert last["round"] == 2 and not last["new_best"] and last["best_val_accuracy"] == 100.0
+    assert best_path.read_bytes() == before
