@@ -1,4 +1,5 @@
-"""Alpha controller: curve values from domain.md, ramps that never overshoot, snap to target, HOLD-only retarget."""
+"""Alpha controller: curve values from docs/design/blending.md, ramps that never overshoot, snap to target,
+HOLD-only retarget."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Blueprints: the parameter formulas of domain.md, estimates, identity at birth, shapes at any size, GroupNorm
-only, small channel counts, causality of transformer seeds, determinism, and a complete registry."""
+"""Blueprints: the parameter formulas of docs/design/hosts-and-blueprints.md, estimates, identity at birth, shapes
+at any size, GroupNorm only, small channel counts, causality of transformer seeds, determinism, and a complete
+registry."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ def _r(c: int) -> int:
     return max(1, c // 4)
 
 
-#: domain.md section 4 (CNN) and the transformer set, written out independently of the registry.
+#: The documented formulas (docs/design/hosts-and-blueprints.md), written out independently of the registry.
 FORMULAS = {
     (Topology.CNN, "norm"): lambda c: 2 * c + 1,
     (Topology.CNN, "attention"): lambda c: 2 * c * _r(c) + _r(c) + c,

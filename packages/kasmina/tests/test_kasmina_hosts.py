@@ -38,7 +38,7 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def test_presets_match_the_upstream_parameter_counts() -> None:
+def test_presets_match_the_documented_parameter_counts() -> None:
     generator = torch.Generator().manual_seed(0)
     assert _count(CNNHost.create(CNNHostConfig.preset("cifar_baseline"), generator)) == 6418
     assert _count(CNNHost.create(CNNHostConfig.preset("cifar_impaired"), generator)) == 77

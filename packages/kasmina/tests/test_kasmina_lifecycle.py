@@ -180,7 +180,7 @@ def test_a_pruned_slot_is_empty_after_exactly_embargo_plus_reset_ticks(age: int,
             assert not _apply(slot, (action, 0.0, 0), epoch)
         slot.tick()
         stages.append(slot.stage)
-    # The spec's numbers exactly: 5 epochs observed EMBARGOED, 1 RESETTING, then the slot is empty again.
+    # The cooldown of docs/design/lifecycle.md: 5 epochs observed EMBARGOED, 1 RESETTING, then an empty slot.
     assert stages == [SeedStage.EMBARGOED] * 5 + [SeedStage.RESETTING] * 1 + [SeedStage.DORMANT]
     assert slot.germinate(_seed(1), 10.0).success
 

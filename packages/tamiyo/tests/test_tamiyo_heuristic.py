@@ -111,7 +111,7 @@ def test_prune_penalties_decay_per_epoch_and_are_exposed() -> None:
 
 
 def test_penalized_blueprints_are_skipped_in_the_rotation() -> None:
-    """With the spec's defaults a penalty decays below 3 before the 5-epoch embargo ends; slower decay and no
+    """With the default penalty settings a penalty decays below 3 before the 5-epoch embargo ends; slower decay and no
     embargo make the skip observable."""
     controller = _controller(HeuristicConfig(penalty_decay=0.95, prune_embargo_epochs=0, min_germinate_epoch=0))
     for epoch, blueprint in ((0, Blueprint.CONV_LIGHT), (1, Blueprint.CONV_LIGHT)):

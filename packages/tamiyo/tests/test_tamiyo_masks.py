@@ -1,5 +1,6 @@
-"""Action masks follow domain spec section 2 exactly, for random valid slot states (stage sets written out
-literally here, so a derivation error in the code cannot hide behind the same derivation in the test)."""
+"""Action masks follow the legality rule of docs/design/legality.md exactly, for random valid slot states (stage
+sets written out literally here, so a derivation error in the code cannot hide behind the same derivation in the
+test)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ BLOCKS_GERMINATION = {S.GERMINATED, S.TRAINING, S.PRUNED, S.EMBARGOED, S.RESETTI
 
 
 def _expected_slot_mask(obs: EnvObservation, op: LifecycleOp) -> list[bool]:
-    """The spec's rule for one op, slot by slot."""
+    """The documented rule for one op, slot by slot."""
     can_germinate = obs.germinations_remaining > 0 and not any(r.stage in BLOCKS_GERMINATION for r in obs.slots)
     result = []
     for report in obs.slots:

@@ -1,4 +1,4 @@
-"""How a seed's output joins the host activation, per lifecycle stage and blend operator (domain.md section 3).
+"""How a seed's output joins the host activation, per lifecycle stage and blend operator (docs/design/blending.md).
 
 h is the host activation at the slot, h_in the seed's input (h, detached while the seed is on probation) and
 s = seed(h_in). While the seed is live the blend is computed from h_in and the host's gradient passes straight

@@ -1,7 +1,7 @@
 """Capturing and restoring model state: full lifecycle checkpoints, which are also the governor's snapshots.
 
-Format (decided here; domain.md leaves it open): plain dicts, lists, strings, numbers, bools, None and tensors,
-so ``torch.load(..., weights_only=True)`` reads it. Enums are stored as their stable integer values.
+Format (docs/design/lifecycle.md#snapshots-and-checkpoints): plain dicts, lists, strings, numbers, bools, None
+and tensors, so ``torch.load(..., weights_only=True)`` reads it. Enums are stored as their stable integer values.
 
     {"format": CHECKPOINT_FORMAT, "topology": "cnn", "slot_ids": ["r0c0", ...],
      "host": host state_dict, "generator": germination generator state, "next_serial": int,

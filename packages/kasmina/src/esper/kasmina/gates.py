@@ -1,4 +1,4 @@
-"""Lifecycle gates (domain.md section 1): the checks an ADVANCE or FOSSILIZE must pass, and their thresholds.
+"""Lifecycle gates (docs/design/gates.md): the checks an ADVANCE or FOSSILIZE must pass, and their thresholds.
 
 A refused gate is an answer, not an error: it says which check failed so the action can be reported as
 unsuccessful and the policy sees it in its next observation.

@@ -1,6 +1,6 @@
-"""The governor (domain.md section 7): per env, keeps a known-good snapshot and says when to roll back to it.
+"""The governor (docs/design/governor.md): per env, keeps a known-good snapshot and says when to roll back to it.
 
-Thresholds (domain.md asks for task-meaningful ones, the values are ours):
+Thresholds, chosen to mean something for a classifier:
 - NaN/Inf validation loss: roll back at once.
 - Collapse to random guessing: loss >= ``collapse_factor`` x ln(num_classes), once the model has learned
   something (some epoch's loss was below ``collapse_arm_fraction`` x ln(num_classes); an untrained model sits

@@ -3,7 +3,7 @@
 The trainer calls ``observe`` after every backward; norms accumulate on the device (no sync per call) and are
 read once when a report or a gate asks.
 
-Health definition (domain.md leaves it open): with ``mean`` the epoch's mean per-step L2 norm of the seed's
+Health definition (docs/design/gates.md#gradient-health): with ``mean`` the epoch's mean per-step L2 norm of the seed's
 gradients and ``peak`` its largest per-step norm, let ``d`` be how many decades ``mean`` lies outside the band
 [``VANISHING_NORM``, ``EXPLODING_NORM``] or ``peak`` lies above ``SPIKE_NORM``. Health is ``1 - d / 2`` clipped
 to [0, 1]: 1 inside the band, 0.5 one decade out, 0 two decades out. Non-finite gradients give health 0.

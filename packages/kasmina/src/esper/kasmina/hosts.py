@@ -1,4 +1,4 @@
-"""The CNN host family (domain.md section 5) and its presets.
+"""The CNN host family and its presets (docs/design/hosts-and-blueprints.md).
 
 Blocks Conv(k, no bias) -> BatchNorm -> ReLU with ``base_channels * 2**i`` channels, a 2x2 max-pool after each
 of the first ``pool_layers`` blocks, global average pooling and a linear classifier. Slot ``r0c{i}`` sits after
@@ -73,7 +73,7 @@ class CNNHostConfig:
         return torch.zeros(1, self.in_channels, image_size, image_size)
 
 
-#: Hosts used upstream and here. ``digits_*`` take 8x8 sklearn digits, ``cifar_*`` 32x32 CIFAR-10 images.
+#: The app's task hosts. ``digits_*`` take 8x8 sklearn digits, ``cifar_*`` 32x32 CIFAR-10 images.
 #: The impaired hosts (base 1, k 1) learn little alone and a lot with seeds: an honest, fast testbed.
 CNN_HOST_PRESETS: Mapping[str, CNNHostConfig] = MappingProxyType(
     {

@@ -1,4 +1,4 @@
-"""The rule-based controller of domain spec section 10: the baseline every learned policy must beat.
+"""The rule-based controller (docs/design/controllers.md#the-heuristic): the baseline every learned policy must beat.
 
 Per env it keeps a signal tracker, blueprint prune penalties, a rotation index and the epoch of the last prune;
 ``env_state(env)`` returns all of it, so comparisons with a learned policy can account for what it knew.
@@ -47,8 +47,8 @@ from esper.tamiyo.episode_envs import EpisodeEnvs
 from esper.tamiyo.masks import MaskArrays, build_mask_arrays
 from esper.tamiyo.tracker import SignalTracker, TrackerConfig, TrackerSignals
 
-#: Blueprint rotation per topology. CNN: the spec's order. Transformer (the spec names none): the closest
-#: counterparts in the same spirit, light to heavy then cheap.
+#: Blueprint rotation per topology: germination takes the next one whose prune penalty allows it. The transformer
+#: rotation follows the CNN one in spirit with the closest counterparts: light, then heavy, then cheap.
 DEFAULT_ROTATIONS: Mapping[Topology, tuple[Blueprint, ...]] = MappingProxyType(
     {
         Topology.CNN: (

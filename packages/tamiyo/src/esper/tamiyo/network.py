@@ -1,4 +1,4 @@
-"""The factored recurrent actor-critic (domain spec section 9): the module a policy bundle trains and compiles.
+"""The factored recurrent actor-critic (docs/design/controllers.md): the module a policy bundle trains and compiles.
 
     raw features --RunningNormalizer--+
     blueprint indices --Embedding-----+--concat--> Linear -> LayerNorm -> ReLU  (trunk)

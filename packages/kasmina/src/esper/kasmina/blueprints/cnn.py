@@ -1,4 +1,6 @@
-"""CNN blueprints (domain.md section 4): feature maps [B, C, H, W] -> same shape, at any H, W and any C >= 1.
+"""CNN blueprints: feature maps [B, C, H, W] -> same shape, at any H, W and any C >= 1.
+
+The catalogue and its parameter counts: docs/design/hosts-and-blueprints.md.
 
 GroupNorm only (``group_count`` picks a group count that divides C); every residual seed zero-initialises its
 last layer so it is the identity at birth; every ReLU is ``seed_relu`` (slope 1 at 0, a small slope below), so
