@@ -45,7 +45,7 @@ from esper.simic.episode_seeds import (
 from esper.simic.ppo import PPOConfig, PPOUpdater
 from esper.tamiyo import create_policy, register_builtin_policies
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 QUICK = ["--envs", "2", "--seed", "0", "--quiet"]
 DIGITS_DATA = {

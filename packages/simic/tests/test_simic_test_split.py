@@ -34,7 +34,7 @@ def test_replacing_the_test_set_changes_nothing_but_the_reported_test_accuracy()
     generator = torch.Generator().manual_seed(7)
     scrambled = dataclasses.replace(
         task,
-        test_inputs=torch.randn(50, *task.input_shape, generator=generator) * 5,
+        test_inputs=torch.randn(50, *task.train_inputs.shape[1:], generator=generator) * 5,
         test_targets=torch.randint(0, 2, (50,), generator=generator),
     )
     results, summary, _ = run(task)

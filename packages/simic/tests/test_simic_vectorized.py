@@ -11,8 +11,9 @@ from _simic_fixtures import ScriptedController, stripes_factory, stripes_task
 from esper.leyline import ConfigError
 from esper.simic.env import HostTrainingEnv
 from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import InProcessPool, ProcessPool
+from esper.simic.env_pool import InProcessPool, ProcessPool, WorkerError
 from esper.simic.episode_records import StepResult
+from esper.simic.model_factories import ModelFactory
 from esper.simic.task_data import TaskData
 from esper.simic.vectorized import run_episodes
 
@@ -36,6 +37,7 @@ def test_batches_of_episodes_in_seed_order() -> None:
         run_episodes(pool, controller, [])
 
 
+@pytest.mark.subprocess
 def test_process_pool_matches_in_process() -> None:
     seeds = [3, 4, 5]
     local = run_episodes(InProcessPool(3, stripes_task(), stripes_factory(), CONFIG), ScriptedController(), seeds)
@@ -45,11 +47,12 @@ def test_process_pool_matches_in_process() -> None:
     assert [s.events for s in remote] == [s.events for s in local]
 
 
+@pytest.mark.subprocess
 def test_worker_errors_surface_with_their_message() -> None:
     from esper.leyline import FactoredAction
 
     with ProcessPool(1, stripes_task(), stripes_factory(), CONFIG, n_workers=1) as pool:
-        with pytest.raises(Exception, match="reset"):
+        with pytest.raises(WorkerError, match=r"worker 0: .*reset"):
             pool.step([0], [FactoredAction.wait()])  # step before reset fails inside the worker
 
 
@@ -64,10 +67,18 @@ def test_the_in_process_pool_moves_the_task_to_the_device_once_for_all_envs(monk
         moves.append(moved)
         return moved
 
+    env_tasks: list[TaskData] = []
+    build_env = HostTrainingEnv.__init__
+
+    def recording_build(env: HostTrainingEnv, task: TaskData, factory: ModelFactory, config: EnvConfig) -> None:
+        env_tasks.append(task)
+        build_env(env, task, factory, config)
+
     monkeypatch.setattr(TaskData, "to", copy_to)
-    pool = InProcessPool(3, stripes_task(), stripes_factory(), CONFIG)
+    monkeypatch.setattr(HostTrainingEnv, "__init__", recording_build)
+    InProcessPool(3, stripes_task(), stripes_factory(), CONFIG)
     assert len(moves) == 1
-    assert all(pool.env(i).task is moves[0] for i in range(3))
+    assert len(env_tasks) == 3 and all(task is moves[0] for task in env_tasks)
 
 
 def test_an_env_refuses_a_task_on_another_device() -> None:

@@ -64,9 +64,6 @@ class InProcessPool:
     def n_envs(self) -> int:
         return len(self._envs)
 
-    def env(self, env_id: int) -> HostTrainingEnv:
-        return self._envs[env_id]
-
     def reset(self, env_ids: Sequence[int], seeds: Sequence[int]) -> list[EnvObservation]:
         return [self._envs[i].reset(seed) for i, seed in zip(env_ids, seeds, strict=True)]
 

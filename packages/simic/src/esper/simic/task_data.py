@@ -53,10 +53,6 @@ class TaskData:
             ("test", self.test_inputs, self.test_targets),
         )
 
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.train_inputs.shape[1:])
-
     def split_sizes(self) -> dict[str, int]:
         """Examples per split, for the run's config and results."""
         return {split: int(targets.shape[0]) for split, _, targets in self._splits()}

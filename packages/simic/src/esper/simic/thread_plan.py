@@ -23,11 +23,6 @@ class ThreadPlan:
     workers: int
     per_worker: int
 
-    @property
-    def busy_threads(self) -> int:
-        """Threads computing at the same time: the main process and the workers take turns."""
-        return max(self.main, self.workers * self.per_worker)
-
 
 def plan_threads(
     cores: int, n_envs: int, *, processes: bool, workers: int | None = None, threads: int | None = None
