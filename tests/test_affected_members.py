@@ -10,6 +10,7 @@ import pytest
 from _repository_copy import commit_all, git
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.subprocess
 
 
 def affected(*args: str, root: Path = ROOT) -> list[str]:

@@ -25,6 +25,7 @@ from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
 LEYLINE = Path("packages/leyline")
+pytestmark = pytest.mark.release
 
 
 @pytest.fixture

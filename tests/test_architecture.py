@@ -39,12 +39,14 @@ def _copy_tree(destination: Path) -> Path:
     return destination
 
 
+@pytest.mark.static
 def test_contracts_are_kept_on_the_real_tree() -> None:
     result = _lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
 
 
+@pytest.mark.static
 @pytest.mark.parametrize(
     ("importer", "statement", "contract"),
     [
@@ -76,6 +78,7 @@ def test_each_contract_catches_a_planted_violation(
     assert "planted_violation" in result.stdout
 
 
+@pytest.mark.subprocess
 def test_importing_leyline_loads_no_torch() -> None:
     code = "import sys, esper.leyline; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -31,7 +31,7 @@ from esper.app.cli import main
 from esper.app.run_directory import RunDirectory
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 # The end-to-end suite's harness and session fixtures (the shared PPO run is made once per session).
 PPO, copy_run, of_kind, read_json, refused, run_cli, snapshot, succeeded = (

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -103,6 +104,7 @@ def _check_every_op_and_slot(model: MorphogeneticModel, remaining: int, params: 
                 assert trial.slot_reports() == before
 
 
+@pytest.mark.slow  # 20 rollouts of up to 30 epochs, each op and slot executed on a copy of the model
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**16), st.data())
 def test_mask_allows_exactly_what_kasmina_executes(seed: int, data: st.DataObject) -> None:

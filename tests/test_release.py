@@ -13,6 +13,7 @@ import pytest
 from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.release
 
 
 @pytest.mark.slow

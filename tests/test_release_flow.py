@@ -18,7 +18,11 @@ from releasing.compat import newest_set, oldest_set
 from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.release,
+    pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH"),
+]
 
 
 def prepare(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,11 @@ from packaging.version import Version
 from releasing.workspace import load_members
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.release,
+    pytest.mark.skipif(shutil.which("uv") is None, reason="uv is not on PATH"),
+]
 
 
 def uv(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:

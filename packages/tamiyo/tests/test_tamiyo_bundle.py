@@ -22,6 +22,7 @@ from esper.leyline import (
     ActionMasks,
     ActionResult,
     AlphaSnapshot,
+    ConfigError,
     EncodedObservations,
     EnvObservation,
     FeatureWidthError,
@@ -261,7 +262,7 @@ def test_inputs_are_validated_at_the_boundary() -> None:
         bundle.get_action(
             replace(encoded, masks=ActionMasks(encoded.masks.op, encoded.masks.op, encoded.masks.heads)), hidden
         )
-    with pytest.raises(Exception, match=r"hidden state h has shape \[1, 3, 64\]"):
+    with pytest.raises(ConfigError, match=r"hidden state h has shape \[1, 3, 64\]"):
         bundle.get_action(encoded, bundle.initial_hidden(3))
     rollout = _rollout(bundle, steps=2)
     with pytest.raises(FeatureWidthError, match="rank 3"):

@@ -13,9 +13,12 @@ from esper.leyline import HEAD_ORDER, ActionResult
 from esper.tamiyo import LSTMPolicyBundle
 
 # Inductor's CPU backend compiles generated C++; without a C++ compiler there is nothing to test.
-pytestmark = pytest.mark.skipif(
-    shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler for torch inductor"
-)
+pytestmark = [
+    pytest.mark.compile,
+    pytest.mark.skipif(
+        shutil.which("g++") is None and shutil.which("c++") is None, reason="no C++ compiler for torch inductor"
+    ),
+]
 
 
 def _act(bundle: LSTMPolicyBundle) -> ActionResult:
