@@ -4,6 +4,7 @@ starts from depends on its seed only."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from esper.app.controllers import (
 from esper.app.run_config import resolve
 from esper.app.run_directory import best_checkpoint_file, checkpoint_file
 from esper.app.tasks import get_task
-from esper.leyline import CheckpointError, ConfigError, SlotConfig
+from esper.leyline import CheckpointError, ConfigError, SlotConfig, Topology
 from esper.simic.checkpoints import load_checkpoint, save_checkpoint
 from esper.simic.policy_controller import PolicyController
 from esper.tamiyo import HeuristicController, RandomValidController, StaticController, register_builtin_policies
@@ -37,6 +38,14 @@ def test_builtin_names(name: str) -> None:
     controller = build_controller(spec, DIGITS, seed=0, device="cpu")
     expected = {"heuristic": HeuristicController, "random": RandomValidController, "static": StaticController}
     assert isinstance(controller, expected[name])
+
+
+@pytest.mark.parametrize("name", ["heuristic", "random"])
+def test_rule_based_controllers_are_built_for_the_topology_the_task_names(name: str) -> None:
+    transformer_task = dataclasses.replace(DIGITS, topology=Topology.TRANSFORMER)
+    controller = build_controller(ControllerSpec.parse(name), transformer_task, seed=0, device="cpu")
+    assert isinstance(controller, HeuristicController | RandomValidController)
+    assert controller.topology is Topology.TRANSFORMER and controller.slot_config == DIGITS.slots
 
 
 def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
@@ -129,13 +138,16 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
 def test_initial_policy_depends_on_the_run_seed_only() -> None:
     register_builtin_policies()
     config = resolve("digits", {"policy": {"hidden_dim": 16}}, {"seed": 4})
-    policy_config = {"kind": "lstm", "slot_config": list(SLOTS.names()), "topology": "cnn", "sizes": {"hidden_dim": 16}}
     torch.manual_seed(123)
-    first = build_policy(policy_config, config)
+    first = build_policy(config)
     global_draw = torch.rand(3)
     torch.manual_seed(456)  # whatever the global generator holds
-    second = build_policy(policy_config, config)
-    other = build_policy(policy_config, resolve("digits", {}, {"seed": 5}))
+    second = build_policy(config)
+    other = build_policy(resolve("digits", {"policy": {"hidden_dim": 16}}, {"seed": 5}))
+    built = first.build_config()  # tamiyo's factory built it for the task's slots and topology, with its sizes
+    assert (built["kind"], built["slot_config"], built["topology"]) == ("lstm", list(SLOTS.names()), "cnn")
+    sizes = built["sizes"]
+    assert isinstance(sizes, dict) and sizes["hidden_dim"] == 16
     a, b, c = (bundle.state_dict()["network"] for bundle in (first, second, other))
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert not all(torch.equal(a[name], c[name]) for name in a)

@@ -15,6 +15,7 @@ from esper.kasmina import GateConfig
 from esper.leyline import DIGITS_EPISODE_EPOCHS, MIN_FOSSILIZE_CONTRIBUTION, ConfigError
 from esper.simic.ppo import PPOConfig
 from esper.simic.rewards import RewardConfig
+from esper.tamiyo import COMPILE_MODES
 
 
 def write_toml(tmp_path: Path, text: str) -> Path:
@@ -135,6 +136,13 @@ def test_wrong_types_are_errors(tmp_path: Path, text: str, message: str) -> None
 def test_out_of_range_values_are_errors(flags: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         resolve("digits", {}, flags)
+
+
+def test_the_run_accepts_exactly_the_compile_modes_a_policy_accepts() -> None:
+    for mode in COMPILE_MODES:
+        assert resolve("digits", {}, {"compile_mode": mode}).run.compile_mode == mode
+    with pytest.raises(ConfigError, match=", ".join(COMPILE_MODES)):
+        RunSettings(compile_mode="fastest")
 
 
 def test_values_are_validated_by_their_section(tmp_path: Path) -> None:

@@ -34,6 +34,7 @@ def test_presets_are_consistent() -> None:
         assert preset.env.max_epochs == preset.episode_epochs
         model = preset.model_factory(preset.slots, preset.episode_epochs)(0)
         assert model.slot_config == preset.slots
+        assert model.topology is preset.topology  # what controllers and policies of the task are built for
         inputs = torch.zeros(2, preset.host.in_channels, preset.image_size, preset.image_size)
         assert model(inputs).shape == (2, preset.host.num_classes)
 

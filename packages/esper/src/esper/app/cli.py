@@ -22,11 +22,11 @@ from esper.app.commands import (
     train_heuristic,
     train_ppo,
 )
-from esper.app.run_config import BACKENDS, COMPILE_MODES
+from esper.app.run_config import BACKENDS
 from esper.app.signals import SIGINT_EXIT_STATUS, SIGTERM_EXIT_STATUS, Terminated, stop_on_sigterm
 from esper.app.tasks import DEFAULT_TASK
 from esper.leyline import EsperError
-from esper.tamiyo import register_builtin_policies
+from esper.tamiyo import COMPILE_MODES, register_builtin_policies
 
 Command = Callable[[argparse.Namespace], int]
 

@@ -219,7 +219,7 @@ def policy_from_checkpoint(
 
 
 def build_controller(spec: ControllerSpec, task: TaskPreset, *, seed: int, device: str) -> Controller:
-    slots, topology = task.slots, Topology.CNN
+    slots, topology = task.slots, task.topology
     if spec.builtin == "heuristic":
         return HeuristicController(slots, topology)
     if spec.builtin == "random":
@@ -253,7 +253,7 @@ def import_controller(import_path: str, task: TaskPreset, *, seed: int) -> Contr
         target = getattr(target, name)
     if not callable(target):
         raise ConfigError(f"controller {import_path} is not callable: it must build a controller")
-    arguments = (task.slots, Topology.CNN)
+    arguments = (task.slots, task.topology)
     try:
         inspect.signature(target).bind(*arguments, seed=seed)
     except TypeError as error:

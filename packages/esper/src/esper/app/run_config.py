@@ -28,8 +28,8 @@ from esper.leyline import ConfigError
 from esper.simic.env_config import EnvConfig
 from esper.simic.ppo import PPOConfig
 from esper.simic.rewards import RewardConfig
+from esper.tamiyo import COMPILE_MODES
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 BACKENDS = ("auto", "inprocess", "processes", "ray")
 #: The ``[run]`` keys that say where envs run: flags of every command, and changeable on ``--resume``.
 BACKEND_KEYS = (

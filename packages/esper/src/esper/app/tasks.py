@@ -24,6 +24,7 @@ from esper.leyline import (
     MIN_GRADIENT_HEALTH,
     ConfigError,
     SlotConfig,
+    Topology,
 )
 from esper.simic.env_config import EnvConfig
 from esper.simic.model_factories import CNNModelFactory
@@ -52,6 +53,9 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class TaskPreset:
+    """One task: its data and split, its host and slots (``topology`` is what the host's slots carry, which every
+    controller and policy of the task is built for), its episode length and training settings."""
+
     name: str
     description: str
     data_source: str
@@ -62,6 +66,7 @@ class TaskPreset:
     env: EnvConfig
     loader: Callable[[Path | None], TaskData]
     split: DataSplit
+    topology: Topology
     needs_data_dir: bool = False
     gates: GateSettings = GateSettings()
 
@@ -113,6 +118,7 @@ def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         _DIGITS_ENV,
         _digits,
         DIGITS_SPLIT,
+        Topology.CNN,
     )
 
 
@@ -128,6 +134,7 @@ def _cifar_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         _CIFAR_ENV,
         _cifar,
         CIFAR10_SPLIT,
+        Topology.CNN,
         needs_data_dir=True,
     )
 

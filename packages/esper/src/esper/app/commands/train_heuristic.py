@@ -8,7 +8,6 @@ from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.episode_reports import TRAIN_HEURISTIC, write_controller_report
 from esper.app.reporting import comparison_table
 from esper.app.run_directory import RunDirectory, default_run_dir
-from esper.leyline import Topology
 from esper.simic.episode_seeds import training_episode_seeds
 from esper.tamiyo import HeuristicController
 
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                 "data": data,
             }
         )
-        controller = HeuristicController(config.preset.slots, Topology.CNN)
+        controller = HeuristicController(config.preset.slots, config.preset.topology)
         summaries = run_logged_episodes(
             config, controller, seeds, directory, task, quiet=args.quiet, label="heuristic episodes"
         )

@@ -39,13 +39,13 @@ from esper.app.run_directory import (
 from esper.app.run_lock import RunLock
 from esper.app.signals import Terminated
 from esper.app.validation import ValidationResult, best_score, save_best, validate, validation_due
-from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle, Topology
+from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
 from esper.simic.episode_records import StepResult
 from esper.simic.ppo import PPOUpdater
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
 from esper.simic.task_data import TaskData
-from esper.tamiyo import create_policy_from_config
+from esper.tamiyo import create_policy
 
 _RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config", "out")
 #: The run settings that shape what a run computes (with the task, env, reward, ppo and policy sections).
@@ -71,13 +71,7 @@ def run(args: argparse.Namespace) -> int:
             **backend_flags(args),
         },
     )
-    policy_config = {
-        "kind": config.policy.kind,
-        "slot_config": list(config.preset.slots.names()),
-        "topology": Topology.CNN.value,
-        "sizes": dict(config.policy.sizes),
-    }
-    bundle = build_policy(policy_config, config)
+    bundle = build_policy(config)
     task = config.preset.load_data(args.data_dir)
     data = data_record(config, task)
     run_id = uuid.uuid4().hex
@@ -129,12 +123,21 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_policy(policy_config: Mapping[str, object], config: RunConfig) -> PolicyBundle:
-    """The policy bundle of a run, its initial weights drawn from the run seed (same seed, same policy). The
-    global CPU generator is seeded only inside ``fork_rng``, so nothing else sees the draw."""
+def build_policy(config: RunConfig) -> PolicyBundle:
+    """The run's policy, built by tamiyo's factory for the task's slots and topology, its initial weights drawn
+    from the run seed (same seed, same policy). The global CPU generator is seeded only inside ``fork_rng``, so
+    nothing else sees the draw."""
+    preset = config.preset
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(config.run.seed)
-        return create_policy_from_config(policy_config, device=config.run.device, compile_mode=config.run.compile_mode)
+        return create_policy(
+            config.policy.kind,
+            preset.slots,
+            topology=preset.topology,
+            device=config.run.device,
+            compile_mode=config.run.compile_mode,
+            **config.policy.sizes,
+        )
 
 
 def _checkpoint_config(config: RunConfig, run_id: str) -> dict[str, Any]:
