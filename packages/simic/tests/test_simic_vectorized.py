@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import pytest
 import torch
@@ -23,15 +24,17 @@ CONFIG = EnvConfig(max_epochs=8, batch_size=32, host_lr=0.05, seed_lr=0.05)
 def test_batches_of_episodes_in_seed_order() -> None:
     pool = InProcessPool(2, stripes_task(), stripes_factory(), CONFIG)
     controller = ScriptedController()
-    steps: list[int] = []
+    steps: list[tuple[int, ...]] = []
 
-    def count(env_ids: list[int] | tuple[int, ...], results: list[StepResult] | tuple[StepResult, ...]) -> None:
-        steps.append(len(results))
+    def record(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
+        assert len(episodes) == len(results)
+        steps.append(tuple(episodes))
 
-    summaries = run_episodes(pool, controller, [11, 12, 13], on_step=count)  # type: ignore[arg-type]
+    summaries = run_episodes(pool, controller, [11, 12, 13], on_step=record)
     assert [s.seed for s in summaries] == [11, 12, 13]
     assert controller.started == [2, 1]  # two batches: 2 envs, then 1
-    assert sum(steps) == 3 * CONFIG.max_epochs
+    # The observer is told which episode (index into the seeds) stepped, not which env played it.
+    assert steps == [(0, 1)] * CONFIG.max_epochs + [(2,)] * CONFIG.max_epochs
     assert all(s.epochs_run == CONFIG.max_epochs for s in summaries)
     with pytest.raises(ConfigError, match="at least one episode seed"):
         run_episodes(pool, controller, [])

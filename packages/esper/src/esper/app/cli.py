@@ -87,7 +87,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     tasks = commands.add_parser("tasks", help="list the task presets", description="List the task presets.")
     tasks.set_defaults(handler=tasks_command.run)
+    _add_train(commands)
+    _add_evaluate_and_compare(commands)
+    _add_pick_schedule(commands)
+    rebuild = commands.add_parser(
+        "report",
+        help="(re)build the summary, results and plots of a run directory",
+        description="Rebuild summary.md, results.json and the plots of a run from its config and event log.",
+    )
+    rebuild.add_argument("run", type=Path, help="a run directory written by esper")
+    rebuild.set_defaults(handler=report.run)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``esper train heuristic`` and ``esper train ppo``."""
     train = commands.add_parser(
         "train", help="train a controller (heuristic or ppo)", description="Train a controller."
     )
@@ -124,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ppo.set_defaults(handler=train_ppo.run)
 
+
+def _add_evaluate_and_compare(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``esper evaluate`` (one controller) and ``esper compare`` (several, on the same held-out episodes)."""
     evaluation = commands.add_parser(
         "evaluate",
         help="evaluate one controller on held-out episode seeds",
@@ -159,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     comparison.add_argument("--device", help="torch device (default cpu)")
     comparison.set_defaults(handler=compare.run)
 
+
+def _add_pick_schedule(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``esper pick-schedule``: model selection among the fixed schedules, on training-range seeds."""
     picking = commands.add_parser(
         "pick-schedule",
         help="pick the best fixed schedule on training-range episode seeds",
@@ -173,15 +193,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     picking.add_argument("--device", help="torch device (default cpu)")
     picking.set_defaults(handler=pick_schedule.run)
-
-    rebuild = commands.add_parser(
-        "report",
-        help="(re)build the summary, results and plots of a run directory",
-        description="Rebuild summary.md, results.json and the plots of a run from its config and event log.",
-    )
-    rebuild.add_argument("run", type=Path, help="a run directory written by esper")
-    rebuild.set_defaults(handler=report.run)
-    return parser
 
 
 def _line(message: str, error: BaseException) -> str:

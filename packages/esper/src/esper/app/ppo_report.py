@@ -29,55 +29,18 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     """Write ``results.json``, ``summary.md`` and the plots; False (nothing written) if no round is logged.
     ``data`` is the run's split record (``config.json``'s ``data``)."""
     events = read_events(run_dir)
-    rounds_by_index: dict[int, dict[str, Any]] = {}
-    stop_reason: str | None = None
-    for event in events:
-        if event.get("event") == "round":
-            rounds_by_index[event["round"]] = event  # a round trained again after a resume: the latest wins
-            stop_reason = None
-        elif event.get("event") == STOP_EVENT:
-            stop_reason = event.get("reason")
-    rounds = [rounds_by_index[k] for k in sorted(rounds_by_index)]
+    rounds, stop_reason = _logged_rounds(events)
     if not rounds:
         return False
     validations_by_round = {e["round"]: e for e in events if e.get("event") == VALIDATION_EVENT}
     validations = [validations_by_round[k] for k in sorted(validations_by_round)]
     last = rounds[-1]["round"]
-    episodes = {e["env"]: e for e in events if e.get("event") == "episode" and e.get("round") == last}
-    last_episodes = [EpisodeSummary.from_dict(episodes[k]) for k in sorted(episodes)]
-    if len(rounds) >= config.run.rounds:
-        status = COMPLETE
-    elif stop_reason == TIME_BUDGET_REACHED:
-        status = TIME_BUDGET_REACHED
-    else:
-        status = INCOMPLETE
-
+    last_episodes = _episodes_of_round(events, last)
+    status = _status(len(rounds), config.run.rounds, stop_reason)
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
     learning_curves(rounds, validations, plots / "learning_curves.png")
-    sections = [
-        f"# PPO on `{config.task}`",
-        f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
-        f"{config.run.seed}, policy `{config.policy.kind}`.",
-        accuracy_note(data),
-    ]
-    if status != COMPLETE:
-        why = "stopped by its time budget" if status == TIME_BUDGET_REACHED else "not finished"
-        sections.append(
-            f"**Incomplete**: {why} after {len(rounds)} of {config.run.rounds} rounds; "
-            f"`esper train ppo --resume {run_dir}` continues it."
-        )
-    sections += [
-        "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
-        "## Rounds",
-        _rounds_table(rounds),
-        "## Deterministic validation",
-        _validation_text(config, validations, rounds),
-        "## Per-head health in the last round",
-        "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
-        "action (a forced choice has entropy 0 by definition).",
-        _heads_table(rounds[-1]["update"]),
-    ]
+    sections = _round_sections(run_dir, config, data, rounds, validations, status)
     results: dict[str, Any] = {
         "task": config.task,
         "data": data,
@@ -103,6 +66,68 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     write_results(run_dir, results)
     write_summary(run_dir, "\n\n".join(sections) + "\n")
     return True
+
+
+def _logged_rounds(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str | None]:
+    """The ``round`` events in round order (a round trained again after a resume: the latest wins), and the
+    reason of a stop logged after the last of them (None if the run did not stop early since)."""
+    rounds_by_index: dict[int, dict[str, Any]] = {}
+    stop_reason: str | None = None
+    for event in events:
+        if event.get("event") == "round":
+            rounds_by_index[event["round"]] = event
+            stop_reason = None
+        elif event.get("event") == STOP_EVENT:
+            stop_reason = event.get("reason")
+    return [rounds_by_index[k] for k in sorted(rounds_by_index)], stop_reason
+
+
+def _episodes_of_round(events: list[dict[str, Any]], round_index: int) -> list[EpisodeSummary]:
+    """The episode summaries logged in round ``round_index``, in episode order (the latest of a repeated round)."""
+    episodes = {e["env"]: e for e in events if e.get("event") == "episode" and e.get("round") == round_index}
+    return [EpisodeSummary.from_dict(episodes[k]) for k in sorted(episodes)]
+
+
+def _status(rounds_logged: int, rounds_planned: int, stop_reason: str | None) -> str:
+    if rounds_logged >= rounds_planned:
+        return COMPLETE
+    return TIME_BUDGET_REACHED if stop_reason == TIME_BUDGET_REACHED else INCOMPLETE
+
+
+def _round_sections(
+    run_dir: Path,
+    config: RunConfig,
+    data: dict[str, Any],
+    rounds: list[dict[str, Any]],
+    validations: list[dict[str, Any]],
+    status: str,
+) -> list[str]:
+    """The summary up to the last round's episodes: the run, whether it is complete, its curves, rounds,
+    validations and the last update's per-head health."""
+    sections = [
+        f"# PPO on `{config.task}`",
+        f"{len(rounds)} rounds x {config.run.envs} envs x {config.episode_epochs} epochs, run seed "
+        f"{config.run.seed}, policy `{config.policy.kind}`.",
+        accuracy_note(data),
+    ]
+    if status != COMPLETE:
+        why = "stopped by its time budget" if status == TIME_BUDGET_REACHED else "not finished"
+        sections.append(
+            f"**Incomplete**: {why} after {len(rounds)} of {config.run.rounds} rounds; "
+            f"`esper train ppo --resume {run_dir}` continues it."
+        )
+    return [
+        *sections,
+        "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
+        "## Rounds",
+        _rounds_table(rounds),
+        "## Deterministic validation",
+        _validation_text(config, validations, rounds),
+        "## Per-head health in the last round",
+        "Normalized entropy over the steps where the head mattered for the op and had more than one allowed "
+        "action (a forced choice has entropy 0 by definition).",
+        _heads_table(rounds[-1]["update"]),
+    ]
 
 
 def _validation_text(config: RunConfig, validations: list[dict[str, Any]], rounds: list[dict[str, Any]]) -> str:

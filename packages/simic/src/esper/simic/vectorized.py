@@ -12,7 +12,8 @@ from esper.leyline import ConfigError, Controller
 from esper.simic.env_pool import EnvPool
 from esper.simic.episode_records import EpisodeSummary, StepResult
 
-#: Called after every step with the env ids that acted and their results (same order).
+#: Called after every step with the episodes that stepped, as indices into the run's episode seeds, and their
+#: results (same order). The loop reuses envs across batches of episodes; observers never see env ids.
 StepObserver = Callable[[Sequence[int], Sequence[StepResult]], None]
 
 
@@ -28,13 +29,14 @@ def run_episodes(
     summaries: list[EpisodeSummary] = []
     for start in range(0, len(seeds), pool.n_envs):
         batch = list(seeds[start : start + pool.n_envs])
-        summaries.extend(_run_batch(pool, controller, batch, on_step))
+        summaries.extend(_run_batch(pool, controller, batch, start, on_step))
     return summaries
 
 
 def _run_batch(
-    pool: EnvPool, controller: Controller, seeds: list[int], on_step: StepObserver | None
+    pool: EnvPool, controller: Controller, seeds: list[int], first_episode: int, on_step: StepObserver | None
 ) -> list[EpisodeSummary]:
+    """Episodes ``first_episode ..`` of the run, one per env (env i plays episode ``first_episode + i``)."""
     env_ids = list(range(len(seeds)))
     observations = dict(zip(env_ids, pool.reset(env_ids, seeds), strict=True))
     controller.start_episodes(len(seeds))
@@ -43,7 +45,7 @@ def _run_batch(
         actions = controller.act(active, [observations[i] for i in active])
         results = pool.step(active, actions)
         if on_step is not None:
-            on_step(active, results)
+            on_step([first_episode + env_id for env_id in active], results)
         for env_id, result in zip(active, results, strict=True):
             observations[env_id] = result.observation
         active = [env_id for env_id, result in zip(active, results, strict=True) if not result.terminal]

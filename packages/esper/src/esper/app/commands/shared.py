@@ -9,6 +9,7 @@ from typing import Any
 from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
 from esper.app.controllers import ControllerSpec
+from esper.app.epoch_events import log_epoch
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
 from esper.app.run_directory import RunDirectory, read_run_config
@@ -72,33 +73,17 @@ def run_logged_episodes(
     """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode."""
     preset = config.preset
     factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
-    n_envs = min(config.run.envs, len(seeds))
-    pool = make_pool(config, task, factory, n_envs)
-    batch_offset = [0]
-
+    pool = make_pool(config, task, factory, min(config.run.envs, len(seeds)))
     try:
         with Progress(len(seeds) * config.episode_epochs, label, quiet=quiet) as progress:
 
-            def observe(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
-                for env_id, result in zip(env_ids, results, strict=True):
-                    directory.event(
-                        "epoch",
-                        controller=controller.name,
-                        episode=batch_offset[0] + env_id,
-                        epoch=result.observation.epoch,
-                        val_accuracy=result.observation.val_accuracy,
-                        reward=result.reward,
-                        op=result.action.op.name,
-                        slot=result.action.slot,
-                        success=result.action_success,
-                    )
+            def observe(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
+                for episode, result in zip(episodes, results, strict=True):
+                    log_epoch(directory, result, controller=controller.name, episode=episode)
                 accuracy = sum(r.observation.val_accuracy for r in results) / len(results)
                 progress.advance(len(results), val_acc=accuracy)
 
-            summaries: list[EpisodeSummary] = []
-            for start in range(0, len(seeds), n_envs):
-                batch_offset[0] = start
-                summaries.extend(run_episodes(pool, controller, seeds[start : start + n_envs], observe))
+            summaries = run_episodes(pool, controller, seeds, observe)
     finally:
         pool.close()
     for index, summary in enumerate(summaries):

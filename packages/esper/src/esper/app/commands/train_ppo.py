@@ -26,6 +26,7 @@ from esper.app.backends import make_pool, require_backend
 from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.console import note
 from esper.app.controllers import policy_from_checkpoint
+from esper.app.epoch_events import log_epoch
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, from_dict, override_run
@@ -244,19 +245,9 @@ def _run_rounds(
             current = [training.rounds_completed]
             best = [best_so_far]
 
-            def on_step(env_ids: Sequence[int], results: Sequence[StepResult]) -> None:
-                for env_id, result in zip(env_ids, results, strict=True):
-                    directory.event(
-                        "epoch",
-                        round=current[0],
-                        env=env_id,
-                        epoch=result.observation.epoch,
-                        val_accuracy=result.observation.val_accuracy,
-                        reward=result.reward,
-                        op=result.action.op.name,
-                        slot=result.action.slot,
-                        success=result.action_success,
-                    )
+            def on_step(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
+                for episode, result in zip(episodes, results, strict=True):
+                    log_epoch(directory, result, round=current[0], env=episode)
                 progress.advance(len(results), round=current[0])
 
             def on_round(report: RoundReport) -> None:
