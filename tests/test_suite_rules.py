@@ -13,8 +13,8 @@ TEST_FILES = sorted([*ROOT.glob("packages/*/tests/test_*.py"), *ROOT.glob("tests
 
 #: Source patterns that make a test slow, and the markers that may account for each.
 SLOW_PATTERNS = {
-    r"\bProcessPool\(": {"subprocess", "slow"},
-    r"\bsubprocess\.run\(": {"subprocess", "static", "release", "slow"},
+    r"\bProcessPool\(": {"subprocess", "slow", "ray"},
+    r"\bsubprocess\.run\(": {"subprocess", "static", "release", "slow", "ray"},
     r"\btorch\.compile\(": {"compile"},
 }
 

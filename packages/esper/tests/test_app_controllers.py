@@ -33,7 +33,7 @@ DIGITS = get_task("digits")
 
 @pytest.mark.parametrize("name", BUILTIN_CONTROLLERS)
 def test_builtin_names(name: str) -> None:
-    spec = ControllerSpec.parse(f"  {name} ")
+    spec = ControllerSpec.parse(f"  {name} ", Topology.CNN)
     assert spec == ControllerSpec(label=name, builtin=name)
     controller = build_controller(spec, DIGITS, seed=0, device="cpu")
     expected = {"heuristic": HeuristicController, "random": RandomValidController, "static": StaticController}
@@ -43,17 +43,17 @@ def test_builtin_names(name: str) -> None:
 @pytest.mark.parametrize("name", ["heuristic", "random"])
 def test_rule_based_controllers_are_built_for_the_topology_the_task_names(name: str) -> None:
     transformer_task = dataclasses.replace(DIGITS, topology=Topology.TRANSFORMER)
-    controller = build_controller(ControllerSpec.parse(name), transformer_task, seed=0, device="cpu")
+    controller = build_controller(ControllerSpec.parse(name, Topology.CNN), transformer_task, seed=0, device="cpu")
     assert isinstance(controller, HeuristicController | RandomValidController)
     assert controller.topology is Topology.TRANSFORMER and controller.slot_config == DIGITS.slots
 
 
 def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:
     run = policy_run_dir(tmp_path / "ppo-run", SLOTS)
-    deterministic = ControllerSpec.parse(str(run))
+    deterministic = ControllerSpec.parse(str(run), Topology.CNN)
     assert deterministic.run_dir == run and deterministic.deterministic and deterministic.builtin is None
     assert deterministic.label == "learned-deterministic (ppo-run)"
-    stochastic = ControllerSpec.parse(f"stochastic:{run}")
+    stochastic = ControllerSpec.parse(f"stochastic:{run}", Topology.CNN)
     assert stochastic.run_dir == run and not stochastic.deterministic
     assert stochastic.label == "learned-stochastic (ppo-run)"
 
@@ -71,19 +71,19 @@ def test_unknown_controllers_are_clear_errors(text: str) -> None:
         r"unknown controller .*: expected one of heuristic, random, static, schedule:<blueprint>, .* or a PPO run"
     )
     with pytest.raises(ConfigError, match=expected):
-        ControllerSpec.parse(text)
+        ControllerSpec.parse(text, Topology.CNN)
 
 
 def test_a_run_directory_without_checkpoint_is_not_a_controller(tmp_path: Path) -> None:
     (tmp_path / "checkpoints").mkdir()
     with pytest.raises(ConfigError, match=r"checkpoints/latest\.pt"):
-        ControllerSpec.parse(str(tmp_path))
+        ControllerSpec.parse(str(tmp_path), Topology.CNN)
 
 
 def test_a_policy_for_other_slots_is_refused(tmp_path: Path) -> None:
     run = policy_run_dir(tmp_path / "two-slots", SlotConfig.after_blocks(2))
     with pytest.raises(CheckpointError, match=r"trained for slots \['r0c0', 'r0c1'\], this task has"):
-        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest", Topology.CNN), DIGITS, seed=0, device="cpu")
 
 
 def test_a_policy_trained_on_another_task_is_refused(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_a_policy_trained_on_another_task_is_refused(tmp_path: Path) -> None:
     checkpoint.config = {}
     save_checkpoint(checkpoint_file(run), checkpoint)
     with pytest.raises(CheckpointError, match="does not record the task its policy was trained on"):
-        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest", Topology.CNN), DIGITS, seed=0, device="cpu")
 
 
 def test_a_policy_for_another_observation_schema_is_refused(tmp_path: Path) -> None:
@@ -112,7 +112,10 @@ def test_run_directories_with_the_same_name_get_distinct_labels(tmp_path: Path) 
     first = policy_run_dir(tmp_path / "a" / "run", SLOTS)
     second = policy_run_dir(tmp_path / "b" / "run", SLOTS)
     specs = with_distinct_labels(
-        [ControllerSpec.parse(text) for text in ("heuristic", str(first), str(second), f"stochastic:{first}")]
+        [
+            ControllerSpec.parse(text, Topology.CNN)
+            for text in ("heuristic", str(first), str(second), f"stochastic:{first}")
+        ]
     )
     assert [spec.label for spec in specs] == [
         "heuristic",
@@ -121,9 +124,11 @@ def test_run_directories_with_the_same_name_get_distinct_labels(tmp_path: Path) 
         "learned-stochastic (run)",
     ]
     deeper = [policy_run_dir(tmp_path / d / "x" / "run", SLOTS) for d in ("a", "b")]
-    nested = with_distinct_labels([ControllerSpec.parse(str(run)) for run in deeper])
+    nested = with_distinct_labels([ControllerSpec.parse(str(run), Topology.CNN) for run in deeper])
     assert [spec.label for spec in nested] == ["learned-deterministic (a/x/run)", "learned-deterministic (b/x/run)"]
-    twice = with_distinct_labels([ControllerSpec.parse(str(first)), ControllerSpec.parse(str(first))])
+    twice = with_distinct_labels(
+        [ControllerSpec.parse(str(first), Topology.CNN), ControllerSpec.parse(str(first), Topology.CNN)]
+    )
     assert twice[0].label == twice[1].label  # the same controller given twice stays a clash (compare refuses it)
 
 
@@ -132,7 +137,7 @@ def test_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path: Path) -> None:
     path = checkpoint_file(run)
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(CheckpointError, match="corrupt or unreadable"):
-        build_controller(ControllerSpec.parse(f"{run}:latest"), DIGITS, seed=0, device="cpu")
+        build_controller(ControllerSpec.parse(f"{run}:latest", Topology.CNN), DIGITS, seed=0, device="cpu")
 
 
 def test_initial_policy_depends_on_the_run_seed_only() -> None:
@@ -164,11 +169,11 @@ def test_a_run_directory_means_its_best_checkpoint_and_latest_is_asked_by_name(t
     save_checkpoint(best_checkpoint_file(run), best_state)
     latest_network = load_checkpoint(checkpoint_file(run)).policy_state["network"]
 
-    specs = {text: ControllerSpec.parse(text) for text in (str(run), f"{run}:best", f"{run}:latest")}
+    specs = {text: ControllerSpec.parse(text, Topology.CNN) for text in (str(run), f"{run}:best", f"{run}:latest")}
     assert specs[str(run)] == specs[f"{run}:best"] and specs[str(run)].checkpoint == "best"
     assert specs[str(run)].label == "learned-deterministic (ppo-run)"
     assert specs[f"{run}:latest"].label == "learned-deterministic (ppo-run:latest)"
-    stochastic = ControllerSpec.parse(f"stochastic:{run}:latest")
+    stochastic = ControllerSpec.parse(f"stochastic:{run}:latest", Topology.CNN)
     assert stochastic.run_dir == run and stochastic.checkpoint == "latest" and not stochastic.deterministic
     for text, expected in ((str(run), {k: v + 1.0 for k, v in network.items()}), (f"{run}:latest", latest_network)):
         controller = build_controller(specs[text], DIGITS, seed=0, device="cpu")
@@ -178,5 +183,5 @@ def test_a_run_directory_means_its_best_checkpoint_and_latest_is_asked_by_name(t
 
     best_checkpoint_file(run).unlink()
     with pytest.raises(ConfigError, match=r"no checkpoints/best\.pt yet .*use .*ppo-run:latest"):
-        ControllerSpec.parse(str(run))
-    assert ControllerSpec.parse(f"{run}:latest").checkpoint == "latest"
+        ControllerSpec.parse(str(run), Topology.CNN)
+    assert ControllerSpec.parse(f"{run}:latest", Topology.CNN).checkpoint == "latest"

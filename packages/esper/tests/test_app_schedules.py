@@ -26,7 +26,7 @@ DATA = {"split": "digits", "split_seed": 0, "sizes": {"train": 1, "validation": 
 
 
 def test_a_schedule_spec_builds_the_schedule_of_its_blueprint() -> None:
-    spec = ControllerSpec.parse(" schedule:bottleneck ")
+    spec = ControllerSpec.parse(" schedule:bottleneck ", Topology.CNN)
     assert spec == ControllerSpec(label="schedule:bottleneck", schedule=Blueprint.BOTTLENECK)
     controller = build_controller(spec, DIGITS, seed=0, device="cpu")
     assert isinstance(controller, ScheduleController) and controller.blueprint is Blueprint.BOTTLENECK
@@ -35,7 +35,7 @@ def test_a_schedule_spec_builds_the_schedule_of_its_blueprint() -> None:
 @pytest.mark.parametrize("text", ["schedule:lora", "schedule:noop", "schedule:"])
 def test_a_schedule_of_a_blueprint_the_topology_lacks_is_refused(text: str) -> None:
     with pytest.raises(ConfigError, match=r"unknown schedule .*: the cnn blueprints are norm, attention"):
-        ControllerSpec.parse(text)
+        ControllerSpec.parse(text, Topology.CNN)
 
 
 def test_schedules_expands_to_every_blueprint_of_the_topology() -> None:
@@ -46,7 +46,7 @@ def test_schedules_expands_to_every_blueprint_of_the_topology() -> None:
         len(parse_controllers("schedules", Topology.TRANSFORMER)) == len(TOPOLOGY_BLUEPRINTS[Topology.TRANSFORMER]) - 1
     )
     with pytest.raises(ConfigError, match="stands for several controllers"):
-        ControllerSpec.parse("schedules")
+        ControllerSpec.parse("schedules", Topology.CNN)
 
 
 # --- best-schedule -------------------------------------------------------------------------------------------
@@ -60,14 +60,14 @@ def _choice(path: Path, task: str = "digits", blueprint: Blueprint = Blueprint.C
 def test_best_schedule_reads_the_choice_from_a_file_or_its_run_directory(tmp_path: Path) -> None:
     _choice(tmp_path / "best_schedule.json")
     for text in (str(tmp_path), str(tmp_path / "best_schedule.json")):
-        spec = ControllerSpec.parse(f"best-schedule:{text}")
+        spec = ControllerSpec.parse(f"best-schedule:{text}", Topology.CNN)
         assert spec.label == "best-schedule (conv_heavy)" and spec.schedule is Blueprint.CONV_HEAVY
         controller = build_controller(spec, DIGITS, seed=0, device="cpu")
         assert isinstance(controller, ScheduleController) and controller.blueprint is Blueprint.CONV_HEAVY
 
 
 def test_best_schedule_of_another_task_is_refused(tmp_path: Path) -> None:
-    spec = ControllerSpec.parse(f"best-schedule:{_choice(tmp_path / 'c.json', task='digits-strong')}")
+    spec = ControllerSpec.parse(f"best-schedule:{_choice(tmp_path / 'c.json', task='digits-strong')}", Topology.CNN)
     with pytest.raises(ConfigError, match=r"chosen on task 'digits-strong', not 'digits'"):
         build_controller(spec, DIGITS, seed=0, device="cpu")
 
@@ -139,11 +139,11 @@ def user_module(tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_controller_by_import_path_is_built_with_slots_topology_and_seed(user_module: str) -> None:
-    spec = ControllerSpec.parse("esper.tamiyo:RandomValidController")
+    spec = ControllerSpec.parse("esper.tamiyo:RandomValidController", Topology.CNN)
     assert spec == ControllerSpec(label="esper.tamiyo:RandomValidController", import_path=spec.import_path)
     first = build_controller(spec, DIGITS, seed=5, device="cpu")
     assert isinstance(first, RandomValidController) and first.slot_config == DIGITS.slots
-    good = build_controller(ControllerSpec.parse(f"{user_module}:good"), DIGITS, seed=0, device="cpu")
+    good = build_controller(ControllerSpec.parse(f"{user_module}:good", Topology.CNN), DIGITS, seed=0, device="cpu")
     assert good.name == "static"
 
 
@@ -158,6 +158,6 @@ def test_a_controller_by_import_path_is_built_with_slots_topology_and_seed(user_
     ],
 )
 def test_a_bad_import_path_is_one_clear_error(user_module: str, attribute: str, message: str) -> None:
-    spec = ControllerSpec.parse(attribute.format(m=user_module))
+    spec = ControllerSpec.parse(attribute.format(m=user_module), Topology.CNN)
     with pytest.raises(ConfigError, match=message):
         build_controller(spec, DIGITS, seed=0, device="cpu")

@@ -93,7 +93,8 @@ class ControllerSpec:
     checkpoint: str = BEST
 
     @classmethod
-    def parse(cls, text: str, topology: Topology = Topology.CNN) -> ControllerSpec:
+    def parse(cls, text: str, topology: Topology) -> ControllerSpec:
+        """One ``--controller`` value; a schedule's blueprint must be one of ``topology`` (the task's)."""
         text = text.strip()
         if text in BUILTIN_CONTROLLERS:
             return cls(label=text, builtin=text)
@@ -135,7 +136,7 @@ def _checkpoint_choice(text: str) -> tuple[str, str]:
     return text, BEST
 
 
-def parse_controllers(text: str, topology: Topology = Topology.CNN) -> list[ControllerSpec]:
+def parse_controllers(text: str, topology: Topology) -> list[ControllerSpec]:
     """A comma-separated list of controllers; ``schedules`` stands for every fixed schedule of ``topology``."""
     specs: list[ControllerSpec] = []
     for item in (part.strip() for part in text.split(",")):

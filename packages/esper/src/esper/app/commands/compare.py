@@ -28,11 +28,11 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
-    specs = with_distinct_labels(parse_controllers(args.controllers, Topology.CNN))
+    specs = with_distinct_labels(parse_controllers(args.controllers, config.preset.topology))
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels) or not specs:
         raise ConfigError(f"--controllers needs distinct controllers, got {args.controllers!r}")
-    baseline = _baseline_label(args.baseline, specs) if args.baseline else None
+    baseline = _baseline_label(args.baseline, specs, config.preset.topology) if args.baseline else None
     baseline = baseline or ("heuristic" if "heuristic" in labels else labels[0])
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, "compare")
@@ -69,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _baseline_label(text: str, specs: list[ControllerSpec]) -> str:
+def _baseline_label(text: str, specs: list[ControllerSpec], topology: Topology) -> str:
     """``--baseline`` as a label of the table or as the controller was written in ``--controllers``."""
     labels = [spec.label for spec in specs]
     if text in labels:
         return text
     try:
-        parsed = ControllerSpec.parse(text, Topology.CNN)
+        parsed = ControllerSpec.parse(text, topology)
     except ConfigError:
         parsed = None
     for spec in specs:

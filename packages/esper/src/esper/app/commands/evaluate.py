@@ -20,7 +20,7 @@ from esper.simic.episode_seeds import evaluation_episode_seeds
 
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
-    spec = ControllerSpec.parse(args.controller)
+    spec = ControllerSpec.parse(args.controller, config.preset.topology)
     warn_on_other_episode_lengths([spec], config)
     controller = build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)

@@ -14,7 +14,7 @@ from esper.app.controllers import build_controller, parse_controllers
 from esper.app.episode_reports import PICK_SCHEDULE, write_schedule_pick_report
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE
-from esper.leyline import ConfigError, Topology
+from esper.leyline import ConfigError
 from esper.simic.episode_records import EpisodeSummary
 from esper.simic.episode_seeds import is_evaluation_seed, selection_episode_seeds
 
@@ -41,7 +41,7 @@ def episode_seeds(text: str | None, run_seed: int, episodes: int) -> list[int]:
 def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
     seeds = episode_seeds(args.episode_seeds, config.run.seed, config.run.episodes)
-    specs = parse_controllers("schedules", Topology.CNN)
+    specs = parse_controllers("schedules", config.preset.topology)
     labels = [spec.label for spec in specs]
     controllers = [
         build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
