@@ -270,7 +270,11 @@ def test_a_run_being_trained_cannot_be_resumed_twice(ppo_run: Path, run_refused:
 def test_a_killed_trainer_leaves_no_lock(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    holder = subprocess.Popen(
+    from esper.app.run_lock import RunLock
+    from esper.leyline import ConfigError
+
+    # The context closes the holder's stdout pipe once it is dead (an open pipe is a ResourceWarning, an error).
+    with subprocess.Popen(
         [
             sys.executable,
             "-c",
@@ -280,15 +284,11 @@ def test_a_killed_trainer_leaves_no_lock(tmp_path: Path) -> None:
         ],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    from esper.app.run_lock import RunLock
-    from esper.leyline import ConfigError
-
-    with pytest.raises(ConfigError, match="being trained by another process"):
-        RunLock(run)
-    holder.kill()
-    holder.wait()
+    ) as holder:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(ConfigError, match="being trained by another process"):
+            RunLock(run)
+        holder.kill()
     RunLock(run).release()  # the kernel dropped the killed holder's lock
 
 
