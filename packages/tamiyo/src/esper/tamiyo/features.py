@@ -33,7 +33,7 @@ from esper.leyline import (
     SlotReport,
     safe,
 )
-from esper.tamiyo.feature_layout import BASE_FEATURES, BASE_LAYOUT, SLOT_FEATURES, SLOT_LAYOUT, feature_dim
+from esper.tamiyo.feature_layout import BASE_FEATURES, BASE_LAYOUT, SLOT_LAYOUT, feature_dim, slot_block
 from esper.tamiyo.observation_checks import require_configured_slots
 
 #: symlog(x) / LOG_SCALE maps losses, gradient norms and parameter ratios up to ~1e3 into [0, 1].
@@ -82,8 +82,7 @@ def encode_features(observations: Sequence[EnvObservation], slot_config: SlotCon
         require_configured_slots(observation, slot_config)
         _fill_base(features[row, :BASE_FEATURES], observation)
         for index, report in enumerate(observation.slots):
-            start = BASE_FEATURES + SLOT_FEATURES * index
-            _fill_slot(features[row, start : start + SLOT_FEATURES], report, observation)
+            _fill_slot(features[row, slot_block(index)], report, observation)
             blueprints[row, index] = blueprint_index(report)
     return FeatureBatch(torch.from_numpy(features), torch.from_numpy(blueprints))
 
