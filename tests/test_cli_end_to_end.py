@@ -267,6 +267,30 @@ def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic
     assert not (heuristic_run / "tensorboard").exists()
 
 
+def _same_values(a: object, b: object) -> bool:
+    """Nested checkpoint values equal to the bit (tensors compared element by element, dtypes included)."""
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_values(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same_values(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def test_the_same_command_writes_the_same_checkpoint(ppo_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """Policy, optimizer, normalizers and the recorded global RNG states: a run seeds the global generators
+    from its seed, so nothing in the checkpoint depends on the process it ran in (only the run id differs)."""
+    again = tmp_path / "again"
+    succeeded(run_cli(cli_env, tmp_path, *PPO, "--out", str(again)))
+    first = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
+    second = load_checkpoint(again / "checkpoints" / "latest.pt")
+    assert first.rounds_completed == second.rounds_completed == 2
+    for field in ("policy_state", "policy_build_config", "updater_state", "rng"):
+        assert _same_values(getattr(first, field), getattr(second, field)), field
+    assert first.config["run_id"] != second.config["run_id"]
+
+
 def test_process_backend_gives_the_same_episodes(heuristic_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "processes"
     succeeded(run_cli(cli_env, tmp_path, *HEURISTIC, "--backend", "processes", "--workers", "2", "--out", str(out)))

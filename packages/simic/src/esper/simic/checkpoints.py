@@ -45,6 +45,15 @@ def capture_rng_states() -> dict[str, Any]:
     }
 
 
+def seed_rng_states(seed: int) -> None:
+    """Seed the global generators (torch, Python, NumPy) from the run seed when a run starts. Nothing in a run
+    should draw from them, but checkpoints record their states: seeded, two runs of the same command write the
+    same checkpoint, and whatever might draw from them draws the same numbers every time."""
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+
+
 def restore_rng_states(states: dict[str, Any]) -> None:
     """Set the global generators; a state a generator rejects (an invalid mt19937 state) is a ``CheckpointError``."""
     try:

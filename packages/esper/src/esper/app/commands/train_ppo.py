@@ -41,7 +41,7 @@ from esper.app.run_lock import RunLock
 from esper.app.signals import Terminated
 from esper.app.validation import ValidationResult, best_score, save_best, validate, validation_due
 from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle
-from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint
+from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, seed_rng_states
 from esper.simic.episode_records import StepResult
 from esper.simic.ppo import PPOUpdater
 from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
@@ -77,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     data = data_record(config, task)
     run_id = uuid.uuid4().hex
     out = args.out or default_run_dir(config.task, "ppo")
+    seed_rng_states(config.run.seed)
     with RunDirectory(out, unique=args.out is None) as directory, RunLock(directory.path):
         _train(config, run_id, bundle, directory, None, None, task, data, args.quiet)
     print(f"wrote {directory.path}/summary.md (checkpoint: {directory.checkpoint_path})")
