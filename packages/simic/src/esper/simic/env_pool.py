@@ -115,6 +115,21 @@ def _worker(
         return
 
 
+def group_by_owner(
+    owner: Sequence[tuple[int, int]], env_ids: Sequence[int], items: Sequence[Any]
+) -> tuple[dict[int, list[tuple[int, Any]]], dict[int, list[int]]]:
+    """Split one call over envs into one payload per owner (worker process or Ray actor): ``(local index,
+    item)`` pairs, and the positions in ``env_ids`` its results go back to. ``owner[env_id]`` is ``(owner,
+    local index)``."""
+    payloads: dict[int, list[tuple[int, Any]]] = {}
+    positions: dict[int, list[int]] = {}
+    for position, (env_id, item) in enumerate(zip(env_ids, items, strict=True)):
+        holder, local = owner[env_id]
+        payloads.setdefault(holder, []).append((local, item))
+        positions.setdefault(holder, []).append(position)
+    return payloads, positions
+
+
 class WorkerError(EsperError):
     """An environment failed inside a worker process, or a worker process died."""
 
@@ -191,12 +206,7 @@ class ProcessPool:
         return self._n_envs
 
     def _scatter(self, command: str, env_ids: Sequence[int], items: Sequence[Any]) -> list[Any]:
-        per_worker: dict[int, list[tuple[int, Any]]] = {}
-        positions: dict[int, list[int]] = {}
-        for position, (env_id, item) in enumerate(zip(env_ids, items, strict=True)):
-            worker, local = self._owner[env_id]
-            per_worker.setdefault(worker, []).append((local, item))
-            positions.setdefault(worker, []).append(position)
+        per_worker, positions = group_by_owner(self._owner, env_ids, items)
         for worker, payload in per_worker.items():
             try:
                 self._connections[worker].send((command, payload))

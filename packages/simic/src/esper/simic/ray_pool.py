@@ -37,7 +37,7 @@ from ray.exceptions import RayActorError, RayTaskError
 from esper.leyline import ConfigError, EnvObservation, EsperError, FactoredAction
 from esper.simic.env import HostTrainingEnv
 from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import WorkerError
+from esper.simic.env_pool import WorkerError, group_by_owner
 from esper.simic.episode_records import EpisodeSummary, StepResult
 from esper.simic.model_factories import ModelFactory
 from esper.simic.task_data import TaskData
@@ -333,12 +333,7 @@ class RayPool:
         return self._call("summaries", env_ids, [None] * len(env_ids))
 
     def _call(self, method: str, env_ids: Sequence[int], items: Sequence[Any]) -> list[Any]:
-        payloads: dict[int, list[tuple[int, Any]]] = {}
-        positions: dict[int, list[int]] = {}
-        for position, (env_id, item) in enumerate(zip(env_ids, items, strict=True)):
-            actor, local = self._owner[env_id]
-            payloads.setdefault(actor, []).append((local, item))
-            positions.setdefault(actor, []).append(position)
+        payloads, positions = group_by_owner(self._owner, env_ids, items)
         refs = {actor: getattr(self._actors[actor], method).remote(payload) for actor, payload in payloads.items()}
         results: list[Any] = [None] * len(env_ids)
         errors = []
