@@ -59,17 +59,21 @@ def test_contracts_are_kept_on_the_real_tree() -> None:
         ("leyline", "import torch", "Leyline imports no other member and no torch"),
         ("leyline", "import esper.tamiyo", "Leyline imports no other member and no torch"),
         ("simic", "import ray", "Only simic's Ray pool imports Ray"),
-        ("simic", "from esper.simic import ray_pool", "Only simic's Ray pool imports Ray"),
+        ("simic", "from esper.simic.envs import ray_pool", "Only simic's Ray pool imports Ray"),
+        ("simic.envs", "import ray", "Only simic's Ray pool imports Ray"),
+        ("simic.envs", "from esper.simic.envs import ray_pool", "Only simic's Ray pool imports Ray"),
+        ("simic.ppo", "from esper.simic.envs.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
         ("esper", "import ray.util", "Only simic's Ray pool imports Ray"),
-        ("esper", "from esper.simic.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
+        ("esper", "from esper.simic.envs.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
     ],
 )
 def test_each_contract_catches_a_planted_violation(
     tmp_path: Path, importer: str, statement: str, contract: str
 ) -> None:
     tree = _copy_tree(tmp_path)
-    package = "app" if importer == "esper" else importer
-    planted = tree / "packages" / importer / "src" / "esper" / package / "planted_violation.py"
+    member, *subpackage = importer.split(".")  # "simic.envs": planted in esper/simic/envs/
+    package = "app" if member == "esper" else member
+    planted = tree / "packages" / member / "src" / "esper" / package / Path(*subpackage) / "planted_violation.py"
     planted.write_text(f'"""A forbidden import planted by the architecture test."""\n{statement}\n')
     result = _lint_imports(tree)
     assert result.returncode != 0, result.stdout

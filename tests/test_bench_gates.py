@@ -15,7 +15,7 @@ from benchmarks.report import BenchmarkResult, BenchReport, Metric
 from benchmarks.workloads import DIGITS, digits_env_config, digits_task
 
 from esper.leyline import EnvObservation
-from esper.simic.env import HostTrainingEnv
+from esper.simic.envs.host_training_env import HostTrainingEnv
 from esper.tamiyo import LSTMPolicyBundle, create_policy, register_builtin_policies
 
 

@@ -36,13 +36,13 @@ from esper.app.evaluation import interval_text
 from esper.app.tasks import TASKS
 from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, restore_rng_states, save_checkpoint
-from esper.simic.episode_seeds import (
+from esper.simic.envs.episode_seeds import (
     evaluation_episode_seeds,
     is_evaluation_seed,
     selection_episode_seeds,
     training_episode_seeds,
 )
-from esper.simic.ppo import PPOConfig, PPOUpdater
+from esper.simic.ppo.updater import PPOConfig, PPOUpdater
 from esper.tamiyo import create_policy, register_builtin_policies
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]

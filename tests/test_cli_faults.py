@@ -124,7 +124,7 @@ def _train_killed_at_checkpoint(
         save_checkpoint(path, checkpoint)
 
     with monkeypatch.context() as patch:
-        patch.setattr("esper.simic.ppo_training.save_checkpoint", save)
+        patch.setattr("esper.simic.training.save_checkpoint", save)
         with pytest.raises(_Killed):
             main([*PPO, "--out", str(out)])
 

@@ -30,19 +30,19 @@ from esper.leyline import (
     SlotConfig,
     is_relevant,
 )
-from esper.simic.advantages import compute_gae
 from esper.simic.checkpoints import load_checkpoint
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import InProcessPool
-from esper.simic.episode_records import StepResult
-from esper.simic.episode_seeds import training_episode_seeds
-from esper.simic.model_factories import CNNModelFactory
-from esper.simic.ppo import PPOConfig, PPOUpdater
-from esper.simic.ppo_stats import UpdateStats
-from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
-from esper.simic.relevance import relevant_heads
-from esper.simic.rollout_buffer import RolloutBuffer
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import StepResult
+from esper.simic.envs.episode_seeds import training_episode_seeds
+from esper.simic.envs.model_factories import CNNModelFactory
+from esper.simic.envs.pools import InProcessPool
+from esper.simic.envs.task_data import TaskData
+from esper.simic.ppo.advantages import compute_gae
+from esper.simic.ppo.relevance import relevant_heads
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.stats import UpdateStats
+from esper.simic.ppo.updater import PPOConfig, PPOUpdater
+from esper.simic.training import PPORunConfig, PPOTraining, RoundReport
 from esper.tamiyo import LSTMPolicyBundle, create_policy, register_builtin_policies
 
 pytestmark = pytest.mark.slow

@@ -35,7 +35,7 @@ from releasing.workspace import ROOT, Member, WorkspaceError, load_members, memb
 
 # Runs inside the fresh venv: import every module of the member's package, report whether torch exists. A module
 # may fail only for want of a package of one of the member's optional extras (argv[2], comma-separated): the
-# default install leaves those out (esper.simic.ray_pool needs `esper-simic[ray]`).
+# default install leaves those out (esper.simic.envs.ray_pool needs `esper-simic[ray]`).
 _IMPORT_ALL = """
 import importlib, importlib.util, pkgutil, sys
 optional = set(filter(None, sys.argv[2].split(",")))

@@ -6,7 +6,7 @@ scaling over the available cores; with the `ray` group installed also ``RayPool`
 
     efficiency(N) = steps/s at N / (steps/s of one env x min(N, cores))
 
-One env is what ``make_pool`` runs in-process, with one torch thread (``esper.simic.thread_plan``); it is also
+One env is what ``make_pool`` runs in-process, with one torch thread (``esper.simic.envs.thread_plan``); it is also
 measured with torch's default thread count (one per core), to show what oversubscription costs.
 
 Nothing here gates CI: wall-clock scaling across processes is exactly what a busy neighbour changes. The
@@ -31,7 +31,7 @@ from benchmarks.report import BenchmarkResult, Better, Metric, Table
 from benchmarks.timing import Case, Work, measure, synchronizer
 from benchmarks.workloads import DIGITS, digits_env_config, digits_factory, digits_task
 from esper.leyline import EnvObservation
-from esper.simic.env_pool import EnvPool, InProcessPool, ProcessPool
+from esper.simic.envs.pools import EnvPool, InProcessPool, ProcessPool
 from esper.tamiyo import RandomValidController
 
 EPISODE_SEED = 100

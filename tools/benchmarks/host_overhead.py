@@ -29,10 +29,10 @@ from benchmarks.workloads import (
 )
 from esper.kasmina import CNNHost, CounterfactualBatching
 from esper.leyline import FactoredAction, SeedStage
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.task_data import TaskData
 
 EPISODE_SEED = 7
 #: The slot the seeded variants use (r0c1: after the second block, 2 channels at 4x4).

@@ -21,8 +21,8 @@ from benchmarks.timing import THREAD_CLOCK, Case, Work, measure, synchronizer
 from benchmarks.workloads import DIGITS, collect_observations
 from esper.leyline import HEAD_ORDER, EnvObservation, PolicyBundle, head_sizes
 from esper.simic.policy_controller import PolicyController
-from esper.simic.ppo import PPOConfig, PPOUpdater
-from esper.simic.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.updater import PPOConfig, PPOUpdater
 from esper.tamiyo import LSTMPolicyBundle, create_policy, feature_dim, register_builtin_policies
 
 N_ENVS = 8

@@ -10,12 +10,12 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from esper.simic.env_config import EnvConfig
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.task_data import TaskData
 
 if TYPE_CHECKING:
-    from esper.simic.ray_pool import RayPool, RaySession
+    from esper.simic.envs.ray_pool import RayPool, RaySession
 
 
 def start(cores: int, pools: int) -> tuple[RaySession | None, str]:
@@ -25,7 +25,7 @@ def start(cores: int, pools: int) -> tuple[RaySession | None, str]:
     figures are report only, so the other backends are measured either way."""
     if importlib.util.find_spec("ray") is None:
         return None, "the `ray` group is not installed"
-    from esper.simic.ray_pool import RayPoolError, RaySession, RaySettings
+    from esper.simic.envs.ray_pool import RayPoolError, RaySession, RaySettings
 
     try:
         return RaySession(RaySettings(num_cpus=cores * pools)), ""
@@ -36,7 +36,7 @@ def start(cores: int, pools: int) -> tuple[RaySession | None, str]:
 def ray_pool(n_envs: int, task: TaskData, factory: ModelFactory, config: EnvConfig, cores: int) -> RayPool:
     """As on a Ray started by the command: the worker processes' groups, one actor per group, the cores shared out
     as CPUs and torch threads."""
-    from esper.simic.ray_pool import RayPool, RaySettings
+    from esper.simic.envs.ray_pool import RayPool, RaySettings
 
     actors = min(cores, n_envs)
     cpus = max(1, cores // actors)

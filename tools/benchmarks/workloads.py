@@ -24,10 +24,10 @@ from esper.leyline import (
     SeedStage,
     Tempo,
 )
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.model_factories import CNNModelFactory
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.model_factories import CNNModelFactory
+from esper.simic.envs.task_data import TaskData
 from esper.tamiyo import RandomValidController
 
 DIGITS: TaskPreset = get_task("digits")

@@ -20,9 +20,9 @@ from esper.app.backends import make_pool
 from esper.app.controllers import load_policy
 from esper.app.run_config import resolve
 from esper.leyline import ActionHead, EnvObservation, FactoredAction, LifecycleOp, PolicyBundle
-from esper.simic.episode_seeds import evaluation_episode_seeds
+from esper.simic.envs.episode_seeds import evaluation_episode_seeds
+from esper.simic.episode_loop import run_episodes
 from esper.simic.policy_controller import PolicyController
-from esper.simic.vectorized import run_episodes
 from esper.tamiyo import register_builtin_policies
 
 SAMPLES = 200

@@ -9,7 +9,7 @@ from typing import Any
 from esper.app.run_directory import best_checkpoint_file, checkpoint_file
 from esper.leyline import SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, save_checkpoint
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 from esper.tamiyo import create_policy, register_builtin_policies
 
 

@@ -6,7 +6,7 @@ import torch
 
 from esper.app.backends import make_pool
 from esper.app.run_config import resolve
-from esper.simic.env_pool import InProcessPool
+from esper.simic.envs.pools import InProcessPool
 
 
 def _inprocess_threads(flags: dict[str, object]) -> int:

@@ -41,7 +41,7 @@ def test_without_ray_the_ray_backend_is_one_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
-    monkeypatch.delitem(sys.modules, "esper.simic.ray_pool", raising=False)
+    monkeypatch.delitem(sys.modules, "esper.simic.envs.ray_pool", raising=False)
     out = tmp_path / "run"
     assert main(["train", "heuristic", "--backend", "ray", "--out", str(out), *TINY]) == 2
     error = capsys.readouterr().err

@@ -8,7 +8,7 @@ from _esper_fixtures import episode
 from esper.app.evaluation import controller_stats, episode_row, interval_text, paired_comparison
 from esper.app.reporting import comparison_table, episodes_table, markdown_table, paired_table
 from esper.app.statistics import bootstrap_mean
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 
 SEEDS = (11, 12, 13, 14)
 

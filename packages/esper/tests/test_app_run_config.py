@@ -13,8 +13,8 @@ from esper.app.run_config import RunSettings, from_dict, read_toml, resolve
 from esper.app.tasks import get_task
 from esper.kasmina import GateConfig
 from esper.leyline import DIGITS_EPISODE_EPOCHS, MIN_FOSSILIZE_CONTRIBUTION, ConfigError
-from esper.simic.ppo import PPOConfig
-from esper.simic.rewards import RewardConfig
+from esper.simic.envs.rewards import RewardConfig
+from esper.simic.ppo.updater import PPOConfig
 from esper.tamiyo import COMPILE_MODES
 
 

@@ -18,7 +18,7 @@ from esper.app.run_config import resolve
 from esper.app.schedule_choice import read_schedule_choice, write_schedule_choice
 from esper.app.tasks import get_task
 from esper.leyline import TOPOLOGY_BLUEPRINTS, Blueprint, ConfigError, Topology
-from esper.simic.episode_seeds import evaluation_episode_seeds, is_evaluation_seed, selection_episode_seeds
+from esper.simic.envs.episode_seeds import evaluation_episode_seeds, is_evaluation_seed, selection_episode_seeds
 from esper.tamiyo import RandomValidController, ScheduleController
 
 DIGITS = get_task("digits")

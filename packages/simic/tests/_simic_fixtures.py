@@ -33,9 +33,9 @@ from esper.leyline import (
     head_sizes,
 )
 from esper.leyline.protocols import HiddenState, PolicyInputs
-from esper.simic.model_factories import CNNModelFactory
-from esper.simic.relevance import relevant_heads
-from esper.simic.task_data import TaskData
+from esper.simic.envs.model_factories import CNNModelFactory
+from esper.simic.envs.task_data import TaskData
+from esper.simic.ppo.relevance import relevant_heads
 
 _NUM_STAGES = len(SeedStage)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esper.simic.advantages import compute_gae
+from esper.simic.ppo.advantages import compute_gae
 
 
 def _reference(rewards: list[float], values: list[float], gamma: float, lam: float) -> list[float]:

@@ -17,9 +17,9 @@ from esper.leyline import (
     LifecycleOp,
     SeedStage,
 )
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.rewards import RewardConfig
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.rewards import RewardConfig
 
 CONFIG = EnvConfig(max_epochs=12, batch_size=32, host_lr=0.05, seed_lr=0.05)
 

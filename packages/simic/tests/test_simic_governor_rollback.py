@@ -10,10 +10,10 @@ import torch
 from _simic_fixtures import grow_first_slot, stripes_factory, stripes_task
 
 from esper.leyline import AlphaSpeed, Blueprint, FactoredAction, SeedStage, Tempo
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.episode_records import StepResult
-from esper.simic.rewards import RewardConfig
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import StepResult
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.rewards import RewardConfig
 
 CONFIG = EnvConfig(max_epochs=30, batch_size=32, host_lr=0.05, seed_lr=0.05, reward=RewardConfig(rollback_penalty=0.7))
 

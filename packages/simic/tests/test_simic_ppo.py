@@ -23,8 +23,8 @@ from esper.leyline import (
 )
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, save_checkpoint
 from esper.simic.policy_controller import PolicyController
-from esper.simic.ppo import MAX_CONSECUTIVE_SKIPPED_STEPS, PPOConfig, PPOUpdater
-from esper.simic.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.updater import MAX_CONSECUTIVE_SKIPPED_STEPS, PPOConfig, PPOUpdater
 
 SLOTS = SlotConfig.after_blocks(2)
 

@@ -21,13 +21,13 @@ from ray.exceptions import RayActorError
 
 from esper.leyline import ConfigError, EnvObservation, FactoredAction, SlotConfig
 from esper.simic.checkpoints import load_checkpoint
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import EnvPool, InProcessPool, ProcessPool, WorkerError
-from esper.simic.episode_records import StepResult
-from esper.simic.ppo import PPOConfig
-from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
-from esper.simic.ray_pool import RayPool, RayPoolError, RaySettings, _SharedTask
-from esper.simic.vectorized import run_episodes
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import StepResult
+from esper.simic.envs.pools import EnvPool, InProcessPool, ProcessPool, WorkerError
+from esper.simic.envs.ray_pool import RayPool, RayPoolError, RaySettings, _SharedTask
+from esper.simic.episode_loop import run_episodes
+from esper.simic.ppo.updater import PPOConfig
+from esper.simic.training import PPORunConfig, PPOTraining, RoundReport
 
 pytestmark = [pytest.mark.ray, pytest.mark.xdist_group("ray")]
 

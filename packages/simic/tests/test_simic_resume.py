@@ -10,10 +10,10 @@ from _simic_fixtures import TinyBundle, stripes_factory, stripes_task
 
 from esper.leyline import CheckpointError, SlotConfig
 from esper.simic.checkpoints import load_checkpoint
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import InProcessPool
-from esper.simic.ppo import PPOConfig
-from esper.simic.ppo_training import PPORunConfig, PPOTraining
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.pools import InProcessPool
+from esper.simic.ppo.updater import PPOConfig
+from esper.simic.training import PPORunConfig, PPOTraining
 
 ENV = EnvConfig(max_epochs=4, batch_size=64, host_lr=0.05, seed_lr=0.05)
 

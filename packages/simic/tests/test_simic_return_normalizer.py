@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from esper.simic.return_normalizer import ReturnNormalizer
+from esper.simic.ppo.return_normalizer import ReturnNormalizer
 
 
 def test_merged_moments_equal_global_moments() -> None:

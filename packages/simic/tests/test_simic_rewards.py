@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esper.leyline import ConfigError
-from esper.simic.rewards import RewardConfig, parameter_rent, rollback_reward, step_reward
+from esper.simic.envs.rewards import RewardConfig, parameter_rent, rollback_reward, step_reward
 
 
 def test_default_reward_is_accuracy_gain_minus_linear_rent() -> None:

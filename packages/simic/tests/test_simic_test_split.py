@@ -10,10 +10,10 @@ import torch
 from _simic_fixtures import grow_first_slot, stripes_factory, stripes_task
 
 from esper.leyline import ConfigError, InvalidStateMachineError
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.episode_records import EpisodeSummary, StepResult
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.task_data import TaskData
 
 CONFIG = EnvConfig(max_epochs=8, batch_size=32, host_lr=0.05, seed_lr=0.05)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from esper.leyline import ConfigError
-from esper.simic.thread_plan import ThreadPlan, plan_threads
+from esper.simic.envs.thread_plan import ThreadPlan, plan_threads
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 8, 16, 64])

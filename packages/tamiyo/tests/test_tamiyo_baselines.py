@@ -21,7 +21,7 @@ from esper.leyline import (
     is_relevant,
 )
 from esper.tamiyo import RandomValidController, StaticController, build_mask_arrays
-from esper.tamiyo.masks import STATIC_HEADS
+from esper.tamiyo.encoding.masks import STATIC_HEADS
 
 
 @settings(max_examples=40, deadline=None)

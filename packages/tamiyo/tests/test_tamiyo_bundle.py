@@ -34,7 +34,7 @@ from esper.leyline import (
     is_relevant,
 )
 from esper.tamiyo import LSTMPolicyBundle
-from esper.tamiyo.lstm import LSTMLayer
+from esper.tamiyo.policy.lstm import LSTMLayer
 
 
 @dataclass

@@ -6,7 +6,7 @@ import pytest
 
 from esper.leyline import AlphaTarget, BlendStyle, Blueprint, ConfigError, FactoredAction, LifecycleOp, Tempo
 from esper.tamiyo import Decision, DecisionReason
-from esper.tamiyo.decisions import REASON_OPS
+from esper.tamiyo.rules.decisions import REASON_OPS
 
 
 def test_every_reason_has_an_op() -> None:

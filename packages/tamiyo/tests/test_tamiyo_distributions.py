@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError, NonFiniteError
-from esper.tamiyo.distributions import MaskedCategorical, require_sound
+from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
 
 
 @st.composite

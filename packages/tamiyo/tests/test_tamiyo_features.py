@@ -41,8 +41,8 @@ from esper.tamiyo import (
     feature_dim,
     slot_block,
 )
-from esper.tamiyo.feature_layout import BASE_FIELDS, SLOT_FIELDS
-from esper.tamiyo.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
+from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, SLOT_FIELDS
+from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
 
 
 def _row(obs_features: torch.Tensor, field: str) -> np.ndarray:

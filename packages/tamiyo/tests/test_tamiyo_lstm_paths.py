@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from esper.tamiyo.lstm import LSTMLayer, StepwiseLSTM
+from esper.tamiyo.policy.lstm import LSTMLayer, StepwiseLSTM
 
 
 def _one_step_at_a_time(

@@ -28,7 +28,7 @@ from esper.leyline import (
     head_sizes,
 )
 from esper.tamiyo import build_action_masks, build_mask_arrays
-from esper.tamiyo.masks import require_nonempty_rows
+from esper.tamiyo.encoding.masks import require_nonempty_rows
 
 S = SeedStage
 ADVANCE = {S.GERMINATED, S.TRAINING, S.BLENDING}

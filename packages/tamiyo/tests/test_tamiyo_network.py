@@ -19,7 +19,7 @@ from esper.leyline import (
     head_sizes,
 )
 from esper.tamiyo import FactoredRecurrentActorCritic, NetworkSizes, feature_dim
-from esper.tamiyo.lstm import FORGET_BIAS, LSTMLayer, StepwiseLSTM
+from esper.tamiyo.policy.lstm import FORGET_BIAS, LSTMLayer, StepwiseLSTM
 
 
 def _network(**sizes: int) -> FactoredRecurrentActorCritic:

@@ -9,11 +9,11 @@ import torch
 
 from esper.app.run_config import RunConfig, RunSettings
 from esper.leyline import ConfigError
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import EnvPool, InProcessPool, ProcessPool
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
-from esper.simic.thread_plan import plan_threads
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.pools import EnvPool, InProcessPool, ProcessPool
+from esper.simic.envs.task_data import TaskData
+from esper.simic.envs.thread_plan import plan_threads
 
 RAY_MISSING = (
     '--backend ray needs Ray, which is not installed: pip install "esper[ray]" (in a checkout of Esper: '
@@ -25,7 +25,7 @@ def require_backend(config: RunConfig) -> None:
     """Refuse a backend that cannot run here (Ray not installed) before a command writes anything."""
     if config.run.backend == "ray":
         try:
-            import esper.simic.ray_pool  # noqa: F401
+            import esper.simic.envs.ray_pool  # noqa: F401
         except ModuleNotFoundError as error:
             if error.name != "ray":
                 raise
@@ -34,7 +34,7 @@ def require_backend(config: RunConfig) -> None:
 
 def make_pool(config: RunConfig, task: TaskData, factory: ModelFactory, n_envs: int) -> EnvPool:
     """``auto`` uses one worker process per core (up to ``n_envs``) for CPU envs, in-process for GPU envs
-    (a GPU is shared best from one process). Thread counts follow ``esper.simic.thread_plan``: in-process one
+    (a GPU is shared best from one process). Thread counts follow ``esper.simic.envs.thread_plan``: in-process one
     torch thread unless ``run.threads`` asks for more; with workers, an equal share of the cores each
     (``run.threads`` overrides the share) and one thread in this process for the policy."""
     cores = os.cpu_count() or 1
@@ -57,7 +57,7 @@ def _ray_pool(
     """On a Ray started here, the actors follow the worker processes' thread plan over its CPUs (same groups,
     same torch threads, so the same results); on a cluster, one actor with one CPU per env unless told. This
     process keeps one thread for the policy, as with worker processes."""
-    from esper.simic.ray_pool import RayPool, RaySettings  # Ray is optional: imported only when asked for
+    from esper.simic.envs.ray_pool import RayPool, RaySettings  # Ray is optional: imported only when asked for
 
     address = run.ray_address or os.environ.get("RAY_ADDRESS") or None
     if address is None:

@@ -17,7 +17,7 @@ from esper.app.run_directory import read_events, write_results, write_summary
 from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE, SELECTION_METRIC, write_schedule_choice
 from esper.app.statistics import bootstrap_mean
 from esper.leyline import blueprint_from_name
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 from esper.tamiyo import SCHEDULE_PREFIX
 
 #: ``config.json`` ``command`` of each kind of episode run.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from esper.app.run_directory import RunDirectory
-from esper.simic.episode_records import StepResult
+from esper.simic.envs.episode_records import StepResult
 
 
 def log_epoch(directory: RunDirectory, result: StepResult, **episode: object) -> None:

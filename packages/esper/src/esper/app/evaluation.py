@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from esper.app.statistics import Interval, bootstrap_mean, bootstrap_ratio, paired_difference
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 
 METRICS = ("test_accuracy", "val_accuracy", "params_added", "germinated", "fossilized", "pruned")
 _SUMMARY_FIELDS = {"val_accuracy": "final_val_accuracy"}

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import Patch
 
 from esper.leyline import HEAD_ORDER, SeedStage
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 
 STAGE_COLORS = {
     SeedStage.GERMINATED: "#c7e9c0",

@@ -15,7 +15,7 @@ from esper.app.reporting import accuracy_note, episodes_table, markdown_table
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
 from esper.leyline import HEAD_ORDER
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 
 #: ``results.json`` ``status`` of a run with fewer rounds than asked, by the reason logged when it stopped.
 COMPLETE = "complete"

@@ -25,9 +25,9 @@ import torch
 from esper.app.tasks import GateSettings, TaskPreset, get_task
 from esper.kasmina import GateConfig
 from esper.leyline import ConfigError
-from esper.simic.env_config import EnvConfig
-from esper.simic.ppo import PPOConfig
-from esper.simic.rewards import RewardConfig
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.rewards import RewardConfig
+from esper.simic.ppo.updater import PPOConfig
 from esper.tamiyo import COMPILE_MODES
 
 BACKENDS = ("auto", "inprocess", "processes", "ray")

@@ -26,9 +26,9 @@ from esper.leyline import (
     SlotConfig,
     Topology,
 )
-from esper.simic.env_config import EnvConfig
-from esper.simic.model_factories import CNNModelFactory
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.model_factories import CNNModelFactory
+from esper.simic.envs.task_data import TaskData
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ import torch
 
 from esper.leyline import CheckpointError, PolicyBundle
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, save_checkpoint
-from esper.simic.env_pool import EnvPool
-from esper.simic.episode_seeds import selection_episode_seeds
+from esper.simic.envs.episode_seeds import selection_episode_seeds
+from esper.simic.envs.pools import EnvPool
+from esper.simic.episode_loop import run_episodes
 from esper.simic.policy_controller import PolicyController
-from esper.simic.vectorized import run_episodes
 
 #: The key of a best checkpoint's ``config`` that records the validation it won.
 VALIDATION_KEY = "validation"

@@ -37,8 +37,8 @@ from esper.leyline import (
     head_sizes,
 )
 from esper.leyline.protocols import HiddenState
-from esper.simic.relevance import relevant_heads
-from esper.simic.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.relevance import relevant_heads
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
 
 #: How closely ``evaluate_actions`` must reproduce what ``get_action`` returned (float32 recomputation).
 PARITY_RTOL = 1e-4

@@ -1,6 +1,6 @@
 """Run a ``PolicyBundle`` as a leyline ``Controller``: per-env hidden state kept between steps.
 
-This is how a learned policy goes through the same vectorized loop as the heuristic and the baselines; PPO's
+This is how a learned policy goes through the same episode loop as the heuristic and the baselines; PPO's
 collection loop calls ``step`` instead of ``act`` to keep what the policy saw and returned for its buffer.
 """
 

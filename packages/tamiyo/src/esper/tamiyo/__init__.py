@@ -4,10 +4,7 @@ and factory, and the controllers that are not learned (heuristic, fixed schedule
 Importing this package registers nothing: call ``register_builtin_policies()`` once before ``create_policy``.
 """
 
-from esper.tamiyo.baselines import RandomValidController, StaticController
-from esper.tamiyo.decisions import Decision, DecisionReason
-from esper.tamiyo.factory import create_policy, create_policy_from_config
-from esper.tamiyo.feature_layout import (
+from esper.tamiyo.encoding.feature_layout import (
     BASE_FEATURES,
     BASE_LAYOUT,
     FEATURE_SCHEMA_VERSION,
@@ -16,12 +13,12 @@ from esper.tamiyo.feature_layout import (
     feature_dim,
     slot_block,
 )
-from esper.tamiyo.features import FeatureBatch, encode_features
-from esper.tamiyo.heuristic import DEFAULT_ROTATIONS, HeuristicConfig, HeuristicController, HeuristicEnvState
-from esper.tamiyo.lstm_bundle import COMPILE_MODES, LSTMPolicyBundle
-from esper.tamiyo.masks import MaskArrays, build_action_masks, build_mask_arrays
-from esper.tamiyo.network import FactoredRecurrentActorCritic, NetworkSizes
-from esper.tamiyo.registry import (
+from esper.tamiyo.encoding.features import FeatureBatch, encode_features
+from esper.tamiyo.encoding.masks import MaskArrays, build_action_masks, build_mask_arrays
+from esper.tamiyo.policy.factory import create_policy, create_policy_from_config
+from esper.tamiyo.policy.lstm_bundle import COMPILE_MODES, LSTMPolicyBundle
+from esper.tamiyo.policy.network import FactoredRecurrentActorCritic, NetworkSizes
+from esper.tamiyo.policy.registry import (
     RegistrablePolicy,
     get_policy_class,
     list_policies,
@@ -29,8 +26,11 @@ from esper.tamiyo.registry import (
     register_policy,
     unregister_policy,
 )
-from esper.tamiyo.schedule import SCHEDULE_PREFIX, ScheduleController
-from esper.tamiyo.tracker import SignalTracker, TrackerConfig, TrackerSignals
+from esper.tamiyo.rules.baselines import RandomValidController, StaticController
+from esper.tamiyo.rules.decisions import Decision, DecisionReason
+from esper.tamiyo.rules.heuristic import DEFAULT_ROTATIONS, HeuristicConfig, HeuristicController, HeuristicEnvState
+from esper.tamiyo.rules.schedule import SCHEDULE_PREFIX, ScheduleController
+from esper.tamiyo.rules.tracker import SignalTracker, TrackerConfig, TrackerSignals
 
 __all__ = [
     "BASE_FEATURES",

@@ -22,8 +22,8 @@ from esper.app.episode_reports import COMPARE, write_comparison_report
 from esper.app.reporting import comparison_table, paired_table
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.leyline import ConfigError, Topology
-from esper.simic.episode_records import EpisodeSummary
-from esper.simic.episode_seeds import evaluation_episode_seeds
+from esper.simic.envs.episode_records import EpisodeSummary
+from esper.simic.envs.episode_seeds import evaluation_episode_seeds
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,7 +15,7 @@ from esper.app.episode_reports import EVALUATE, write_controller_report
 from esper.app.evaluation import episode_row
 from esper.app.reporting import comparison_table, episodes_table
 from esper.app.run_directory import RunDirectory, default_run_dir
-from esper.simic.episode_seeds import evaluation_episode_seeds
+from esper.simic.envs.episode_seeds import evaluation_episode_seeds
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,8 +15,8 @@ from esper.app.episode_reports import PICK_SCHEDULE, write_schedule_pick_report
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE
 from esper.leyline import ConfigError
-from esper.simic.episode_records import EpisodeSummary
-from esper.simic.episode_seeds import is_evaluation_seed, selection_episode_seeds
+from esper.simic.envs.episode_records import EpisodeSummary
+from esper.simic.envs.episode_seeds import is_evaluation_seed, selection_episode_seeds
 
 
 def episode_seeds(text: str | None, run_seed: int, episodes: int) -> list[int]:

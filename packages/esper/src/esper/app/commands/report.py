@@ -24,7 +24,7 @@ from esper.app.ppo_report import write_ppo_report
 from esper.app.run_config import from_dict
 from esper.app.run_directory import read_run_config
 from esper.leyline import ConfigError
-from esper.simic.episode_records import EpisodeSummary
+from esper.simic.envs.episode_records import EpisodeSummary
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,9 +14,9 @@ from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
 from esper.app.run_directory import RunDirectory, read_run_config
 from esper.leyline import Controller
-from esper.simic.episode_records import EpisodeSummary, StepResult
-from esper.simic.task_data import TaskData
-from esper.simic.vectorized import run_episodes
+from esper.simic.envs.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.task_data import TaskData
+from esper.simic.episode_loop import run_episodes
 
 
 def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunConfig:

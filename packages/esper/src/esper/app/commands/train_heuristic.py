@@ -8,7 +8,7 @@ from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.episode_reports import TRAIN_HEURISTIC, write_controller_report
 from esper.app.reporting import comparison_table
 from esper.app.run_directory import RunDirectory, default_run_dir
-from esper.simic.episode_seeds import training_episode_seeds
+from esper.simic.envs.episode_seeds import training_episode_seeds
 from esper.tamiyo import HeuristicController
 
 

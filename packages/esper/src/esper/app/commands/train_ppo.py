@@ -42,10 +42,10 @@ from esper.app.signals import Terminated
 from esper.app.validation import ValidationResult, best_score, save_best, validate, validation_due
 from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteError, PolicyBundle
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, seed_rng_states
-from esper.simic.episode_records import StepResult
-from esper.simic.ppo import PPOUpdater
-from esper.simic.ppo_training import PPORunConfig, PPOTraining, RoundReport
-from esper.simic.task_data import TaskData
+from esper.simic.envs.episode_records import StepResult
+from esper.simic.envs.task_data import TaskData
+from esper.simic.ppo.updater import PPOUpdater
+from esper.simic.training import PPORunConfig, PPOTraining, RoundReport
 from esper.tamiyo import create_policy
 
 _RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config", "out")

@@ -19,7 +19,7 @@ import numpy as np
 
 from esper.app.datasets.splits import DataSplit, standardized_task
 from esper.leyline import ConfigError
-from esper.simic.task_data import TaskData
+from esper.simic.envs.task_data import TaskData
 
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"

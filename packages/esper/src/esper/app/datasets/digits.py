@@ -10,7 +10,7 @@ from __future__ import annotations
 from sklearn.datasets import load_digits
 
 from esper.app.datasets.splits import DataSplit, standardized_task, stratified_split
-from esper.simic.task_data import TaskData
+from esper.simic.envs.task_data import TaskData
 
 DIGITS_SPLIT_SEED = 0
 DIGITS_VALIDATION_FRACTION = 0.15

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from esper.simic.task_data import TaskData
+from esper.simic.envs.task_data import TaskData
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import torch
 from _simic_fixtures import ScriptedController, stripes_factory, stripes_task
 
 from esper.leyline import ConfigError
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import InProcessPool, ProcessPool, WorkerError
-from esper.simic.episode_records import StepResult
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
-from esper.simic.vectorized import run_episodes
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import StepResult
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.pools import InProcessPool, ProcessPool, WorkerError
+from esper.simic.envs.task_data import TaskData
+from esper.simic.episode_loop import run_episodes
 
 CONFIG = EnvConfig(max_epochs=8, batch_size=32, host_lr=0.05, seed_lr=0.05)
 

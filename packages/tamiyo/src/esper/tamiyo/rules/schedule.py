@@ -24,8 +24,8 @@ from esper.leyline import (
     Topology,
     blueprint_refusal,
 )
-from esper.tamiyo.episode_envs import EpisodeEnvs
-from esper.tamiyo.masks import build_mask_arrays
+from esper.tamiyo.encoding.masks import build_mask_arrays
+from esper.tamiyo.rules.episode_envs import EpisodeEnvs
 
 #: Candidates in priority order within one slot: lock in a finished seed, move a developing one on, grow.
 _PRIORITY = (LifecycleOp.FOSSILIZE, LifecycleOp.ADVANCE, LifecycleOp.GERMINATE)

@@ -29,10 +29,10 @@ import torch
 from torch import nn
 
 from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ActionHead, Blueprint, ConfigError, LifecycleOp
-from esper.tamiyo.head_layout import HeadLayout
-from esper.tamiyo.head_mlps import HeadMLPs
-from esper.tamiyo.lstm import StepwiseLSTM
-from esper.tamiyo.normalizer import RunningNormalizer
+from esper.tamiyo.policy.head_layout import HeadLayout
+from esper.tamiyo.policy.head_mlps import HeadMLPs
+from esper.tamiyo.policy.lstm import StepwiseLSTM
+from esper.tamiyo.policy.normalizer import RunningNormalizer
 
 POLICY_OUTPUT_GAIN = 0.01
 VALUE_OUTPUT_GAIN = 0.1

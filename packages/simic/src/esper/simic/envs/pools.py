@@ -1,6 +1,6 @@
 """Backends that hold N environments on one machine: in-process, or spread over worker processes.
 
-Both expose the same three calls (``reset``, ``step``, ``summaries``), so the vectorized loop and every controller
+Both expose the same three calls (``reset``, ``step``, ``summaries``), so the episode loop and every controller
 run through one code path whichever backend is used. Worker processes pay off when an env epoch costs more than
 the round trip (measured by ``tools/bench``); each worker runs its envs sequentially with ``threads_per_worker``
 torch threads. Both pools set the torch threads of this process as ``thread_plan.plan_threads`` says (one unless
@@ -23,12 +23,12 @@ import torch
 import torch.multiprocessing as mp
 
 from esper.leyline import ConfigError, EnvObservation, EsperError, FactoredAction
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.episode_records import EpisodeSummary, StepResult
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
-from esper.simic.thread_plan import plan_threads
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.task_data import TaskData
+from esper.simic.envs.thread_plan import plan_threads
 
 
 class EnvPool(Protocol):

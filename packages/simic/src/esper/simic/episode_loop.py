@@ -1,4 +1,4 @@
-"""The vectorized loop: any leyline ``Controller`` drives a batch of episodes through an ``EnvPool``.
+"""The episode loop: any leyline ``Controller`` drives a batch of episodes through an ``EnvPool``.
 
 Heuristic, random, static and learned controllers all go through ``run_episodes``; PPO collection is the same
 loop with a ``StepObserver`` that stores rewards (the learned controller records its own tensors).
@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from esper.leyline import ConfigError, Controller
-from esper.simic.env_pool import EnvPool
-from esper.simic.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.pools import EnvPool
 
 #: Called after every step with the episodes that stepped, as indices into the run's episode seeds, and their
 #: results (same order). The loop reuses envs across batches of episodes; observers never see env ids.

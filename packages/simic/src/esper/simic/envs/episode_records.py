@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from esper.leyline import EnvObservation, FactoredAction, SeedStage
-from esper.simic.rewards import RewardTerms
+from esper.simic.envs.rewards import RewardTerms
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from esper.leyline import (
     legal_blueprints,
     legal_slots_by_op,
 )
-from esper.tamiyo.observation_checks import require_configured_slots
+from esper.tamiyo.encoding.observation_checks import require_configured_slots
 
 BoolArray = npt.NDArray[np.bool_]
 

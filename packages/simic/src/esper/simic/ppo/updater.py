@@ -1,9 +1,9 @@
 """PPO on a ``PolicyBundle``, read top to bottom: GAE and advantage normalization over the whole round, then
-several epochs over minibatches of whole env sequences, each re-scored by the bundle, scored by ``ppo_loss``
+several epochs over minibatches of whole env sequences, each re-scored by the bundle, scored by ``loss``
 and stepped with a clipped gradient; an approximate-KL early stop bounds how far one update moves the policy.
 
 The bundle is injected; this module never builds or inspects a network, and hands the stored policy inputs back
-to the bundle unread. The loss is in ``ppo_loss``, what an update reports in ``ppo_stats``.
+to the bundle unread. The loss is in ``loss``, what an update reports in ``stats``.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from typing import Any, Literal
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionHead, CheckpointError, ConfigError, NonFiniteError, PolicyBundle
-from esper.simic.adam_state import check_adam_state
-from esper.simic.advantages import compute_gae
-from esper.simic.ppo_loss import ppo_loss
-from esper.simic.ppo_stats import MinibatchStats, StatsAccumulator, UpdateStats, explained_variance
-from esper.simic.relevance import relevant_heads
-from esper.simic.return_normalizer import ReturnNormalizer
-from esper.simic.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.adam_state import check_adam_state
+from esper.simic.ppo.advantages import compute_gae
+from esper.simic.ppo.loss import ppo_loss
+from esper.simic.ppo.relevance import relevant_heads
+from esper.simic.ppo.return_normalizer import ReturnNormalizer
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.stats import MinibatchStats, StatsAccumulator, UpdateStats, explained_variance
 
 #: Optimizer steps skipped in a row (non-finite loss or gradient norm) after which training stops: one bad
 #: minibatch is noise worth surviving, a run of them means the policy or its data is broken.

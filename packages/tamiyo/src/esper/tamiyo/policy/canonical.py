@@ -13,7 +13,7 @@ from functools import cache
 import torch
 
 from esper.leyline import HEAD_ORDER, HEAD_PLACEHOLDERS, ActionHead, relevance_rows
-from esper.tamiyo.head_layout import HEAD_INDEX
+from esper.tamiyo.policy.head_layout import HEAD_INDEX
 
 _SLOT = HEAD_INDEX[ActionHead.SLOT]
 

@@ -20,8 +20,8 @@ from esper.leyline import (
     Topology,
     is_relevant,
 )
-from esper.tamiyo.episode_envs import EpisodeEnvs
-from esper.tamiyo.masks import STATIC_HEADS, build_mask_arrays
+from esper.tamiyo.encoding.masks import STATIC_HEADS, build_mask_arrays
+from esper.tamiyo.rules.episode_envs import EpisodeEnvs
 
 
 class RandomValidController:

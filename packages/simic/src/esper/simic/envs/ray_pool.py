@@ -35,12 +35,12 @@ import torch
 from ray.exceptions import RayActorError, RayTaskError
 
 from esper.leyline import ConfigError, EnvObservation, EsperError, FactoredAction
-from esper.simic.env import HostTrainingEnv
-from esper.simic.env_config import EnvConfig
-from esper.simic.env_pool import WorkerError, group_by_owner
-from esper.simic.episode_records import EpisodeSummary, StepResult
-from esper.simic.model_factories import ModelFactory
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import EpisodeSummary, StepResult
+from esper.simic.envs.host_training_env import HostTrainingEnv
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.pools import WorkerError, group_by_owner
+from esper.simic.envs.task_data import TaskData
 
 #: Seconds to wait for the actors to be placed and built before giving up with an error naming the shortfall.
 ACTOR_START_TIMEOUT_SECONDS = 600.0

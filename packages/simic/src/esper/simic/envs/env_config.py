@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from esper.kasmina import CounterfactualBatching
 from esper.leyline import DIGITS_EPISODE_EPOCHS, ConfigError
-from esper.simic.rewards import RewardConfig
+from esper.simic.envs.rewards import RewardConfig
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 explained variance and the first minibatch's ratio deviation.
 
 None of this feeds back into the gradient except the joint approximate KL, which the updater compares with its
-early-stop threshold. Tensors are ``[heads, env, time]`` in ``HEAD_ORDER`` (as in ``ppo_loss``).
+early-stop threshold. Tensors are ``[heads, env, time]`` in ``HEAD_ORDER`` (as in ``loss``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from esper.leyline import HEAD_ORDER
-from esper.simic.ppo_loss import PPOLoss
+from esper.simic.ppo.loss import PPOLoss
 
 
 @dataclass(frozen=True)

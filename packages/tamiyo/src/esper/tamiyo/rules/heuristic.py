@@ -42,10 +42,10 @@ from esper.leyline import (
     Tempo,
     Topology,
 )
-from esper.tamiyo.decisions import Decision, DecisionReason
-from esper.tamiyo.episode_envs import EpisodeEnvs
-from esper.tamiyo.masks import MaskArrays, build_mask_arrays
-from esper.tamiyo.tracker import SignalTracker, TrackerConfig, TrackerSignals
+from esper.tamiyo.encoding.masks import MaskArrays, build_mask_arrays
+from esper.tamiyo.rules.decisions import Decision, DecisionReason
+from esper.tamiyo.rules.episode_envs import EpisodeEnvs
+from esper.tamiyo.rules.tracker import SignalTracker, TrackerConfig, TrackerSignals
 
 #: Blueprint rotation per topology: germination takes the next one whose prune penalty allows it. The transformer
 #: rotation follows the CNN one in spirit with the closest counterparts: light, then heavy, then cheap.

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, InvalidStateMachineError
-from esper.tamiyo.canonical import canonical_masks
-from esper.tamiyo.distributions import MaskedCategorical, require_sound
-from esper.tamiyo.head_layout import HEAD_INDEX, HeadLayout
+from esper.tamiyo.policy.canonical import canonical_masks
+from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
+from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout
 
 _OP = HEAD_INDEX[ActionHead.OP]
 

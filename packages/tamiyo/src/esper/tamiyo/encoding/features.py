@@ -33,8 +33,8 @@ from esper.leyline import (
     SlotReport,
     safe,
 )
-from esper.tamiyo.feature_layout import BASE_FEATURES, BASE_LAYOUT, SLOT_LAYOUT, feature_dim, slot_block
-from esper.tamiyo.observation_checks import require_configured_slots
+from esper.tamiyo.encoding.feature_layout import BASE_FEATURES, BASE_LAYOUT, SLOT_LAYOUT, feature_dim, slot_block
+from esper.tamiyo.encoding.observation_checks import require_configured_slots
 
 #: symlog(x) / LOG_SCALE maps losses, gradient norms and parameter ratios up to ~1e3 into [0, 1].
 LOG_SCALE = 7.0

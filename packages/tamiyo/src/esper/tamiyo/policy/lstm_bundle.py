@@ -29,10 +29,11 @@ from esper.leyline import (
     head_sizes,
     identical,
 )
-from esper.tamiyo.factored_heads import sample_actions, score_actions
-from esper.tamiyo.feature_layout import FEATURE_SCHEMA_VERSION, feature_dim
-from esper.tamiyo.features import encode_features
-from esper.tamiyo.input_checks import (
+from esper.tamiyo.encoding.feature_layout import FEATURE_SCHEMA_VERSION, feature_dim
+from esper.tamiyo.encoding.features import encode_features
+from esper.tamiyo.encoding.masks import build_action_masks
+from esper.tamiyo.policy.factored_heads import sample_actions, score_actions
+from esper.tamiyo.policy.input_checks import (
     check_blueprint_indices,
     check_features,
     check_hidden,
@@ -40,8 +41,7 @@ from esper.tamiyo.input_checks import (
     check_sequence_heads,
     check_step_masks,
 )
-from esper.tamiyo.masks import build_action_masks
-from esper.tamiyo.network import FactoredRecurrentActorCritic, NetworkOutput, NetworkSizes
+from esper.tamiyo.policy.network import FactoredRecurrentActorCritic, NetworkOutput, NetworkSizes
 
 #: ``torch.compile`` modes a bundle accepts.
 COMPILE_MODES: Final = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -18,14 +18,14 @@ import torch
 
 from esper.leyline import ConfigError, PolicyBundle, head_sizes
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
-from esper.simic.env_pool import EnvPool
-from esper.simic.episode_records import EpisodeSummary
-from esper.simic.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
+from esper.simic.envs.episode_records import EpisodeSummary
+from esper.simic.envs.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
+from esper.simic.envs.pools import EnvPool
+from esper.simic.episode_loop import StepObserver
 from esper.simic.policy_controller import PolicyController
-from esper.simic.ppo import PPOConfig, PPOUpdater
-from esper.simic.ppo_stats import UpdateStats
-from esper.simic.rollout_buffer import RolloutBuffer
-from esper.simic.vectorized import StepObserver
+from esper.simic.ppo.rollout_buffer import RolloutBuffer
+from esper.simic.ppo.stats import UpdateStats
+from esper.simic.ppo.updater import PPOConfig, PPOUpdater
 
 #: Called with each round's complete buffer just before the update consumes it (tests and diagnostics read what
 #: the update is about to score; the statistics of the update itself arrive in the ``RoundReport``).
@@ -178,7 +178,7 @@ def collect_rollouts(
 ) -> list[EpisodeSummary]:
     """One episode per env of the pool (``seeds`` in env order), every transition written to ``buffer`` once.
 
-    The loop of ``vectorized.run_episodes`` with the policy's tensors kept: an env whose episode ended is left out
+    The loop of ``episode_loop.run_episodes`` with the policy's tensors kept: an env whose episode ended is left out
     of the following steps, its buffer row padded.
     """
     env_ids = list(range(len(seeds)))

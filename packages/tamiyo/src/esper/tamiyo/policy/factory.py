@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from esper.leyline import ConfigError, SlotConfig, Topology
-from esper.tamiyo.registry import RegistrablePolicy, get_policy_class
+from esper.tamiyo.policy.registry import RegistrablePolicy, get_policy_class
 
 
 def create_policy(

@@ -14,7 +14,7 @@ from typing import Protocol, Self
 import torch
 
 from esper.leyline import ConfigError, PolicyBundle, SlotConfig, Topology
-from esper.tamiyo.lstm_bundle import LSTMPolicyBundle
+from esper.tamiyo.policy.lstm_bundle import LSTMPolicyBundle
 
 
 class RegistrablePolicy(PolicyBundle, Protocol):

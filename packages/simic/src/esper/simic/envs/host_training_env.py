@@ -37,11 +37,11 @@ from esper.leyline import (
     SeedStage,
     refusal,
 )
-from esper.simic.env_config import EnvConfig
-from esper.simic.episode_records import EpisodeSummary, LifecycleEvent, StepResult
-from esper.simic.model_factories import ModelFactory
-from esper.simic.rewards import rollback_reward, step_reward
-from esper.simic.task_data import TaskData
+from esper.simic.envs.env_config import EnvConfig
+from esper.simic.envs.episode_records import EpisodeSummary, LifecycleEvent, StepResult
+from esper.simic.envs.model_factories import ModelFactory
+from esper.simic.envs.rewards import rollback_reward, step_reward
+from esper.simic.envs.task_data import TaskData
 
 
 class HostTrainingEnv:
