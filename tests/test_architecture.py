@@ -65,6 +65,12 @@ def test_contracts_are_kept_on_the_real_tree() -> None:
         ("simic.ppo", "from esper.simic.envs.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
         ("esper", "import ray.util", "Only simic's Ray pool imports Ray"),
         ("esper", "from esper.simic.envs.ray_pool import RayPool", "Only simic's Ray pool imports Ray"),
+        ("tamiyo.policy", "import esper.tamiyo.rules.heuristic", "Tamiyo: the learned policy and the rules"),
+        ("tamiyo.rules", "from esper.tamiyo.policy import network", "Tamiyo: the learned policy and the rules"),
+        ("tamiyo.encoding", "import esper.tamiyo.policy.lstm_bundle", "Tamiyo: the learned policy and the rules"),
+        ("simic.envs", "import esper.simic.ppo.updater", "Simic: the loops above envs and ppo"),
+        ("simic.ppo", "from esper.simic.envs import pools", "Simic: the loops above envs and ppo"),
+        ("simic.envs", "import esper.simic.episode_loop", "Simic: the loops above envs and ppo"),
     ],
 )
 def test_each_contract_catches_a_planted_violation(
