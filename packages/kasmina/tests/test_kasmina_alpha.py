@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.kasmina import AlphaController, curve_value
-from esper.leyline import AlphaCurve, AlphaMode, InvalidStateMachineError
+from esper.kasmina.alpha import ALPHA_TARGET_VALUES, CURVE_STEEPNESS
+from esper.leyline import AlphaCurve, AlphaMode, AlphaTarget, InvalidStateMachineError
 
 
 def _ramp(curve: AlphaCurve, steps: int, start: float = 0.0, target: float = 1.0) -> list[float]:
@@ -108,3 +109,11 @@ def test_snapshot_and_state_round_trip() -> None:
     assert clone.snapshot() == controller.snapshot()
     assert clone.start == controller.start
     assert controller.snapshot().ramping
+
+
+def test_value_tables() -> None:
+    """Each target and sigmoid curve has its number; no target removes a seed (that is PRUNE)."""
+    assert set(ALPHA_TARGET_VALUES) == set(AlphaTarget)
+    assert list(ALPHA_TARGET_VALUES.values()) == [0.5, 0.7, 1.0]
+    assert 0.0 not in ALPHA_TARGET_VALUES.values()
+    assert CURVE_STEEPNESS == {AlphaCurve.SIGMOID_GENTLE: 6.0, AlphaCurve.SIGMOID: 12.0, AlphaCurve.SIGMOID_SHARP: 24.0}

@@ -19,8 +19,8 @@ from _kasmina_fixtures import (
 )
 
 from esper.kasmina import BLUEPRINTS, GateConfig, MorphogeneticModel
+from esper.kasmina.alpha import ALPHA_TARGET_VALUES
 from esper.leyline import (
-    ALPHA_TARGET_VALUES,
     MIN_PRUNE_AGE,
     TEMPO_EPOCHS,
     AlphaCurve,

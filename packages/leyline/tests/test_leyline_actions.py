@@ -8,9 +8,7 @@ from hypothesis import strategies as st
 
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
-    ALPHA_TARGET_VALUES,
     CAUSAL_RELEVANCE,
-    CURVE_STEEPNESS,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     NUM_BLUEPRINT_EMBEDDINGS,
@@ -70,10 +68,7 @@ def test_head_sizes() -> None:
 
 def test_value_tables() -> None:
     assert TEMPO_EPOCHS == {Tempo.FAST: 3, Tempo.STANDARD: 5, Tempo.SLOW: 8}
-    assert list(ALPHA_TARGET_VALUES.values()) == [0.5, 0.7, 1.0]
-    assert 0.0 not in ALPHA_TARGET_VALUES.values()
     assert ALPHA_SPEED_TICKS == {AlphaSpeed.INSTANT: 0, AlphaSpeed.FAST: 3, AlphaSpeed.MEDIUM: 5, AlphaSpeed.SLOW: 8}
-    assert CURVE_STEEPNESS == {AlphaCurve.SIGMOID_GENTLE: 6.0, AlphaCurve.SIGMOID: 12.0, AlphaCurve.SIGMOID_SHARP: 24.0}
     assert set(STYLE_TABLE) == set(BlendStyle)
     assert STYLE_TABLE[BlendStyle.LINEAR_MULTIPLY] == (AlphaCurve.LINEAR, BlendOperator.MULTIPLY)
     assert STYLE_TABLE[BlendStyle.GATED_GATE][1] is BlendOperator.GATE

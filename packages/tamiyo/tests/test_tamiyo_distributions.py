@@ -9,8 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError, NonFiniteError
-from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
+from esper.leyline import InvalidStateMachineError, NonFiniteError
+from esper.tamiyo.policy.distributions import MASKED_LOGIT_VALUE, MaskedCategorical, require_sound
 
 
 @st.composite

@@ -14,7 +14,6 @@ from hypothesis import given, settings
 
 from esper.leyline import (
     HISTORY_LENGTH,
-    HISTORY_SENTINEL,
     MIN_PRUNE_AGE,
     NUM_BLUEPRINT_EMBEDDINGS,
     AlphaMode,
@@ -41,7 +40,7 @@ from esper.tamiyo import (
     feature_dim,
     slot_block,
 )
-from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, SLOT_FIELDS
+from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, HISTORY_SENTINEL, SLOT_FIELDS
 from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
 
 

@@ -7,8 +7,21 @@ overshoot, and land exactly on the target at their last step.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
-from esper.leyline import CURVE_STEEPNESS, AlphaCurve, AlphaMode, AlphaSnapshot, ConfigError, InvalidStateMachineError
+from esper.leyline import AlphaCurve, AlphaMode, AlphaSnapshot, AlphaTarget, ConfigError, InvalidStateMachineError
+
+#: Steepness k of the renormalized sigmoid curves: gentle, standard and sharp ramps.
+CURVE_STEEPNESS: Mapping[AlphaCurve, float] = MappingProxyType(
+    {AlphaCurve.SIGMOID_GENTLE: 6.0, AlphaCurve.SIGMOID: 12.0, AlphaCurve.SIGMOID_SHARP: 24.0}
+)
+
+#: The alpha each ``AlphaTarget`` of a SET_ALPHA_TARGET (and of a germination's blending) heads for. Never 0:
+#: removing a seed is PRUNE.
+ALPHA_TARGET_VALUES: Mapping[AlphaTarget, float] = MappingProxyType(
+    {AlphaTarget.HALF: 0.5, AlphaTarget.SEVENTY: 0.7, AlphaTarget.FULL: 1.0}
+)
 
 
 def curve_value(curve: AlphaCurve, t: float) -> float:

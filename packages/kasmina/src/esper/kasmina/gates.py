@@ -12,13 +12,17 @@ from enum import StrEnum
 from esper.kasmina.seed import Seed
 from esper.leyline import (
     ALPHA_TOLERANCE,
+    CIFAR_EPISODE_EPOCHS,
     MIN_FOSSILIZE_CONTRIBUTION,
     MIN_GRADIENT_HEALTH,
-    REFERENCE_HORIZON_EPOCHS,
-    REFERENCE_MIN_TRAINING_EPOCHS,
     ConfigError,
     SeedStage,
 )
+
+#: The TRAINING dwell before BLENDING, given at the CIFAR horizon; ``GateConfig.for_horizon`` scales it with the
+#: episode length, so a shorter task keeps the same share of its episode for a seed to prove itself.
+REFERENCE_MIN_TRAINING_EPOCHS = 10
+REFERENCE_HORIZON_EPOCHS = CIFAR_EPISODE_EPOCHS
 
 
 @dataclass(frozen=True, slots=True)

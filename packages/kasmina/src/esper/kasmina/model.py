@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from esper.kasmina.alpha import ALPHA_TARGET_VALUES
 from esper.kasmina.checkpoint import (
     ModelSnapshot,
     Record,
@@ -36,7 +37,6 @@ from esper.kasmina.slot import ExecutionResult, SeedSlot
 from esper.kasmina.transformer_host import TransformerHost, TransformerHostConfig
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
-    ALPHA_TARGET_VALUES,
     ConfigError,
     FactoredAction,
     InvalidSlotIdError,

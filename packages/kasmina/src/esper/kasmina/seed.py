@@ -8,12 +8,11 @@ import dataclasses
 import torch
 from torch import nn
 
-from esper.kasmina.alpha import AlphaController
+from esper.kasmina.alpha import ALPHA_TARGET_VALUES, AlphaController
 from esper.kasmina.blending import BlendGate
 from esper.kasmina.blueprints import BLUEPRINTS, SeedModule
 from esper.kasmina.gradient_health import GradientMonitor
 from esper.leyline import (
-    ALPHA_TARGET_VALUES,
     STYLE_TABLE,
     AlphaCurve,
     AlphaMode,

@@ -38,19 +38,13 @@ class LifecycleOp(IntEnum):
 
 
 class AlphaCurve(IntEnum):
-    """Shape of an alpha ramp on t in [0, 1]; sigmoid variants carry a steepness (see ``CURVE_STEEPNESS``)."""
+    """Shape of an alpha ramp on t in [0, 1]; sigmoid variants carry a steepness (kasmina's alpha controller)."""
 
     LINEAR = 0
     COSINE = 1
     SIGMOID_GENTLE = 2
     SIGMOID = 3
     SIGMOID_SHARP = 4
-
-
-#: Steepness k of the renormalized sigmoid curves (kasmina's alpha controller).
-CURVE_STEEPNESS: Mapping[AlphaCurve, float] = MappingProxyType(
-    {AlphaCurve.SIGMOID_GENTLE: 6.0, AlphaCurve.SIGMOID: 12.0, AlphaCurve.SIGMOID_SHARP: 24.0}
-)
 
 
 class BlendOperator(IntEnum):
@@ -93,16 +87,12 @@ TEMPO_EPOCHS: Mapping[Tempo, int] = MappingProxyType({Tempo.FAST: 3, Tempo.STAND
 
 
 class AlphaTarget(IntEnum):
-    """Alpha a ramp heads for. Removal is PRUNE, never a target of 0."""
+    """Alpha a ramp heads for (the values are kasmina's ``ALPHA_TARGET_VALUES``). Removal is PRUNE, never a target
+    of 0."""
 
     HALF = 0
     SEVENTY = 1
     FULL = 2
-
-
-ALPHA_TARGET_VALUES: Mapping[AlphaTarget, float] = MappingProxyType(
-    {AlphaTarget.HALF: 0.5, AlphaTarget.SEVENTY: 0.7, AlphaTarget.FULL: 1.0}
-)
 
 
 class AlphaSpeed(IntEnum):

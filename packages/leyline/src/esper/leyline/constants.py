@@ -7,10 +7,6 @@ from types import MappingProxyType
 
 from esper.leyline.stages import SeedStage
 
-#: Logit given to masked actions (tamiyo's masked distribution). -1e4 is representable in fp16 and bf16 and
-#: underflows to probability 0 after softmax; ``-inf`` would turn an all-masked row into NaN.
-MASKED_LOGIT_VALUE = -1e4
-
 #: A seed younger than this (epochs since germination) cannot be pruned (kasmina's slot, tamiyo's masks).
 MIN_PRUNE_AGE = 5
 
@@ -26,16 +22,12 @@ FAILURE_DWELL_EPOCHS: Mapping[SeedStage, int] = MappingProxyType(
     {SeedStage.PRUNED: 0, SeedStage.EMBARGOED: EMBARGO_EPOCHS, SeedStage.RESETTING: RESET_EPOCHS}
 )
 
-#: Episode lengths (host epochs) of the task families (the app's task presets, simic's env defaults).
+#: Episode lengths (host epochs) of the task families (the app's task presets, simic's env defaults, and
+#: kasmina's gates scale the TRAINING dwell from the CIFAR one).
 DIGITS_EPISODE_EPOCHS = 60
 CIFAR_EPISODE_EPOCHS = 150
 
-#: The TRAINING dwell before BLENDING, given at the CIFAR horizon and scaled with the episode length
-#: (kasmina's gate config derives the per-task value from these two numbers).
-REFERENCE_MIN_TRAINING_EPOCHS = 10
-REFERENCE_HORIZON_EPOCHS = CIFAR_EPISODE_EPOCHS
-
-#: Minimum measured gradient health (0..1) for TRAINING -> BLENDING (kasmina's gates, tamiyo's heuristic).
+#: Minimum measured gradient health (0..1) for TRAINING -> BLENDING (kasmina's gates, the app's task presets).
 MIN_GRADIENT_HEALTH = 0.7
 
 #: Minimum counterfactual contribution, in accuracy percentage points, to fossilize. Positive on purpose:
@@ -47,6 +39,3 @@ ALPHA_TOLERANCE = 1e-6
 
 #: Epochs of validation loss/accuracy history in an observation (simic fills it, tamiyo encodes it).
 HISTORY_LENGTH = 5
-
-#: Encoded value of a history entry that has not been observed yet (tamiyo's features).
-HISTORY_SENTINEL = -1.0

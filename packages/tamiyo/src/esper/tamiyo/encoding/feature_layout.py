@@ -15,6 +15,9 @@ from esper.leyline import HISTORY_LENGTH, AlphaMode, BlendOperator, ConfigError,
 #: Version of the feature layout and scales below, stored in every policy checkpoint.
 FEATURE_SCHEMA_VERSION = 3
 
+#: Encoded value of a history entry that has not been observed yet (an observed entry is never negative).
+HISTORY_SENTINEL = -1.0
+
 #: Per-env fields, in column order.
 BASE_FIELDS: tuple[tuple[str, int], ...] = (
     ("epoch_progress", 1),  # epoch / max_epochs

@@ -21,7 +21,6 @@ from esper.leyline import (
     ALPHA_SPEED_TICKS,
     FAILURE_DWELL_EPOCHS,
     HISTORY_LENGTH,
-    HISTORY_SENTINEL,
     MIN_PRUNE_AGE,
     STYLE_TABLE,
     TEMPO_EPOCHS,
@@ -33,7 +32,14 @@ from esper.leyline import (
     SlotReport,
     safe,
 )
-from esper.tamiyo.encoding.feature_layout import BASE_FEATURES, BASE_LAYOUT, SLOT_LAYOUT, feature_dim, slot_block
+from esper.tamiyo.encoding.feature_layout import (
+    BASE_FEATURES,
+    BASE_LAYOUT,
+    HISTORY_SENTINEL,
+    SLOT_LAYOUT,
+    feature_dim,
+    slot_block,
+)
 from esper.tamiyo.encoding.observation_checks import require_configured_slots
 
 #: symlog(x) / LOG_SCALE maps losses, gradient norms and parameter ratios up to ~1e3 into [0, 1].

@@ -1,6 +1,6 @@
 """The one FP32 seam where a head's logits meet its mask: log-probs, sampling, argmax and normalized entropy.
 
-Masked logits are set to leyline's ``MASKED_LOGIT_VALUE`` (-1e4, finite in fp16/bf16, so an all-masked row can
+Masked logits are set to ``MASKED_LOGIT_VALUE`` (-1e4, finite in fp16/bf16, so an all-masked row can
 never turn into NaN) and everything after that runs in float32 with autocast off, whatever precision the
 network ran in. Masked actions are excluded structurally from sampling and argmax (never merely improbable).
 """
@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from esper.leyline import MASKED_LOGIT_VALUE, InvalidStateMachineError, NonFiniteError
+from esper.leyline import InvalidStateMachineError, NonFiniteError
+
+#: Logit given to masked actions. -1e4 is representable in fp16 and bf16 and underflows to probability 0 after
+#: softmax; ``-inf`` would turn an all-masked row into NaN.
+MASKED_LOGIT_VALUE = -1e4
 
 
 def require_sound(logits: torch.Tensor, masks: dict[str, torch.Tensor], *, finite_logits: bool) -> None:
