@@ -43,6 +43,7 @@ from esper.leyline.constants import (
     MIN_PRUNE_AGE,
     RESET_EPOCHS,
 )
+from esper.leyline.episode_envs import EpisodeEnvs
 from esper.leyline.errors import (
     CheckpointError,
     ConfigError,
@@ -150,6 +151,7 @@ __all__ = [
     "Controller",
     "EncodedObservations",
     "EnvObservation",
+    "EpisodeEnvs",
     "EsperError",
     "EvalResult",
     "FactoredAction",

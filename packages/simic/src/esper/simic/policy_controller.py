@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -16,8 +17,8 @@ from esper.leyline import (
     ActionResult,
     EncodedObservations,
     EnvObservation,
+    EpisodeEnvs,
     FactoredAction,
-    InvalidStateMachineError,
     PolicyBundle,
 )
 from esper.leyline.protocols import HiddenState
@@ -48,6 +49,7 @@ class PolicyController:
         self.deterministic = deterministic
         self.generator = generator
         self._name = name or f"{bundle.kind}-{'deterministic' if deterministic else 'stochastic'}"
+        self._envs = EpisodeEnvs(self._name)
         self._hidden: HiddenState | None = None
 
     @property
@@ -55,6 +57,7 @@ class PolicyController:
         return self._name
 
     def start_episodes(self, n_envs: int) -> None:
+        self._envs.start(n_envs)
         self._hidden = self.bundle.initial_hidden(n_envs)
 
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
@@ -62,16 +65,14 @@ class PolicyController:
 
     def step(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> PolicyStep:
         """Encode, act and advance the hidden state of ``env_ids``; ``act`` without discarding the tensors."""
-        if self._hidden is None:
-            raise InvalidStateMachineError("PolicyController.act() called before start_episodes()")
-        if len(env_ids) != len(observations):
-            raise ValueError(f"{len(env_ids)} env ids for {len(observations)} observations")
+        self._envs.check(env_ids, observations)
+        state = cast("HiddenState", self._hidden)  # set by start_episodes, which check() proved has run
         encoded = self.bundle.encode(observations)
-        rows = torch.as_tensor(list(env_ids), dtype=torch.int64, device=self._hidden[0].device)
-        hidden = (self._hidden[0][:, rows], self._hidden[1][:, rows])
+        rows = torch.as_tensor(list(env_ids), dtype=torch.int64, device=state[0].device)
+        hidden = (state[0][:, rows], state[1][:, rows])
         result = self.bundle.get_action(encoded, hidden, self.deterministic, self.generator)
-        self._hidden[0][:, rows] = result.hidden[0]
-        self._hidden[1][:, rows] = result.hidden[1]
+        state[0][:, rows] = result.hidden[0]
+        state[1][:, rows] = result.hidden[1]
         columns = torch.stack([result.actions[head] for head in HEAD_ORDER], dim=1).cpu().tolist()
         actions = [
             FactoredAction.from_head_indices(dict(zip(HEAD_ORDER, row, strict=True)), self.bundle.topology)

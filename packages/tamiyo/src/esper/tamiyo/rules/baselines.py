@@ -14,6 +14,7 @@ from esper.leyline import (
     HEAD_PLACEHOLDERS,
     ActionHead,
     EnvObservation,
+    EpisodeEnvs,
     FactoredAction,
     LifecycleOp,
     SlotConfig,
@@ -21,7 +22,6 @@ from esper.leyline import (
     is_relevant,
 )
 from esper.tamiyo.encoding.masks import STATIC_HEADS, build_mask_arrays
-from esper.tamiyo.rules.episode_envs import EpisodeEnvs
 
 
 class RandomValidController:

@@ -34,6 +34,7 @@ from esper.leyline import (
     Blueprint,
     ConfigError,
     EnvObservation,
+    EpisodeEnvs,
     FactoredAction,
     LifecycleOp,
     SeedReport,
@@ -44,7 +45,6 @@ from esper.leyline import (
 )
 from esper.tamiyo.encoding.masks import MaskArrays, build_mask_arrays
 from esper.tamiyo.rules.decisions import Decision, DecisionReason
-from esper.tamiyo.rules.episode_envs import EpisodeEnvs
 from esper.tamiyo.rules.tracker import SignalTracker, TrackerConfig, TrackerSignals
 
 #: Blueprint rotation per topology: germination takes the next one whose prune penalty allows it. The transformer

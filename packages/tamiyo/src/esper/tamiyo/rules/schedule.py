@@ -17,6 +17,7 @@ from esper.leyline import (
     Blueprint,
     ConfigError,
     EnvObservation,
+    EpisodeEnvs,
     FactoredAction,
     LifecycleOp,
     SlotConfig,
@@ -25,7 +26,6 @@ from esper.leyline import (
     blueprint_refusal,
 )
 from esper.tamiyo.encoding.masks import build_mask_arrays
-from esper.tamiyo.rules.episode_envs import EpisodeEnvs
 
 #: Candidates in priority order within one slot: lock in a finished seed, move a developing one on, grow.
 _PRIORITY = (LifecycleOp.FOSSILIZE, LifecycleOp.ADVANCE, LifecycleOp.GERMINATE)

@@ -1,13 +1,16 @@
-"""The env bookkeeping every controller shares: ``start_episodes`` must come first, ``act`` takes known env ids.
+"""The env bookkeeping every ``Controller`` shares: ``start_episodes`` must come first, ``act`` takes known env ids.
 
 A controller that silently accepted an unknown env id or a length mismatch would act on the wrong env's state.
+It lives beside the protocol so that every controller (tamiyo's rules, simic's policy controller, a user's own)
+refuses the same misuse with the same error and message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from esper.leyline import ConfigError, EnvObservation, InvalidStateMachineError
+from esper.leyline.errors import ConfigError, InvalidStateMachineError
+from esper.leyline.reports import EnvObservation
 
 
 class EpisodeEnvs:
@@ -16,10 +19,6 @@ class EpisodeEnvs:
     def __init__(self, controller_name: str) -> None:
         self._controller_name = controller_name
         self._n_envs: int | None = None
-
-    @property
-    def n_envs(self) -> int | None:
-        return self._n_envs
 
     def start(self, n_envs: int) -> None:
         if n_envs < 1:
