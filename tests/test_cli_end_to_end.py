@@ -51,7 +51,9 @@ QUICK = ["--envs", "2", "--seed", "0", "--quiet"]
 DIGITS_DATA = {
     "split": "scikit-learn digits, stratified 70/15/15 % train/validation/test",
     "split_seed": 0,
+    "examples": "images",
     "sizes": {"train": 1259, "validation": 269, "test": 269},
+    "metric": "accuracy",
 }
 HEURISTIC = ["train", "heuristic", "--epochs", "3", "--episodes", "2", *QUICK]
 PPO = ["train", "ppo", "--epochs", "3", "--rounds", "2", "--backend", "inprocess", *QUICK]
@@ -895,3 +897,79 @@ def test_resume_keeps_the_best_score_so_far(ppo_run: Path, cli_env: dict[str, st
     last = of_kind(run, "validation")[-1]
     assert last["round"] == 2 and not last["new_best"] and last["best_val_accuracy"] == 100.0
     assert best_path.read_bytes() == before
+
+
+# ----------------------------------------------------------------------------------- language-model tasks
+#: Two-epoch episodes of 8 sampled windows each: the byte-level task's full pipeline in seconds.
+BYTES_TOML = "[run]\nepochs = 2\n[env]\nepoch_examples = 8\n"
+BYTES_METRIC = "next-token acc"
+
+
+@pytest.fixture
+def bytes_config(tmp_path: Path) -> Path:
+    path = tmp_path / "bytes.toml"
+    path.write_text(BYTES_TOML)
+    return path
+
+
+def test_every_command_runs_the_embedded_language_model_task(
+    cli_env: dict[str, str], tmp_path: Path, bytes_config: Path
+) -> None:
+    """train heuristic, train ppo, evaluate and compare (with every fixed schedule of the transformer topology)
+    run unchanged on pydoc-bytes, and every report names its metric, next-token accuracy."""
+    rest = ["--task", "pydoc-bytes", "--config", str(bytes_config), "--envs", "2", "--backend", "inprocess", "--quiet"]
+    heuristic = tmp_path / "heuristic"
+    succeeded(run_cli(cli_env, tmp_path, "train", "heuristic", "--episodes", "2", *rest, "--out", str(heuristic)))
+    data = read_json(heuristic / "config.json")["data"]
+    assert data["metric"] == "next-token accuracy" and data["examples"] == "windows of 64 bytes"
+    assert data["sizes"]["validation"] == 192 and data["split_seed"] is None
+    assert f"| seed | test {BYTES_METRIC} % | val {BYTES_METRIC} % |" in (heuristic / "summary.md").read_text()
+    epochs = of_kind(heuristic, "epoch")
+    assert len(epochs) == 2 * 2 and all(0.0 <= e["val_accuracy"] <= 100.0 for e in epochs)
+
+    ppo = tmp_path / "ppo"
+    succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--rounds", "1", *rest, "--out", str(ppo)))
+    assert read_json(ppo / "results.json")["data"]["metric"] == "next-token accuracy"
+    assert "The metric is **next-token accuracy**" in (ppo / "summary.md").read_text()
+
+    evaluate = tmp_path / "evaluate"
+    args = ["evaluate", "--controller", "schedule:mlp", "--episodes", "1", *rest, "--out", str(evaluate)]
+    succeeded(run_cli(cli_env, tmp_path, *args))
+    assert read_json(evaluate / "results.json")["controller"] == "schedule:mlp"
+    assert {e["op"] for e in of_kind(evaluate, "epoch")} >= {"GERMINATE"}
+
+    compare = tmp_path / "compare"
+    args = ["compare", "--controllers", f"static,heuristic,schedules,{ppo}", "--baseline", "static", "--episodes", "1"]
+    result = succeeded(run_cli(cli_env, tmp_path, *args, *rest, "--out", str(compare)))
+    results = read_json(compare / "results.json")
+    schedules = ["schedule:" + name for name in ("norm", "attention", "lora", "lora_large", "mlp_small", "mlp")]
+    learned = "learned-deterministic (ppo)"
+    assert [s["controller"] for s in results["controllers"]] == ["static", "heuristic", *schedules, learned]
+    assert set(results["paired_vs_baseline"]) == {"heuristic", *schedules, learned}
+    summary = (compare / "summary.md").read_text()
+    header = f"| controller | test {BYTES_METRIC} % [95% CI] | val {BYTES_METRIC} % [95% CI] |"
+    assert len(table_rows(summary, header)) == 9
+    assert f"| controller | test {BYTES_METRIC} minus static (pp) [95% CI] |" in summary
+    assert header in result.stdout
+
+    refused_run = run_cli(cli_env, tmp_path, "evaluate", "--controller", "schedule:conv_light", *rest)
+    assert refused_run.returncode == 2 and "unknown schedule schedule:conv_light" in refused_run.stderr
+
+
+def test_tinystories_runs_from_a_data_directory(cli_env: dict[str, str], tmp_path: Path, bytes_config: Path) -> None:
+    data_dir = tmp_path / "tinystories"
+    data_dir.mkdir()
+    story = "Once upon a time there was a little cat. The cat liked to play in the sun. "
+    for name, count in (("TinyStories-train.txt", 400), ("TinyStories-valid.txt", 500)):
+        text = "".join(f"{story * 3}{index}\n<|endoftext|>\n" for index in range(count))
+        (data_dir / name).write_text(text, encoding="utf-8")
+    out = tmp_path / "heuristic"
+    args = ["train", "heuristic", "--task", "tinystories-bytes", "--data-dir", str(data_dir), "--episodes", "1"]
+    rest = ["--config", str(bytes_config), "--envs", "1", "--backend", "inprocess", "--quiet", "--out", str(out)]
+    succeeded(run_cli(cli_env, tmp_path, *args, *rest))
+    data = read_json(out / "config.json")["data"]
+    assert data["split"].startswith("TinyStories: the first") and data["sizes"]["validation"] == 192
+    assert len(of_kind(out, "episode")) == 1
+
+    missing = run_cli(cli_env, tmp_path, "train", "heuristic", "--task", "tinystories-bytes", "--quiet")
+    assert missing.returncode == 2 and "pass --data-dir" in missing.stderr

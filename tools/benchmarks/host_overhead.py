@@ -25,6 +25,7 @@ from benchmarks.workloads import (
     StagedModelFactory,
     digits_env_config,
     digits_factory,
+    digits_host,
     digits_task,
 )
 from esper.kasmina import CNNHost, CounterfactualBatching
@@ -54,7 +55,7 @@ class BareLoop:
     def __init__(self, task: TaskData, config: EnvConfig, seed: int) -> None:
         self.task = task.to(torch.device(config.device))
         self.config = config
-        self.host = CNNHost.create(DIGITS.host, torch.Generator().manual_seed(seed)).to(config.device)
+        self.host = CNNHost.create(digits_host().config, torch.Generator().manual_seed(seed)).to(config.device)
         self.optimizer = torch.optim.SGD(
             self.host.parameters(), lr=config.host_lr, momentum=config.momentum, weight_decay=config.weight_decay
         )

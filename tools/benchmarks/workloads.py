@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from esper.app.tasks import TaskPreset, get_task
+from esper.app.tasks import CNNTaskHost, TaskPreset, get_task
 from esper.kasmina import GateConfig, MorphogeneticModel, RowKind
 from esper.leyline import (
     TEMPO_EPOCHS,
@@ -42,7 +42,15 @@ BENCH_BLUEPRINT = Blueprint.CONV_LIGHT
 @functools.cache
 def digits_task() -> TaskData:
     """Loaded once per process (the same tensors for every benchmark)."""
-    return DIGITS.load_data(None)
+    return DIGITS.load_data(None).task
+
+
+def digits_host() -> CNNTaskHost:
+    """The digits preset's CNN host."""
+    host = DIGITS.host
+    if not isinstance(host, CNNTaskHost):
+        raise BenchError(f"the digits preset's host is {host.describe()}, not a CNN")
+    return host
 
 
 def digits_env_config(device: torch.device) -> EnvConfig:
@@ -52,7 +60,7 @@ def digits_env_config(device: torch.device) -> EnvConfig:
 
 def digits_factory() -> CNNModelFactory:
     """The model factory ``esper train`` uses for the digits task."""
-    return DIGITS.model_factory(DIGITS.slots, DIGITS.episode_epochs)
+    return digits_host().factory(DIGITS.slots, DIGITS.gates.gate_config(DIGITS.episode_epochs))
 
 
 class BenchError(EsperError):
@@ -77,9 +85,9 @@ def grow_seed(model: MorphogeneticModel, slot: int, stage: SeedStage, generator:
         _require(result.success, result.reason)
     if stage is SeedStage.TRAINING:
         return
-    image = DIGITS.host.example_input(DIGITS.image_size).shape[1:]
-    inputs = torch.randn(16, *image, generator=generator)
-    targets = torch.randint(0, DIGITS.host.num_classes, (16,), generator=generator)
+    host = digits_host()
+    inputs = torch.randn(host.example_input(16).shape, generator=generator)
+    targets = torch.randint(0, host.config.num_classes, (16,), generator=generator)
     for _ in range(model.gate_config.min_training_epochs):
         model.zero_grad(set_to_none=True)
         torch.autograd.backward(F.cross_entropy(model(inputs), targets))

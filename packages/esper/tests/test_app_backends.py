@@ -15,7 +15,7 @@ def _inprocess_threads(flags: dict[str, object]) -> int:
     previous = torch.get_num_threads()
     torch.set_num_threads(3)  # torch's default would be one per core: the pool must not keep it
     try:
-        pool = make_pool(config, preset.load_data(None), preset.model_factory(preset.slots, 2), 2)
+        pool = make_pool(config, preset.load_data(None).task, preset.model_factory(preset.slots, 2), 2)
         assert isinstance(pool, InProcessPool)
         pool.close()
         return torch.get_num_threads()

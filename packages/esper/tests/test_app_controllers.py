@@ -4,7 +4,6 @@ starts from depends on its seed only."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -42,10 +41,10 @@ def test_builtin_names(name: str) -> None:
 
 @pytest.mark.parametrize("name", ["heuristic", "random"])
 def test_rule_based_controllers_are_built_for_the_topology_the_task_names(name: str) -> None:
-    transformer_task = dataclasses.replace(DIGITS, topology=Topology.TRANSFORMER)
+    transformer_task = get_task("pydoc-bytes")
     controller = build_controller(ControllerSpec.parse(name, Topology.CNN), transformer_task, seed=0, device="cpu")
     assert isinstance(controller, HeuristicController | RandomValidController)
-    assert controller.topology is Topology.TRANSFORMER and controller.slot_config == DIGITS.slots
+    assert controller.topology is Topology.TRANSFORMER and controller.slot_config == transformer_task.slots
 
 
 def test_run_directory_deterministic_and_stochastic(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import pytest
 from _esper_fixtures import episode
 
 from esper.app.evaluation import controller_stats, episode_row, interval_text, paired_comparison
-from esper.app.reporting import comparison_table, episodes_table, markdown_table, paired_table
+from esper.app.reporting import accuracy_note, comparison_table, episodes_table, markdown_table, paired_table
 from esper.app.statistics import bootstrap_mean
 from esper.simic.envs.episode_records import EpisodeSummary
 
@@ -79,7 +79,7 @@ def test_markdown_table_shape() -> None:
 
 
 def test_episodes_table_rows() -> None:
-    lines = episodes_table([episode_row(e) for e in grown()]).splitlines()
+    lines = episodes_table([episode_row(e) for e in grown()], metric="accuracy").splitlines()
     assert len(lines) == 2 + 4
     assert lines[0].startswith("| seed | test acc % | val acc % | params added |")
     assert lines[2] == "| 11 | 62.00 | 67.00 | 400 | 2 | 1 | 1 |  | 0.400 |"
@@ -88,7 +88,7 @@ def test_episodes_table_rows() -> None:
 
 def test_comparison_table_with_and_without_static_columns() -> None:
     with_static = [controller_stats("heuristic", grown(), static()), controller_stats("static", static(), static())]
-    lines = comparison_table(with_static).splitlines()
+    lines = comparison_table(with_static, metric="accuracy").splitlines()
     assert lines[0].startswith("| controller | test acc % [95% CI] | val acc % [95% CI] |")
     assert "test gain over static (pp)" in lines[0] and "test gain per 1k params (pp)" in lines[0]
     heuristic = with_static[0]
@@ -97,13 +97,13 @@ def test_comparison_table_with_and_without_static_columns() -> None:
     )
     assert lines[2].endswith(" | 1 |")  # one rollback
     assert "| n/a |" in lines[3]  # static's gain per parameter is undefined
-    plain = comparison_table([controller_stats("heuristic", grown())]).splitlines()
+    plain = comparison_table([controller_stats("heuristic", grown())], metric="accuracy").splitlines()
     assert "gain over static" not in plain[0] and len(plain) == 3
     assert plain[0].count("|") == 9  # controller, 6 metrics, rollbacks
 
 
 def test_paired_table_and_interval_text() -> None:
-    table = paired_table("static", {"heuristic": paired_comparison(grown(), static())}).splitlines()
+    table = paired_table("static", {"heuristic": paired_comparison(grown(), static())}, metric="accuracy").splitlines()
     assert table[0] == (
         "| controller | test acc minus static (pp) [95% CI] | val acc minus static (pp) [95% CI] "
         "| params minus static |"
@@ -111,3 +111,29 @@ def test_paired_table_and_interval_text() -> None:
     assert table[2].startswith("| heuristic | 27.75 [")
     assert interval_text(None) == "n/a"
     assert interval_text({"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3}, 1) == "1.0 [0.5, 1.5]"
+
+
+def test_tables_and_note_name_a_language_model_metric() -> None:
+    metric = "next-token accuracy"
+    assert episodes_table([episode_row(e) for e in grown()], metric=metric).startswith(
+        "| seed | test next-token acc % | val next-token acc % |"
+    )
+    stats = [controller_stats("heuristic", grown(), static())]
+    assert comparison_table(stats, metric=metric).startswith(
+        "| controller | test next-token acc % [95% CI] | val next-token acc % [95% CI] |"
+    )
+    paired = paired_table("static", {"heuristic": paired_comparison(grown(), static())}, metric=metric)
+    assert paired.startswith("| controller | test next-token acc minus static (pp) [95% CI] |")
+    note = accuracy_note(
+        {
+            "split": "pydoc topics",
+            "split_seed": None,
+            "examples": "windows of 64 bytes",
+            "metric": metric,
+            "sizes": {"train": 5828, "validation": 728, "test": 728},
+        }
+    )
+    assert "(5,828 / 728 / 728 windows of 64 bytes)" in note
+    assert "The metric is **next-token accuracy** (over every position" in note
+    assert "**Test next-token accuracy** is measured once per episode" in note
+    assert "images" not in note and "split seed" not in note

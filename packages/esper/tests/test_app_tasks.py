@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from esper.app.datasets.cifar10 import CIFAR10_SPLIT
 from esper.app.datasets.digits import (
     DIGITS_SPLIT,
     DIGITS_SPLIT_SEED,
@@ -15,8 +16,8 @@ from esper.app.datasets.digits import (
     load_digits_task,
 )
 from esper.app.datasets.splits import standardized_task, stratified_split
-from esper.app.tasks import DEFAULT_TASK, TASKS, get_task
-from esper.leyline import ConfigError
+from esper.app.tasks import DEFAULT_TASK, TASKS, CNNTaskHost, get_task
+from esper.leyline import ConfigError, Topology
 
 
 def test_unknown_task_error_lists_every_known_task() -> None:
@@ -28,15 +29,45 @@ def test_unknown_task_error_lists_every_known_task() -> None:
 
 def test_presets_are_consistent() -> None:
     assert DEFAULT_TASK in TASKS
-    assert set(TASKS) >= {"digits", "digits-strong", "cifar10", "cifar10-impaired"}
+    assert set(TASKS) >= {"digits", "digits-strong", "cifar10", "cifar10-impaired", "pydoc-bytes", "tinystories-bytes"}
     for name, preset in TASKS.items():
         assert preset.name == name
         assert preset.env.max_epochs == preset.episode_epochs
         model = preset.model_factory(preset.slots, preset.episode_epochs)(0)
         assert model.slot_config == preset.slots
         assert model.topology is preset.topology  # what controllers and policies of the task are built for
-        inputs = torch.zeros(2, preset.host.in_channels, preset.image_size, preset.image_size)
-        assert model(inputs).shape == (2, preset.host.num_classes)
+        inputs = preset.host.example_input(2)
+        if isinstance(preset.host, CNNTaskHost):
+            assert model(inputs).shape == (2, preset.host.config.num_classes)
+            assert preset.metric == "accuracy"
+        else:
+            context = preset.host.config.context
+            assert model(inputs).shape == (2, context, preset.host.config.vocab_size)
+            assert preset.metric == "next-token accuracy"
+
+
+def test_byte_tasks_name_the_transformer_topology_and_load_token_windows() -> None:
+    preset = get_task("pydoc-bytes")
+    assert preset.topology is Topology.TRANSFORMER and get_task("tinystories-bytes").topology is Topology.TRANSFORMER
+    assert preset.slots.names() == ("r0c0", "r0c1")
+    loaded = preset.load_data(None)
+    task = loaded.task
+    assert task.num_classes == 256 and task.targets_per_example == 64
+    assert task.train_inputs.dtype == task.train_targets.dtype == torch.int64
+    assert task.train_inputs.shape == task.train_targets.shape == (loaded.split.train, 64)
+    assert task.val_inputs.shape == (192, 64) and loaded.split.validation == 192
+    assert loaded.record()["examples"] == "windows of 64 bytes"
+    assert loaded.record()["sizes"] == {
+        "train": loaded.split.train,
+        "validation": loaded.split.validation,
+        "test": loaded.split.test,
+    }
+    assert preset.env.epoch_examples is not None and preset.env.epoch_examples < loaded.split.train
+
+
+def test_tinystories_needs_a_data_directory() -> None:
+    with pytest.raises(ConfigError, match="task 'tinystories-bytes' reads its data from disk: pass --data-dir"):
+        get_task("tinystories-bytes").load_data(None)
 
 
 def test_cifar_presets_need_a_data_directory() -> None:
@@ -67,10 +98,15 @@ def test_digits_split_is_fixed_stratified_disjoint_and_complete() -> None:
 
 
 def test_presets_record_their_split() -> None:
-    assert get_task("digits").split == DIGITS_SPLIT == get_task("digits-strong").split
-    cifar = get_task("cifar10").split
-    assert (cifar.train, cifar.validation, cifar.test, cifar.seed) == (45_000, 5_000, 10_000, None)
-    assert "data_batch_5" in cifar.description and "test_batch" in cifar.description
+    assert get_task("digits").load_data(None).split == DIGITS_SPLIT == get_task("digits-strong").load_data(None).split
+    assert DIGITS_SPLIT.examples == CIFAR10_SPLIT.examples == "images"
+    assert (CIFAR10_SPLIT.train, CIFAR10_SPLIT.validation, CIFAR10_SPLIT.test, CIFAR10_SPLIT.seed) == (
+        45_000,
+        5_000,
+        10_000,
+        None,
+    )
+    assert "data_batch_5" in CIFAR10_SPLIT.description and "test_batch" in CIFAR10_SPLIT.description
 
 
 def test_digits_loads_the_same_standardized_tensors_twice() -> None:

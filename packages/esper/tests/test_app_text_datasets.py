@@ -143,3 +143,16 @@ def test_too_little_validation_text_for_a_test_split_is_named(stories_dir: Path)
 def test_bad_budgets_are_refused(stories_dir: Path) -> None:
     with pytest.raises(DatasetError, match="train_bytes and eval_bytes must be >= 1, got 0 and 60"):
         load_tinystories_task(stories_dir, train_bytes=0, eval_bytes=60)
+
+
+def test_fewer_validation_windows_keep_the_first_ones_and_say_so() -> None:
+    data = load_pydoc_topics_task(context=64)
+    fewer = data.with_validation_windows(10)
+    assert torch.equal(fewer.validation.inputs, data.validation.inputs[:10])
+    assert torch.equal(fewer.validation.targets, data.validation.targets[:10])
+    assert fewer.train is data.train and fewer.test is data.test
+    assert fewer.split.validation == 10 and fewer.split.train == data.split.train
+    assert fewer.split.description.endswith("; validation: its first 10 windows")
+    assert data.with_validation_windows(10**6).split.validation == data.split.validation
+    with pytest.raises(DatasetError, match="need at least one validation window, got 0"):
+        data.with_validation_windows(0)

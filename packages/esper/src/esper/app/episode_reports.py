@@ -68,9 +68,9 @@ def write_controller_report(
         title,
         scope,
         accuracy_note(data),
-        comparison_table([stats]),
+        comparison_table([stats], metric=config.preset.metric),
         "## Episodes",
-        episodes_table(rows),
+        episodes_table(rows, metric=config.preset.metric),
         "## Seed lifecycles\n\n![lifecycle](plots/lifecycle.png)",
     ]
     write_summary(run_dir, "\n\n".join(sections) + "\n")
@@ -99,7 +99,7 @@ def write_comparison_report(
     static = episodes.get("static")
     stats = [controller_stats(label, episodes[label], static) for label in labels]
     paired = {label: paired_comparison(episodes[label], episodes[baseline]) for label in labels if label != baseline}
-    comparison_chart(stats, plots / "comparison.png")
+    comparison_chart(stats, plots / "comparison.png", config.preset.metric)
     results: dict[str, Any] = {
         "task": config.task,
         "data": data,
@@ -116,9 +116,9 @@ def write_comparison_report(
             f"{len(seeds)} held-out episode seeds (evaluation seed {config.run.seed}), the same for every "
             "controller. Means with 95 % bootstrap intervals.",
             accuracy_note(data),
-            comparison_table(stats),
+            comparison_table(stats, metric=config.preset.metric),
             f"## Paired differences against {baseline}",
-            paired_table(baseline, paired) if paired else "(only one controller)",
+            paired_table(baseline, paired, metric=config.preset.metric) if paired else "(only one controller)",
             "![comparison](plots/comparison.png)",
             "## Seed lifecycles",
             *[f"![{label}](plots/lifecycle-{slug(label)}.png)" for label in labels],

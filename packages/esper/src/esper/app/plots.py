@@ -124,13 +124,14 @@ def lifecycle_timeline(
     plt.close(fig)
 
 
-def comparison_chart(rows: Sequence[dict[str, Any]], path: Path) -> None:
-    """Mean test accuracy, final validation accuracy and parameters added per controller, with 95 % intervals."""
+def comparison_chart(rows: Sequence[dict[str, Any]], path: Path, metric_name: str) -> None:
+    """Mean test and final validation ``metric_name`` (the task's accuracy) and parameters added per controller,
+    with 95 % intervals."""
     names = [row["controller"] for row in rows]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric, label in (
-        (axes[0], "test_accuracy", "test accuracy (%)"),
-        (axes[1], "val_accuracy", "final validation accuracy (%)"),
+        (axes[0], "test_accuracy", f"test {metric_name} (%)"),
+        (axes[1], "val_accuracy", f"final validation {metric_name} (%)"),
         (axes[2], "params_added", "parameters added"),
     ):
         means = [row[metric]["mean"] for row in rows]

@@ -59,7 +59,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
         )
         sections += [
             f"## Episodes of the last round ({last})",
-            episodes_table(rows),
+            episodes_table(rows, metric=config.preset.metric),
             "![lifecycle](plots/lifecycle.png)",
         ]
         results["last_round_episodes"] = rows

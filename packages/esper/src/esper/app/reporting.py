@@ -8,15 +8,28 @@ from typing import Any
 from esper.app.evaluation import interval_text
 
 
+def short_metric(metric: str) -> str:
+    """A metric's name as a column heading abbreviates it: ``accuracy`` -> ``acc``, ``next-token accuracy`` ->
+    ``next-token acc``."""
+    return metric.replace("accuracy", "acc")
+
+
 def accuracy_note(data: dict[str, Any]) -> str:
-    """What the accuracy columns mean, and the split they come from (``data`` as ``data_record`` writes it)."""
+    """What the metric columns mean, and the split they come from (``data`` as ``data_record`` writes it)."""
     sizes = data["sizes"]
     seed = "" if data["split_seed"] is None else f", split seed {data['split_seed']}"
+    metric = data["metric"]
+    counted = (
+        " (over every position of every window: the share of bytes whose most likely successor is the right one)"
+        if metric != "accuracy"
+        else ""
+    )
     return (
-        f"Data: {data['split']} ({sizes['train']:,} / {sizes['validation']:,} / {sizes['test']:,} images{seed}). "
-        "**Test accuracy** is measured once per episode, at its end, on the model the episode ends with; no "
-        "controller, reward or gate ever sees it. **Val accuracy** is the final validation accuracy, the figure "
-        "the controller and the reward saw during the episode."
+        f"Data: {data['split']} ({sizes['train']:,} / {sizes['validation']:,} / {sizes['test']:,} "
+        f"{data['examples']}{seed}). The metric is **{metric}**{counted}. **Test {metric}** is measured once per "
+        "episode, at its end, on the model the episode ends with; no controller, reward or gate ever sees it. "
+        f"**Val {metric}** is the final validation {metric}, the figure the controller and the reward saw during "
+        "the episode."
     )
 
 
@@ -26,12 +39,13 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> s
     return "\n".join(lines)
 
 
-def episodes_table(rows: Sequence[dict[str, Any]]) -> str:
+def episodes_table(rows: Sequence[dict[str, Any]], *, metric: str) -> str:
+    short = short_metric(metric)
     return markdown_table(
         [
             "seed",
-            "test acc %",
-            "val acc %",
+            f"test {short} %",
+            f"val {short} %",
             "params added",
             "germinated",
             "fossilized",
@@ -56,12 +70,13 @@ def episodes_table(rows: Sequence[dict[str, Any]]) -> str:
     )
 
 
-def comparison_table(stats: Sequence[dict[str, Any]]) -> str:
+def comparison_table(stats: Sequence[dict[str, Any]], *, metric: str) -> str:
     with_static = any("gain_over_static" in s for s in stats)
+    short = short_metric(metric)
     header = [
         "controller",
-        "test acc % [95% CI]",
-        "val acc % [95% CI]",
+        f"test {short} % [95% CI]",
+        f"val {short} % [95% CI]",
         "params added",
         "germinated",
         "fossilized",
@@ -88,12 +103,13 @@ def comparison_table(stats: Sequence[dict[str, Any]]) -> str:
     return markdown_table(header, rows)
 
 
-def paired_table(baseline: str, paired: dict[str, dict[str, dict[str, float | int]]]) -> str:
+def paired_table(baseline: str, paired: dict[str, dict[str, dict[str, float | int]]], *, metric: str) -> str:
+    short = short_metric(metric)
     return markdown_table(
         [
             "controller",
-            f"test acc minus {baseline} (pp) [95% CI]",
-            f"val acc minus {baseline} (pp) [95% CI]",
+            f"test {short} minus {baseline} (pp) [95% CI]",
+            f"val {short} minus {baseline} (pp) [95% CI]",
             f"params minus {baseline}",
         ],
         [

@@ -1,9 +1,19 @@
-"""Task presets: which data, which host, which slots, how long an episode is, and sensible training settings.
+"""Task presets: which data, which host (and so which topology), which slots, how long an episode is, sensible
+training settings, and the metric the reward and the reports use.
 
 ``digits`` is the embedded default: scikit-learn's bundled 8x8 digits and an impaired CNN host (base 1, kernel 1)
 that reaches only ~20-30 % alone, so what the controller grows decides the outcome. The CIFAR-10 presets read the
-standard python batches from a directory the user names. Every preset names its fixed train / validation / test
-split (``split``): validation drives the episode, test is what results report.
+standard python batches from a directory the user names. ``pydoc-bytes`` is the embedded language-modelling task:
+byte-level next-token prediction on the standard library's pydoc topics with an impaired transformer host;
+``tinystories-bytes`` reads TinyStories from a directory. Every task's loader returns its fixed train / validation
+/ test split beside the data: validation drives the episode, test is what results report.
+
+The metric of a language-modelling task is next-token accuracy (the share of positions whose most likely next
+byte is the right one), not a loss-based score: every part of an episode that reads the metric (the reward's
+accuracy gain, counterfactual contributions, the fossilize gate's minimum contribution, the policy's observation
+features) is written in percentage points of a bounded accuracy, and next-token accuracy keeps those units and
+ranges, so the same reward and thresholds hold. The validation loss (per-token cross-entropy, what the governor
+watches) is in the event log beside it.
 """
 
 from __future__ import annotations
@@ -13,10 +23,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+import torch
+
 from esper.app.datasets.cifar10 import CIFAR10_SPLIT, load_cifar10_task
 from esper.app.datasets.digits import DIGITS_SPLIT, load_digits_task
-from esper.app.datasets.splits import DataSplit
-from esper.kasmina import CNN_HOST_PRESETS, CNNHostConfig, GateConfig
+from esper.app.datasets.pydoc_topics import load_pydoc_topics_task
+from esper.app.datasets.splits import LoadedTask
+from esper.app.datasets.tinystories import load_tinystories_task
+from esper.kasmina import (
+    CNN_HOST_PRESETS,
+    TRANSFORMER_HOST_PRESETS,
+    CNNHostConfig,
+    GateConfig,
+    TransformerHostConfig,
+)
 from esper.leyline import (
     CIFAR_EPISODE_EPOCHS,
     DIGITS_EPISODE_EPOCHS,
@@ -27,8 +47,14 @@ from esper.leyline import (
     Topology,
 )
 from esper.simic.envs.env_config import EnvConfig
-from esper.simic.envs.model_factories import CNNModelFactory
-from esper.simic.envs.task_data import TaskData
+from esper.simic.envs.model_factories import CNNModelFactory, ModelFactory, TransformerModelFactory
+
+#: What the reward and the reports measure: the share of examples classified right, or of positions whose next
+#: token is predicted right.
+CLASSIFICATION_METRIC = "accuracy"
+LANGUAGE_MODEL_METRIC = "next-token accuracy"
+#: Episode length of the byte-level tasks (the digits length: the same number of optimizer steps per episode).
+BYTES_EPISODE_EPOCHS = DIGITS_EPISODE_EPOCHS
 
 
 @dataclass(frozen=True)
@@ -52,58 +78,145 @@ class GateSettings:
 
 
 @dataclass(frozen=True)
+class CNNTaskHost:
+    """A CNN host of kasmina's family, by preset name, on square images of ``image_size``."""
+
+    preset: str
+    image_size: int
+
+    @property
+    def topology(self) -> Topology:
+        return Topology.CNN
+
+    @property
+    def config(self) -> CNNHostConfig:
+        return CNN_HOST_PRESETS[self.preset]
+
+    def describe(self) -> str:
+        config = self.config
+        return f"CNN: base {config.base_channels}, kernel {config.kernel_size}, {config.n_blocks} blocks"
+
+    def example_input(self, batch: int) -> torch.Tensor:
+        """Zero images of the host's shape, for shape checks."""
+        return torch.zeros(batch, self.config.in_channels, self.image_size, self.image_size)
+
+    def factory(self, slots: SlotConfig, gates: GateConfig) -> CNNModelFactory:
+        return CNNModelFactory(self.config, self.image_size, slots, gates)
+
+
+@dataclass(frozen=True)
+class TransformerTaskHost:
+    """A decoder-only transformer host of kasmina's presets, by name."""
+
+    preset: str
+
+    @property
+    def topology(self) -> Topology:
+        return Topology.TRANSFORMER
+
+    @property
+    def config(self) -> TransformerHostConfig:
+        return TRANSFORMER_HOST_PRESETS[self.preset]
+
+    def describe(self) -> str:
+        config = self.config
+        return (
+            f"transformer: width {config.width}, {config.heads} head(s), {config.n_blocks} blocks, "
+            f"context {config.context}"
+        )
+
+    def example_input(self, batch: int) -> torch.Tensor:
+        """Zero token windows of the host's context, for shape checks."""
+        return torch.zeros(batch, self.config.context, dtype=torch.int64)
+
+    def factory(self, slots: SlotConfig, gates: GateConfig) -> TransformerModelFactory:
+        return TransformerModelFactory(self.config, slots, gates)
+
+
+@dataclass(frozen=True)
 class TaskPreset:
-    """One task: its data and split, its host and slots (``topology`` is what the host's slots carry, which every
-    controller and policy of the task is built for), its episode length and training settings."""
+    """One task: its data, its host and slots (the host's ``topology`` is what its slots carry, which every
+    controller and policy of the task is built for), its episode length, training settings and the name of the
+    metric its reward and reports use (``metric``)."""
 
     name: str
     description: str
     data_source: str
-    host_preset: str
-    image_size: int
+    host: CNNTaskHost | TransformerTaskHost
     slots: SlotConfig
     episode_epochs: int
     env: EnvConfig
-    loader: Callable[[Path | None], TaskData]
-    split: DataSplit
-    topology: Topology
+    loader: Callable[[Path | None], LoadedTask]
+    metric: str = CLASSIFICATION_METRIC
     needs_data_dir: bool = False
     gates: GateSettings = GateSettings()
 
     @property
-    def host(self) -> CNNHostConfig:
-        return CNN_HOST_PRESETS[self.host_preset]
+    def topology(self) -> Topology:
+        return self.host.topology
 
-    def load_data(self, data_dir: Path | None) -> TaskData:
+    def load_data(self, data_dir: Path | None) -> LoadedTask:
         if self.needs_data_dir and data_dir is None:
             raise ConfigError(f"task {self.name!r} reads its data from disk: pass --data-dir DIR")
         return self.loader(data_dir)
 
     def model_factory(
         self, slots: SlotConfig, episode_epochs: int, gate_config: GateConfig | None = None
-    ) -> CNNModelFactory:
+    ) -> ModelFactory:
         """Models of this task; ``gate_config`` (a run's ``[gates]``) defaults to the preset's own thresholds."""
         gates = gate_config if gate_config is not None else self.gates.gate_config(episode_epochs)
-        return CNNModelFactory(self.host, self.image_size, slots, gates)
+        return self.host.factory(slots, gates)
 
 
-def _digits(_: Path | None) -> TaskData:
-    return load_digits_task()
+def _digits(_: Path | None) -> LoadedTask:
+    return LoadedTask(load_digits_task(), DIGITS_SPLIT)
 
 
-def _cifar(data_dir: Path | None) -> TaskData:
+def _cifar(data_dir: Path | None) -> LoadedTask:
     if data_dir is None:
         raise ConfigError("CIFAR-10 needs --data-dir")
-    return load_cifar10_task(data_dir)
+    return LoadedTask(load_cifar10_task(data_dir), CIFAR10_SPLIT)
+
+
+def _pydoc_bytes(_: Path | None) -> LoadedTask:
+    return load_pydoc_topics_task(BYTES_CONTEXT).with_validation_windows(BYTES_VALIDATION_WINDOWS).loaded()
+
+
+def _tinystories(data_dir: Path | None) -> LoadedTask:
+    if data_dir is None:
+        raise ConfigError("TinyStories needs --data-dir")
+    data = load_tinystories_task(data_dir, BYTES_CONTEXT, eval_bytes=TINYSTORIES_EVAL_BYTES)
+    return data.with_validation_windows(BYTES_VALIDATION_WINDOWS).loaded()
 
 
 _DIGITS_ENV = EnvConfig(max_epochs=DIGITS_EPISODE_EPOCHS, batch_size=64, host_lr=0.02, seed_lr=0.02)
 _CIFAR_ENV = EnvConfig(
     max_epochs=CIFAR_EPISODE_EPOCHS, batch_size=128, host_lr=0.05, seed_lr=0.05, weight_decay=5e-4, val_batch_size=1000
 )
+#: The byte-level tasks: Adam (a small transformer learns many times faster with it than with SGD), batches of
+#: 16 windows and 320 sampled windows per epoch, so an epoch is 20 optimizer steps like a digits epoch
+#: (1,259 images in batches of 64) and costs about as much (docs/results/pydoc-bytes.md).
+_BYTES_ENV = EnvConfig(
+    max_epochs=BYTES_EPISODE_EPOCHS,
+    batch_size=16,
+    epoch_examples=320,
+    optimizer="adam",
+    host_lr=0.01,
+    seed_lr=0.01,
+    val_batch_size=256,
+)
+BYTES_CONTEXT = 64
+#: Validation windows of the byte-level tasks (12,288 bytes): validation runs every epoch once per counterfactual
+#: configuration, and the whole pydoc validation block (728 windows) would cost more than the epoch's training.
+BYTES_VALIDATION_WINDOWS = 192
+#: Bytes of TinyStories' validation file read for each of validation and test (whole stories): about the size of
+#: the pydoc test block; validation then keeps its first ``BYTES_VALIDATION_WINDOWS`` windows.
+TINYSTORIES_EVAL_BYTES = 50_000
 
 _DIGITS_SOURCE = "scikit-learn's bundled digits (1,797 images; train/val/test 1,259/269/269, split seed 0)"
 _CIFAR_SOURCE = "CIFAR-10 python batches from --data-dir (train/val/test 45,000/5,000/10,000)"
+_PYDOC_SOURCE = "Python's own pydoc_data.topics as bytes (~466 KB; contiguous 80/10/10 % train/val/test)"
+_TINYSTORIES_SOURCE = "TinyStories text files from --data-dir, as bytes (2 MB train; 12 KB val, 50 KB test)"
 
 
 def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
@@ -111,14 +224,11 @@ def _digits_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         name,
         description,
         _DIGITS_SOURCE,
-        host_preset,
-        8,
+        CNNTaskHost(host_preset, 8),
         SlotConfig.after_blocks(3),
         DIGITS_EPISODE_EPOCHS,
         _DIGITS_ENV,
         _digits,
-        DIGITS_SPLIT,
-        Topology.CNN,
     )
 
 
@@ -127,15 +237,35 @@ def _cifar_preset(name: str, description: str, host_preset: str) -> TaskPreset:
         name,
         description,
         _CIFAR_SOURCE,
-        host_preset,
-        32,
+        CNNTaskHost(host_preset, 32),
         SlotConfig.after_blocks(3),
         CIFAR_EPISODE_EPOCHS,
         _CIFAR_ENV,
         _cifar,
-        CIFAR10_SPLIT,
-        Topology.CNN,
         needs_data_dir=True,
+    )
+
+
+def _bytes_preset(
+    name: str,
+    description: str,
+    host_preset: str,
+    source: str,
+    loader: Callable[[Path | None], LoadedTask],
+    *,
+    needs_data_dir: bool,
+) -> TaskPreset:
+    return TaskPreset(
+        name,
+        description,
+        source,
+        TransformerTaskHost(host_preset),
+        SlotConfig.after_blocks(TRANSFORMER_HOST_PRESETS[host_preset].n_blocks),
+        BYTES_EPISODE_EPOCHS,
+        _BYTES_ENV,
+        loader,
+        metric=LANGUAGE_MODEL_METRIC,
+        needs_data_dir=needs_data_dir,
     )
 
 
@@ -158,6 +288,31 @@ TASKS: Mapping[str, TaskPreset] = MappingProxyType(
             ),
             _cifar_preset(
                 "cifar10-impaired", "impaired CNN host (base 1, kernel 1, 77 params) on CIFAR-10", "cifar_impaired"
+            ),
+            _bytes_preset(
+                "pydoc-bytes",
+                "impaired byte-level transformer (width 16, 1 head, MLP x1) on Python's pydoc topics: "
+                "growth decides the outcome",
+                "bytes_impaired",
+                _PYDOC_SOURCE,
+                _pydoc_bytes,
+                needs_data_dir=False,
+            ),
+            _bytes_preset(
+                "pydoc-bytes-small",
+                "small byte-level transformer (width 32, 2 heads, MLP x2) on Python's pydoc topics",
+                "bytes_small",
+                _PYDOC_SOURCE,
+                _pydoc_bytes,
+                needs_data_dir=False,
+            ),
+            _bytes_preset(
+                "tinystories-bytes",
+                "impaired byte-level transformer (width 16, 1 head, MLP x1) on TinyStories from --data-dir",
+                "bytes_impaired",
+                _TINYSTORIES_SOURCE,
+                _tinystories,
+                needs_data_dir=True,
             ),
         )
     }

@@ -42,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     controllers = [
         build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
     ]
-    task = config.preset.load_data(args.data_dir)
-    data = data_record(config, task)
+    loaded = config.preset.load_data(args.data_dir)
+    task, data = loaded.task, data_record(config, loaded)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
             {
@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
                 config, controller, seeds, directory, task, quiet=args.quiet, label=spec.label
             )
         stats, paired = write_comparison_report(directory.path, config, data, labels, baseline, seeds, episodes)
-    print(comparison_table(stats))
+    print(comparison_table(stats, metric=config.preset.metric))
     if paired:
         print()
-        print(paired_table(baseline, paired))
+        print(paired_table(baseline, paired, metric=config.preset.metric))
     print(f"\nwrote {directory.path}/summary.md and {directory.path}/results.json")
     return 0
 

@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
     controller = build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
-    task = config.preset.load_data(args.data_dir)
-    data = data_record(config, task)
+    loaded = config.preset.load_data(args.data_dir)
+    task, data = loaded.task, data_record(config, loaded)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
             {**config.to_dict(), "command": EVALUATE, "controller": spec.label, "episode_seeds": seeds, "data": data}
@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
         )
         stats = write_controller_report(directory.path, EVALUATE, config, data, spec.label, seeds, summaries)
     rows = [episode_row(s) for s in summaries]
-    print(episodes_table(rows))
+    print(episodes_table(rows, metric=config.preset.metric))
     print()
-    print(comparison_table([stats]))
+    print(comparison_table([stats], metric=config.preset.metric))
     print(f"\nwrote {directory.path}/summary.md")
     return 0

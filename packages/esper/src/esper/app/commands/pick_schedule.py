@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
         build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
     ]
     out = args.out or default_run_dir(config.task, "pick-schedule")
-    task = config.preset.load_data(args.data_dir)
-    data = data_record(config, task)
+    loaded = config.preset.load_data(args.data_dir)
+    task, data = loaded.task, data_record(config, loaded)
     episodes: dict[str, list[EpisodeSummary]] = {}
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(

@@ -9,6 +9,7 @@ from typing import Any
 from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
 from esper.app.controllers import ControllerSpec
+from esper.app.datasets.splits import LoadedTask
 from esper.app.epoch_events import log_epoch
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
@@ -53,11 +54,10 @@ def warn_on_other_episode_lengths(specs: Sequence[ControllerSpec], config: RunCo
             )
 
 
-def data_record(config: RunConfig, task: TaskData) -> dict[str, Any]:
-    """The task's split as a run records it (config and results): the preset's description and split seed, and
-    the sizes actually loaded."""
-    split = config.preset.split
-    return {"split": split.description, "split_seed": split.seed, "sizes": task.split_sizes()}
+def data_record(config: RunConfig, loaded: LoadedTask) -> dict[str, Any]:
+    """The task's data as a run records it (config and results): its split (``LoadedTask.record``) and the
+    metric its reward and reports use."""
+    return {**loaded.record(), "metric": config.preset.metric}
 
 
 def run_logged_episodes(

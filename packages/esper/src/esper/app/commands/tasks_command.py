@@ -11,17 +11,17 @@ from esper.app.tasks import DEFAULT_TASK, TASKS
 def run(_: argparse.Namespace) -> int:
     rows = []
     for preset in TASKS.values():
-        host = preset.host
         rows.append(
             [
                 preset.name + (" (default)" if preset.name == DEFAULT_TASK else ""),
-                f"base {host.base_channels}, kernel {host.kernel_size}, {host.n_blocks} blocks",
+                preset.host.describe(),
                 ", ".join(preset.slots.names()),
                 preset.episode_epochs,
+                preset.metric,
                 preset.data_source,
             ]
         )
-    print(markdown_table(["task", "host", "slots", "epochs", "data"], rows))
+    print(markdown_table(["task", "host", "slots", "epochs", "metric", "data"], rows))
     for preset in TASKS.values():
         print(f"\n{preset.name}: {preset.description}")
     return 0

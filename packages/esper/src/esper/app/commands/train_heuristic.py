@@ -24,8 +24,8 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     seeds = training_episode_seeds(config.run.seed, 0, config.run.episodes)
-    task = config.preset.load_data(args.data_dir)
-    data = data_record(config, task)
+    loaded = config.preset.load_data(args.data_dir)
+    task, data = loaded.task, data_record(config, loaded)
     out = args.out or default_run_dir(config.task, "heuristic")
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:
         directory.write_config(
@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
             config, controller, seeds, directory, task, quiet=args.quiet, label="heuristic episodes"
         )
         stats = write_controller_report(directory.path, TRAIN_HEURISTIC, config, data, "heuristic", seeds, summaries)
-    print(comparison_table([stats]))
+    print(comparison_table([stats], metric=config.preset.metric))
     print(f"\nwrote {directory.path}/summary.md")
     return 0

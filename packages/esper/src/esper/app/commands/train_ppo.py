@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     bundle = build_policy(config)
-    task = config.preset.load_data(args.data_dir)
-    data = data_record(config, task)
+    loaded = config.preset.load_data(args.data_dir)
+    task, data = loaded.task, data_record(config, loaded)
     run_id = uuid.uuid4().hex
     out = args.out or default_run_dir(config.task, "ppo")
     seed_rng_states(config.run.seed)
@@ -117,8 +117,8 @@ def _resume(args: argparse.Namespace) -> int:
         bundle = policy_from_checkpoint(checkpoint, device=config.run.device, compile_mode=config.run.compile_mode)
         PPOUpdater(bundle, config.ppo, total_rounds=config.run.rounds).load_state_dict(checkpoint.updater_state)
         best_so_far = best_score(best_checkpoint_file(run_dir))
-        task = config.preset.load_data(args.data_dir)
-        data = data_record(config, task)
+        loaded = config.preset.load_data(args.data_dir)
+        task, data = loaded.task, data_record(config, loaded)
         with RunDirectory(run_dir, resume_from=checkpoint.rounds_completed) as directory:
             _train(config, run_id, bundle, directory, checkpoint, best_so_far, task, data, args.quiet)
     print(f"wrote {run_dir}/summary.md (checkpoint: {checkpoint_file(run_dir)})")

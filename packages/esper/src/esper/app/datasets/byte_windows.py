@@ -8,12 +8,14 @@ mostly-ASCII English a byte is a character, so sequences are hardly longer.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from esper.app.datasets.cifar10 import DatasetError
-from esper.app.datasets.splits import DataSplit
+from esper.app.datasets.splits import DataSplit, LoadedTask
+from esper.simic.envs.task_data import TaskData
 
 BYTE_VOCAB_SIZE = 256
 
@@ -37,6 +39,35 @@ class LanguageModelData:
     vocab_size: int
     context: int
     split: DataSplit
+
+    def with_validation_windows(self, count: int) -> LanguageModelData:
+        """Only the first ``count`` validation windows (a contiguous block; all of them if there are fewer).
+        Validation runs every epoch, once per counterfactual configuration, so its size sets much of an epoch's
+        cost; the test split, evaluated once per episode, keeps every window."""
+        if count < 1:
+            raise DatasetError(f"need at least one validation window, got {count}")
+        kept = min(count, self.validation.inputs.shape[0])
+        validation = TokenWindows(self.validation.inputs[:kept], self.validation.targets[:kept])
+        split = dataclasses.replace(
+            self.split,
+            description=f"{self.split.description}; validation: its first {kept} windows",
+            validation=kept,
+        )
+        return dataclasses.replace(self, validation=validation, split=split)
+
+    def loaded(self) -> LoadedTask:
+        """The windows as the environments take them (inputs and targets [N, context], ``num_classes`` the
+        vocabulary), with their split."""
+        task = TaskData(
+            self.train.inputs,
+            self.train.targets,
+            self.validation.inputs,
+            self.validation.targets,
+            self.test.inputs,
+            self.test.targets,
+            num_classes=self.vocab_size,
+        )
+        return LoadedTask(task, self.split)
 
 
 def byte_windows(data: bytes, context: int, split_name: str) -> TokenWindows:
@@ -64,5 +95,6 @@ def language_model_data(parts: tuple[bytes, bytes, bytes], context: int, descrip
         train=train.inputs.shape[0],
         validation=validation.inputs.shape[0],
         test=test.inputs.shape[0],
+        examples=f"windows of {context} bytes",
     )
     return LanguageModelData(train, validation, test, BYTE_VOCAB_SIZE, context, split)

@@ -33,6 +33,7 @@ CIFAR10_SPLIT = DataSplit(
     train=45_000,
     validation=CIFAR10_VALIDATION_IMAGES,
     test=10_000,
+    examples="images",
 )
 _IMAGE_VALUES = 3 * 32 * 32
 #: What a pickled numpy array needs: its reconstructor (module path of numpy 1 and of numpy 2), the array and

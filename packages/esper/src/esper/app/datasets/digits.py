@@ -21,6 +21,7 @@ DIGITS_SPLIT = DataSplit(
     train=1259,
     validation=269,
     test=269,
+    examples="images",
 )
 
 

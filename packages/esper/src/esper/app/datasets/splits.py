@@ -1,9 +1,10 @@
-"""Shared preprocessing: a fixed stratified train/validation/test split, and per-channel standardization from the
-training data alone."""
+"""Shared preprocessing: a fixed stratified train/validation/test split, per-channel standardization from the
+training data alone, and what a loaded task records about its split."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,13 +15,33 @@ from esper.simic.envs.task_data import TaskData
 @dataclass(frozen=True)
 class DataSplit:
     """How a task divides its examples into train / validation / test (never overlapping): what a run records
-    beside its results. ``seed`` is None when the split is positional (no randomness)."""
+    beside its results. ``seed`` is None when the split is positional (no randomness); ``examples`` says what one
+    example is (``images``, ``windows of 64 bytes``)."""
 
     description: str
     seed: int | None
     train: int
     validation: int
     test: int
+    examples: str
+
+
+@dataclass(frozen=True)
+class LoadedTask:
+    """A task's tensors and the split they were cut by."""
+
+    task: TaskData
+    split: DataSplit
+
+    def record(self) -> dict[str, Any]:
+        """The split as a run records it (config and results): description, split seed, what an example is, and
+        the sizes actually loaded."""
+        return {
+            "split": self.split.description,
+            "split_seed": self.split.seed,
+            "examples": self.split.examples,
+            "sizes": self.task.split_sizes(),
+        }
 
 
 def stratified_split(

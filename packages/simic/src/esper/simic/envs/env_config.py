@@ -9,6 +9,9 @@ from esper.kasmina import CounterfactualBatching
 from esper.leyline import DIGITS_EPISODE_EPOCHS, ConfigError
 from esper.simic.envs.rewards import RewardConfig
 
+#: The optimizers a host and its seeds can train with.
+OPTIMIZERS = ("sgd", "adam")
+
 
 @dataclass(frozen=True)
 class EnvConfig:
@@ -16,10 +19,17 @@ class EnvConfig:
 
     max_epochs: int = DIGITS_EPISODE_EPOCHS
     batch_size: int = 64
+    #: Training examples per epoch: None trains on the whole training set each epoch; a number draws that many
+    #: (without replacement, from the episode's generator) each epoch, for corpora too large for a full pass per
+    #: RL step.
+    epoch_examples: int | None = None
     val_batch_size: int = 1024
-    #: SGD with momentum for the host and for every seed (each seed has its own optimizer).
+    #: The optimizer of the host and of every seed (each seed has its own): "sgd" (with ``momentum``) or "adam"
+    #: (PyTorch's defaults for its betas; small transformers train far faster with it than with SGD).
+    optimizer: str = "sgd"
     host_lr: float = 0.02
     seed_lr: float = 0.02
+    #: SGD's momentum (Adam keeps its own moment estimates).
     momentum: float = 0.9
     weight_decay: float = 0.0
     #: Learning-rate schedule over the episode, applied to host and seeds alike: "cosine" anneals from the
@@ -39,6 +49,12 @@ class EnvConfig:
         for name in ("max_epochs", "batch_size", "val_batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"env.{name} must be >= 1, got {getattr(self, name)}")
+        if self.epoch_examples is not None and self.epoch_examples < 1:
+            raise ConfigError(
+                f"env.epoch_examples must be >= 1 (or unset: the whole training set), got {self.epoch_examples}"
+            )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"env.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         for name in ("host_lr", "seed_lr"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):

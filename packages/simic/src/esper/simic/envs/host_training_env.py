@@ -1,11 +1,13 @@
 """One host-training environment: a morphogenetic model trained on a task for a fixed number of epochs.
 
 RL step t (``step(action)``): execute the controller's action through kasmina, tick every slot once, train one
-epoch on the full training set (episode-seeded order), validate once with every counterfactual configuration,
-let the governor judge the epoch, then compute the reward (accuracy gained by this epoch minus seed rent) and
-the next observation. ``reset(seed)`` builds a fresh model and observes the untrained host (epoch 0), so every
-one of the ``max_epochs`` decisions affects training. The counterfactual configurations run fused or as
-separate forwards as ``EnvConfig.counterfactual_batching`` says (the same results either way).
+epoch (the full training set, or ``EnvConfig.epoch_examples`` of it, in episode-seeded order), validate once
+with every counterfactual configuration, let the governor judge the epoch, then compute the reward (accuracy
+gained by this epoch minus seed rent) and the next observation. Accuracy and loss count every target position:
+a language model's accuracy is its next-token accuracy. ``reset(seed)`` builds a fresh model and observes the
+untrained host (epoch 0), so every one of the ``max_epochs`` decisions affects training. The counterfactual
+configurations run fused or as separate forwards as ``EnvConfig.counterfactual_batching`` says (the same
+results either way).
 
 After a rollback the restored model is validated again and the episode ends with it: its accuracy is the last
 epoch's, in the reward, the curve and the summary.
@@ -79,8 +81,8 @@ class HostTrainingEnv:
         self._model.train()
         self._data_generator = torch.Generator().manual_seed(seed)
         self._governor = Governor(self._model, GovernorConfig(num_classes=self.task.num_classes))
-        self._host_optimizer = self._sgd(list(self._model.host_parameters()), self.config.host_lr)
-        self._seed_optimizers: dict[int, tuple[tuple[int, ...], torch.optim.SGD]] = {}
+        self._host_optimizer = self._optimizer(list(self._model.host_parameters()), self.config.host_lr)
+        self._seed_optimizers: dict[int, tuple[tuple[int, ...], torch.optim.Optimizer]] = {}
         self._seed_param_version = -1
         self._sync_seed_optimizers()
         self._epoch = 0
@@ -197,8 +199,9 @@ class HostTrainingEnv:
     def _train_epoch(self) -> float:
         model = self.model
         task = self.task
-        n = task.train_inputs.shape[0]
-        order = torch.randperm(n, generator=self._data_generator).to(self.device)
+        order = torch.randperm(task.train_inputs.shape[0], generator=self._data_generator)
+        order = order[: self.config.epoch_examples].to(self.device)
+        n = order.shape[0]
         optimizers = [self._host_optimizer, *(opt for _, opt in self._seed_optimizers.values())]
         factor = self.config.lr_factor(self._epoch)
         for optimizer in optimizers:
@@ -212,7 +215,7 @@ class HostTrainingEnv:
             index = order[start : start + self.config.batch_size]
             if index.numel() < 2:  # BatchNorm cannot train on a single sample
                 continue
-            loss = F.cross_entropy(model(task.train_inputs[index]), task.train_targets[index])
+            loss = F.cross_entropy(model(task.train_inputs[index]).flatten(0, -2), task.train_targets[index].flatten())
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
@@ -226,7 +229,8 @@ class HostTrainingEnv:
         return float(total) / max(seen, 1)
 
     def _validate(self) -> tuple[float, float]:
-        """Validation loss and accuracy (percent) of the current model; records the counterfactuals."""
+        """Validation loss and accuracy (percent) of the current model, per target position (per token of a
+        language model); records the counterfactuals."""
         model = self.model
         task = self.task
         plan = model.counterfactual_plan()
@@ -240,12 +244,13 @@ class HostTrainingEnv:
                 targets = task.val_targets[start : start + self.config.val_batch_size]
                 logits = model.forward_with_alphas(inputs, plan.alphas, self._batching)
                 correct += count_correct(logits, targets)
-                loss_sum += F.cross_entropy(logits[0].float(), targets, reduction="sum")
+                loss_sum += F.cross_entropy(logits[0].flatten(0, -2).float(), targets.flatten(), reduction="sum")
         finally:
             model.train()
-        accuracies = correct.double() * (100.0 / n)
+        positions = n * task.targets_per_example
+        accuracies = correct.double() * (100.0 / positions)
         model.record_counterfactuals(plan, accuracies)
-        loss = float(loss_sum) / n
+        loss = float(loss_sum) / positions
         return loss, float(accuracies[0])
 
     def _test(self) -> float:
@@ -264,20 +269,22 @@ class HostTrainingEnv:
                 correct += count_correct(model.forward_with_alphas(inputs, keep_alphas), targets)
         finally:
             model.train()
-        return float(correct[0]) * 100.0 / n
+        return float(correct[0]) * 100.0 / (n * task.targets_per_example)
 
     # ------------------------------------------------------------------------------------------ optimizers
-    def _sgd(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.SGD:
+    def _optimizer(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
+        if self.config.optimizer == "adam":
+            return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay)
         return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay)
 
     def _sync_seed_optimizers(self) -> None:
-        """One SGD per seed: created at germination, dropped when its seed goes, kept (momentum and all)
+        """One optimizer per seed: created at germination, dropped when its seed goes, kept (momentum and all)
         while the same seed lives on."""
         model = self.model
         if model.seed_parameter_version == self._seed_param_version:
             return
         self._seed_param_version = model.seed_parameter_version
-        current: dict[int, tuple[tuple[int, ...], torch.optim.SGD]] = {}
+        current: dict[int, tuple[tuple[int, ...], torch.optim.Optimizer]] = {}
         for index, slot in enumerate(model.slot_config.slot_ids):
             params = list(model.seed_parameters(slot))
             if not params:
@@ -289,14 +296,14 @@ class HostTrainingEnv:
                 if known is not None and known[0] == identity
                 else (
                     identity,
-                    self._sgd(params, self.config.seed_lr),
+                    self._optimizer(params, self.config.seed_lr),
                 )
             )
         self._seed_optimizers = current
 
     def _reset_optimizers(self) -> None:
         """After a rollback: momentum points the way that diverged, and the seed set changed."""
-        self._host_optimizer = self._sgd(list(self.model.host_parameters()), self.config.host_lr)
+        self._host_optimizer = self._optimizer(list(self.model.host_parameters()), self.config.host_lr)
         self._seed_optimizers = {}
         self._seed_param_version = -1
         self._sync_seed_optimizers()

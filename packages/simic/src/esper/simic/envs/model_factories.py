@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from esper.kasmina import CNNHostConfig, GateConfig, MorphogeneticModel
+from esper.kasmina import CNNHostConfig, GateConfig, MorphogeneticModel, TransformerHostConfig
 from esper.leyline import SlotConfig
 
 
@@ -31,4 +31,18 @@ class CNNModelFactory:
             image_size=self.image_size,
             slot_config=self.slot_config,
             gate_config=self.gate_config,
+        )
+
+
+@dataclass(frozen=True)
+class TransformerModelFactory:
+    """A decoder-only transformer host from kasmina with the given slots and gate thresholds."""
+
+    host: TransformerHostConfig
+    slot_config: SlotConfig
+    gate_config: GateConfig
+
+    def __call__(self, seed: int) -> MorphogeneticModel:
+        return MorphogeneticModel.from_transformer_config(
+            self.host, seed=seed, slot_config=self.slot_config, gate_config=self.gate_config
         )
