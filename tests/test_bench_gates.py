@@ -1,6 +1,7 @@
 """The load-independent CI gates of tools/bench catch planted regressions and pass without them: an extra
-validation pass per epoch (host forwards per env step) and the act path's work done three times (torch operators
-and Python calls per act call). Also the counters themselves. Counts only, no clocks: these cannot flake."""
+validation pass per epoch (host forwards per env step, on the CNN and the transformer host) and the act path's
+work done three times (torch operators and Python calls per act call). Also the counters themselves. Counts
+only, no clocks: these cannot flake."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from benchmarks import act_latency, host_overhead
+from benchmarks import act_latency, host_overhead, transformer_overhead
 from benchmarks.counting import module_calls, python_calls, torch_operators
 from benchmarks.report import BenchmarkResult, BenchReport, Metric
 from benchmarks.workloads import DIGITS, digits_env_config, digits_task
@@ -74,6 +75,22 @@ def test_host_gate_catches_an_extra_validation_pass(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(HostTrainingEnv, "_validate", validate_twice)
     planted, _ = host_overhead.count_work(task, config)
     assert _gate(planted) == ["host_overhead.forwards_per_step"]
+
+
+@pytest.mark.slow
+def test_transformer_host_gate_catches_an_extra_validation_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = transformer_overhead._task()
+    config = transformer_overhead._env_config(torch.device("cpu"))
+    assert _gate((transformer_overhead.count_forwards(task, config),)) == []
+    validate: Callable[[HostTrainingEnv], tuple[float, float]] = HostTrainingEnv._validate
+
+    def validate_twice(env: HostTrainingEnv) -> tuple[float, float]:
+        validate(env)
+        return validate(env)
+
+    monkeypatch.setattr(HostTrainingEnv, "_validate", validate_twice)
+    planted = transformer_overhead.count_forwards(task, config)
+    assert _gate((planted,)) == ["transformer_overhead.forwards_per_step"]
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from benchmarks.report import BenchmarkResult, BenchReport
 #: only ``ppo_throughput`` needs the optional ``bench`` dependency group.
 BENCHMARKS: dict[str, str] = {
     "host_overhead": "benchmarks.host_overhead",
+    "transformer_overhead": "benchmarks.transformer_overhead",
     "act_latency": "benchmarks.act_latency",
     "ppo_throughput": "benchmarks.ppo_throughput",
     "env_scaling": "benchmarks.env_scaling",
