@@ -195,7 +195,8 @@ _CIFAR_ENV = EnvConfig(
 )
 #: The byte-level tasks: Adam (a small transformer learns many times faster with it than with SGD), batches of
 #: 16 windows and 320 sampled windows per epoch, so an epoch is 20 optimizer steps like a digits epoch
-#: (1,259 images in batches of 64) and costs about as much (docs/results/pydoc-bytes.md).
+#: (1,259 images in batches of 64); it costs about 3x a digits epoch (docs/performance.md), and fewer windows
+#: made growth stop mattering (docs/results/pydoc-bytes.md).
 _BYTES_ENV = EnvConfig(
     max_epochs=BYTES_EPISODE_EPOCHS,
     batch_size=16,
