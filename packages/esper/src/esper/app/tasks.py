@@ -293,7 +293,7 @@ TASKS: Mapping[str, TaskPreset] = MappingProxyType(
             _bytes_preset(
                 "pydoc-bytes",
                 "impaired byte-level transformer (width 16, 1 head, MLP x1) on Python's pydoc topics: "
-                "growth decides the outcome",
+                "room to grow, though growth gains under a point so far",
                 "bytes_impaired",
                 _PYDOC_SOURCE,
                 _pydoc_bytes,

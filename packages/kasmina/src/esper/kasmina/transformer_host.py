@@ -76,9 +76,9 @@ class TransformerHostConfig:
 
 #: Byte-level presets (vocabulary 256, context 64). ``bytes_small`` is a small but complete host;
 #: ``bytes_impaired`` is deliberately weak (one head, an MLP no wider than the stream) but keeps a 16-wide stream,
-#: so the seeds in its slots have room to add what it lacks: on the embedded pydoc task, a fixed MLP or attention
-#: schedule lifts its held-out next-token accuracy by several points (docs/results/pydoc-bytes.md). A width-8
-#: stream was tried first: seeds on it did not close the gap to ``bytes_small``.
+#: so modules after its blocks have room to add what it lacks (trained with it from the start they lift its
+#: next-token accuracy by about 8 points); grown through the lifecycle on the app's pydoc task they add under a
+#: point so far (docs/results/pydoc-bytes.md). A width-8 stream was tried first: nothing added to it helped.
 TRANSFORMER_HOST_PRESETS: Mapping[str, TransformerHostConfig] = MappingProxyType(
     {
         "bytes_small": TransformerHostConfig(256, 64, width=32, heads=2, n_blocks=2, mlp_expansion=2),
