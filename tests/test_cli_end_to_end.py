@@ -13,7 +13,9 @@ per session and shared by the pytest workers; a test that changes a run works on
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
 import json
 import os
 import random
@@ -161,6 +163,14 @@ def is_png(path: Path) -> bool:
     return path.is_file() and path.read_bytes()[:8] == PNG and path.stat().st_size > 5_000
 
 
+def watch_frame(run: Path) -> str:
+    """``esper watch RUN --once``, in this process: the one frame it draws."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        assert main(["watch", str(run), "--once"]) == 0
+    return output.getvalue()
+
+
 def table_rows(markdown: str, header_start: str) -> list[list[str]]:
     """Cells of the Markdown table whose header line starts with ``header_start``."""
     lines = markdown.splitlines()
@@ -291,6 +301,20 @@ def test_the_same_command_writes_the_same_checkpoint(ppo_run: Path, cli_env: dic
     for field in ("policy_state", "policy_build_config", "updater_state", "rng"):
         assert _same_values(getattr(first, field), getattr(second, field)), field
     assert first.config["run_id"] != second.config["run_id"]
+
+
+def test_watch_draws_a_heuristic_run(heuristic_run: Path) -> None:
+    frame = watch_frame(heuristic_run)
+    assert "train heuristic on digits" in frame and "2 of 2 episodes done" in frame and "finished" in frame
+    assert "heuristic test acc %" in frame and "slot lifecycles" in frame and "episode 1" in frame
+
+
+def test_watch_draws_a_ppo_run(ppo_run: Path) -> None:
+    frame = watch_frame(ppo_run)
+    assert "train ppo on digits" in frame and "round 2 of 2 done" in frame and "finished" in frame
+    assert "test acc % (round mean)" in frame and "argmax validation %" in frame
+    assert "slot lifecycles" in frame and "(round 1)" in frame and "env 1" in frame
+    assert "heads (round 1)" in frame and "blueprint" in frame
 
 
 def test_process_backend_gives_the_same_episodes(heuristic_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
@@ -447,6 +471,9 @@ def test_evaluate_static_on_held_out_seeds(cli_env: dict[str, str], tmp_path: Pa
     assert [int(row[0]) for row in table_rows(summary, "| seed |")] == seeds
     assert is_png(out / "plots" / "lifecycle.png")
     assert "| static |" in result.stdout
+    frame = watch_frame(out)
+    assert "evaluate on digits" in frame and "3 of 3 episodes done" in frame and "finished" in frame
+    assert "static test acc %" in frame and "slot lifecycles" in frame
 
 
 @pytest.mark.parametrize("mode", ["deterministic", "stochastic"])
@@ -541,6 +568,10 @@ def test_compare_writes_tables_with_intervals_and_paired_differences(
     for slug in ("heuristic", "static", "learned-deterministic--ppo"):
         assert is_png(out / "plots" / f"lifecycle-{slug}.png")
     assert len(of_kind(out, "episode")) == 3 * 2 and len(of_kind(out, "epoch")) == 3 * 2 * 3
+    frame = watch_frame(out)
+    assert "compare on digits" in frame and "6 of 6 episodes done" in frame and "finished" in frame
+    for name in ("heuristic", "static", learned):
+        assert f"{name} test acc %" in frame
 
 
 # ------------------------------------------------------------------------------------------------- bad input

@@ -1,4 +1,4 @@
-"""The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare, pick-schedule.
+"""The ``esper`` command line: tasks, train (heuristic | ppo), evaluate, compare, pick-schedule, report, watch.
 
 With no flags every command runs the embedded default task (``digits``). Errors a user can fix (unknown task,
 unknown config key, missing data, corrupt checkpoint, an unwritable or full output directory) print one line and
@@ -21,6 +21,7 @@ from esper.app.commands import (
     tasks_command,
     train_heuristic,
     train_ppo,
+    watch,
 )
 from esper.app.run_config import BACKENDS
 from esper.app.signals import SIGINT_EXIT_STATUS, SIGTERM_EXIT_STATUS, Terminated, stop_on_sigterm
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.add_argument("run", type=Path, help="a run directory written by esper")
     rebuild.set_defaults(handler=report.run)
+    _add_watch(commands)
     return parser
 
 
@@ -193,6 +195,20 @@ def _add_pick_schedule(commands: argparse._SubParsersAction[argparse.ArgumentPar
     )
     picking.add_argument("--device", help="torch device (default cpu)")
     picking.set_defaults(handler=pick_schedule.run)
+
+
+def _add_watch(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``esper watch RUN_DIR``: the live terminal view."""
+    watching = commands.add_parser(
+        "watch",
+        help="watch a run live in the terminal (q quits)",
+        description="Follow a run directory's event log and show its progress, curves, slot lifecycles, per-head "
+        "entropy and KL and its latest decisions; q or Ctrl-C quits.",
+    )
+    watching.add_argument("run", type=Path, help="a run directory written by esper (running or finished)")
+    watching.add_argument("--once", action="store_true", help="draw one frame and exit")
+    watching.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
+    watching.set_defaults(handler=watch.run)
 
 
 def _line(message: str, error: BaseException) -> str:

@@ -10,7 +10,7 @@ from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
 from esper.app.controllers import ControllerSpec
 from esper.app.datasets.splits import LoadedTask
-from esper.app.epoch_events import log_epoch
+from esper.app.epoch_events import EpochLog
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
 from esper.app.run_directory import RunDirectory, read_run_config
@@ -74,12 +74,13 @@ def run_logged_episodes(
     preset = config.preset
     factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
     pool = make_pool(config, task, factory, min(config.run.envs, len(seeds)))
+    epochs = EpochLog(directory)
     try:
         with Progress(len(seeds) * config.episode_epochs, label, quiet=quiet) as progress:
 
             def observe(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
                 for episode, result in zip(episodes, results, strict=True):
-                    log_epoch(directory, result, controller=controller.name, episode=episode)
+                    epochs.log(result, controller=controller.name, episode=episode)
                 accuracy = sum(r.observation.val_accuracy for r in results) / len(results)
                 progress.advance(len(results), val_acc=accuracy)
 

@@ -26,7 +26,7 @@ from esper.app.backends import make_pool, require_backend
 from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.console import note
 from esper.app.controllers import policy_from_checkpoint
-from esper.app.epoch_events import log_epoch
+from esper.app.epoch_events import EpochLog
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
 from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, from_dict, override_run
@@ -244,11 +244,12 @@ def _run_rounds(
             initial=training.rounds_completed * steps_per_round,
         ) as progress:
             current = [training.rounds_completed]
+            epochs = EpochLog(directory)
             best = [best_so_far]
 
             def on_step(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
                 for episode, result in zip(episodes, results, strict=True):
-                    log_epoch(directory, result, round=current[0], env=episode)
+                    epochs.log(result, round=current[0], env=episode)
                 progress.advance(len(results), round=current[0])
 
             def on_round(report: RoundReport) -> None:
