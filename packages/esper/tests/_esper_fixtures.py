@@ -47,6 +47,7 @@ def episode(
         val_accuracy_curve=(10.0, val),
         op_counts={"WAIT": 3},
         events=(),
+        seeds_at_end=(),
     )
 
 

@@ -50,7 +50,7 @@ def test_each_episode_has_its_own_tracker_and_a_finished_one_starts_afresh() -> 
 
 
 def test_epoch_events_hold_the_lifecycle_transitions_and_host_events_follow(tmp_path: Path) -> None:
-    germinated = LifecycleEvent(3, "r0c1", SeedStage.DORMANT, SeedStage.GERMINATED, "conv_light")
+    germinated = LifecycleEvent(3, "r0c1", SeedStage.DORMANT, SeedStage.GERMINATED, "conv_light", 120, None)
     with RunDirectory(tmp_path / "run", tensorboard=False) as directory:
         log = EpochLog(directory)
         for epoch, loss, acc in CURVE[:4]:
@@ -58,7 +58,15 @@ def test_epoch_events_hold_the_lifecycle_transitions_and_host_events_follow(tmp_
     events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events] == ["epoch"] * 4 + ["host", "host"]
     assert events[3]["lifecycle"] == [
-        {"epoch": 3, "slot": "r0c1", "from": "DORMANT", "to": "GERMINATED", "blueprint": "conv_light"}
+        {
+            "epoch": 3,
+            "slot": "r0c1",
+            "from": "DORMANT",
+            "to": "GERMINATED",
+            "blueprint": "conv_light",
+            "params": 120,
+            "contribution": None,
+        }
     ]
     assert events[0]["lifecycle"] == [] and events[0]["round"] == 2 and events[0]["env"] == 1
     assert [(e["signal"], e["epoch"], e["round"], e["env"]) for e in events[4:]] == [

@@ -176,6 +176,32 @@ def test_seed_optimizer_follows_the_seed() -> None:
     assert any(not torch.equal(a, b) for a, b in zip(before, seed_params, strict=True))
 
 
+def test_lifecycle_events_and_the_seeds_at_the_end_say_what_each_seed_cost_and_contributed() -> None:
+    """What blueprint outcomes are built from: every transition carries the seed's parameters and the
+    contribution the controller saw, and the summary lists the seeds the episode ended with."""
+    env = make_env()
+    obs = env.reset(1)
+    contributions = {}
+    while not env.done:
+        seed = obs.slots[0].seed
+        contributions[obs.epoch] = None if seed is None else seed.metrics.contribution
+        obs = env.step(grow_first_slot(obs)).observation
+    summary = env.summary()
+    params = env.model.seed_param_count("r0c0")
+    assert {(e.blueprint, e.params) for e in summary.events} == {("conv_light", params)}
+    germinated, *later = summary.events
+    assert germinated.contribution is None  # a new seed has not been measured
+    for event in later:  # the contribution measured before the step that moved it
+        assert event.contribution == contributions[event.epoch]
+    fossilized = summary.events[-1]
+    assert fossilized.target is SeedStage.FOSSILIZED and fossilized.contribution is not None
+    (kept,) = summary.seeds_at_end
+    assert (kept.slot, kept.blueprint, kept.stage, kept.params) == ("r0c0", "conv_light", SeedStage.FOSSILIZED, params)
+    assert kept.affects_output and kept.contribution == obs.slots[0].seed.metrics.contribution  # type: ignore[union-attr]
+    assert summary.params_added == sum(s.params for s in summary.seeds_at_end if s.affects_output)
+    assert type(summary).from_dict(summary.as_dict()) == summary
+
+
 def test_a_seed_that_never_blends_adds_no_parameters_and_pays_no_rent() -> None:
     env = make_env(EnvConfig(max_epochs=4, batch_size=32, host_lr=0.05, seed_lr=0.05))
     env.reset(2)
@@ -185,6 +211,7 @@ def test_a_seed_that_never_blends_adds_no_parameters_and_pays_no_rent() -> None:
     assert env.model.seed_param_count("r0c0") > 0
     summary = env.summary()
     assert summary.params_added == 0
+    assert [(s.stage, s.affects_output) for s in summary.seeds_at_end] == [(SeedStage.TRAINING, False)]
     assert all(r.reward_terms.rent == 0.0 for r in results)
 
 

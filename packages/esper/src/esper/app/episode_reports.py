@@ -9,11 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from esper.app.blueprint_outcomes import blueprint_outcomes, prune_rules
 from esper.app.evaluation import controller_stats, episode_row, paired_comparison
 from esper.app.plots import comparison_chart, lifecycle_timeline
-from esper.app.reporting import accuracy_note, comparison_table, episodes_table, markdown_table, paired_table
+from esper.app.reporting import (
+    BLUEPRINTS_NOTE,
+    accuracy_note,
+    blueprints_table,
+    comparison_table,
+    episodes_table,
+    markdown_table,
+    paired_table,
+)
 from esper.app.run_config import RunConfig
-from esper.app.run_directory import read_events, write_results, write_summary
+from esper.app.run_directory import read_events, read_run_config, write_results, write_summary
 from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE, SELECTION_METRIC, write_schedule_choice
 from esper.app.statistics import bootstrap_mean
 from esper.leyline import blueprint_from_name
@@ -36,6 +45,19 @@ def episodes_from_log(run_dir: Path) -> dict[str, list[EpisodeSummary]]:
     return {label: [episodes[i] for i in sorted(episodes)] for label, episodes in found.items()}
 
 
+def _outcomes(
+    run_dir: Path, config: RunConfig, name: str | None, summaries: list[EpisodeSummary]
+) -> dict[str, dict[str, Any]]:
+    """The blueprint outcomes of one controller's episodes, with the prune rules its logged decisions name
+    (``name``: the controller as the log names it; None: the run's only controller)."""
+    decisions: dict[int, list[dict[str, Any]]] = {}
+    for event in read_events(run_dir):
+        if event.get("event") == "decision" and (name is None or event.get("controller") == name):
+            decisions.setdefault(int(event["episode"]), []).append(event)
+    slots = config.preset.slots.names()
+    return blueprint_outcomes(summaries, [prune_rules(decisions.get(i, []), slots) for i in range(len(summaries))])
+
+
 def write_controller_report(
     run_dir: Path,
     command: str,
@@ -49,9 +71,18 @@ def write_controller_report(
     run's split record (``config.json``'s ``data``)."""
     rows = [episode_row(s) for s in summaries]
     stats = controller_stats(label, summaries)
+    outcomes = _outcomes(run_dir, config, None, summaries)
     write_results(
         run_dir,
-        {"task": config.task, "data": data, "controller": label, "seeds": seeds, "episodes": rows, "stats": stats},
+        {
+            "task": config.task,
+            "data": data,
+            "controller": label,
+            "seeds": seeds,
+            "episodes": rows,
+            "stats": stats,
+            "blueprints": outcomes,
+        },
     )
     if command == TRAIN_HEURISTIC:
         title = f"# Heuristic on `{config.task}`"
@@ -69,6 +100,9 @@ def write_controller_report(
         scope,
         accuracy_note(data),
         comparison_table([stats], metric=config.preset.metric),
+        "## Blueprints",
+        BLUEPRINTS_NOTE,
+        blueprints_table({label: outcomes}),
         "## Episodes",
         episodes_table(rows, metric=config.preset.metric),
         "## Seed lifecycles\n\n![lifecycle](plots/lifecycle.png)",
@@ -100,6 +134,10 @@ def write_comparison_report(
     stats = [controller_stats(label, episodes[label], static) for label in labels]
     paired = {label: paired_comparison(episodes[label], episodes[baseline]) for label in labels if label != baseline}
     comparison_chart(stats, plots / "comparison.png", config.preset.metric)
+    names = read_run_config(run_dir).get("controller_names", labels)
+    outcomes = {
+        label: _outcomes(run_dir, config, name, episodes[label]) for label, name in zip(labels, names, strict=True)
+    }
     results: dict[str, Any] = {
         "task": config.task,
         "data": data,
@@ -107,6 +145,7 @@ def write_comparison_report(
         "baseline": baseline,
         "controllers": stats,
         "paired_vs_baseline": paired,
+        "blueprints": outcomes,
         "episodes": {label: [episode_row(s) for s in episodes[label]] for label in labels},
     }
     write_results(run_dir, results)
@@ -120,6 +159,9 @@ def write_comparison_report(
             f"## Paired differences against {baseline}",
             paired_table(baseline, paired, metric=config.preset.metric) if paired else "(only one controller)",
             "![comparison](plots/comparison.png)",
+            "## Blueprints",
+            BLUEPRINTS_NOTE,
+            blueprints_table(outcomes),
             "## Seed lifecycles",
             *[f"![{label}](plots/lifecycle-{slug(label)}.png)" for label in labels],
         ]

@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from esper.app.blueprint_outcomes import blueprint_outcomes, prune_rules
 from esper.app.evaluation import episode_row
 from esper.app.plots import learning_curves, lifecycle_timeline
-from esper.app.reporting import accuracy_note, episodes_table, markdown_table
+from esper.app.reporting import BLUEPRINTS_NOTE, accuracy_note, blueprints_table, episodes_table, markdown_table
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
 from esper.leyline import HEAD_ORDER
@@ -41,6 +42,12 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     plots.mkdir(exist_ok=True)
     learning_curves(rounds, validations, plots / "learning_curves.png")
     sections = _round_sections(run_dir, config, data, rounds, validations, status)
+    outcomes = _training_outcomes(events, config, {r["round"] for r in rounds})
+    sections += [
+        "## Blueprints over every training episode",
+        BLUEPRINTS_NOTE,
+        blueprints_table({"ppo": outcomes}),
+    ]
     results: dict[str, Any] = {
         "task": config.task,
         "data": data,
@@ -48,6 +55,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
         "rounds_planned": config.run.rounds,
         "rounds": rounds,
         "validations": validations,
+        "blueprints": outcomes,
     }
     if last_episodes:
         rows = [episode_row(e) for e in last_episodes]
@@ -86,6 +94,26 @@ def _episodes_of_round(events: list[dict[str, Any]], round_index: int) -> list[E
     """The episode summaries logged in round ``round_index``, in episode order (the latest of a repeated round)."""
     episodes = {e["env"]: e for e in events if e.get("event") == "episode" and e.get("round") == round_index}
     return [EpisodeSummary.from_dict(episodes[k]) for k in sorted(episodes)]
+
+
+def _training_outcomes(events: list[dict[str, Any]], config: RunConfig, rounds: set[int]) -> dict[str, dict[str, Any]]:
+    """Blueprint outcomes over the training episodes of the logged rounds (the latest of a repeated round), with
+    the prune rules of any recorded decisions."""
+    episodes: dict[tuple[int, int], dict[str, Any]] = {}
+    decisions: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for event in events:
+        if event.get("round") not in rounds:
+            continue
+        key = (int(event["round"]), int(event["env"])) if "env" in event else None
+        if key is not None and event.get("event") == "episode":
+            episodes[key] = event
+        elif key is not None and event.get("event") == "decision":
+            decisions.setdefault(key, []).append(event)
+    keys = sorted(episodes)
+    slots = config.preset.slots.names()
+    return blueprint_outcomes(
+        [EpisodeSummary.from_dict(episodes[k]) for k in keys], [prune_rules(decisions.get(k, []), slots) for k in keys]
+    )
 
 
 def _status(rounds_logged: int, rounds_planned: int, stop_reason: str | None) -> str:

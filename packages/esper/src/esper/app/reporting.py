@@ -122,3 +122,53 @@ def paired_table(baseline: str, paired: dict[str, dict[str, dict[str, float | in
             for name, diff in paired.items()
         ],
     )
+
+
+def blueprints_table(outcomes: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Per controller (a column only when there are several) and blueprint: what became of its seeds."""
+    several = len(outcomes) > 1
+    header = [
+        "blueprint",
+        "germinated",
+        "reached blending",
+        "fossilized",
+        "pruned (why)",
+        "mean contribution when fossilized (pp)",
+        "params added per episode",
+        "acc gained per 1k params (pp)",
+    ]
+    rows = []
+    for controller, by_blueprint in outcomes.items():
+        for blueprint, o in by_blueprint.items():
+            contribution, per_1k = o["mean_contribution_when_fossilized"], o["accuracy_gained_per_1k_params"]
+            row = [
+                blueprint,
+                o["germinated"],
+                o["reached_blending"],
+                o["fossilized"],
+                _pruned_text(o),
+                "n/a" if contribution is None else f"{contribution:.2f}",
+                f"{o['params_added_per_episode']:.0f}",
+                "n/a" if per_1k is None else f"{per_1k:.2f}",
+            ]
+            rows.append([controller, *row] if several else row)
+    if not rows:
+        return "No seed was germinated."
+    return markdown_table(["controller", *header] if several else header, rows)
+
+
+def _pruned_text(outcome: dict[str, Any]) -> str:
+    """``3 (prune_stalled 2, prune_low_contribution 1; from TRAINING 2, HOLDING 1)``."""
+    if not outcome["pruned"]:
+        return "0"
+    rules = ", ".join(f"{rule} {n}" for rule, n in outcome["prune_rules"].items())
+    stages = ", ".join(f"{stage} {n}" for stage, n in outcome["pruned_from"].items())
+    return f"{outcome['pruned']} ({rules + '; ' if rules else ''}from {stages})"
+
+
+BLUEPRINTS_NOTE = (
+    "Counts are totals over the episodes. A prune's why: the rule that pruned it (rule-based controllers whose "
+    "decisions were recorded) and the stage it was pruned from. Contributions are counterfactual (validation "
+    "accuracy with the seed minus without it, pp). Accuracy gained per 1,000 parameters: the contribution at the "
+    "episode's end of the seeds that then change the output, per 1,000 of their parameters."
+)

@@ -11,13 +11,17 @@ from esper.simic.envs.rewards import RewardTerms
 
 @dataclass(frozen=True)
 class LifecycleEvent:
-    """A slot changed stage during ``epoch`` (the epoch whose step caused it)."""
+    """A slot changed stage during ``epoch`` (the epoch whose step caused it: the epoch of the observation the
+    controller acted on). ``params`` and ``contribution`` (percentage points, None if never measured) describe
+    the seed as the controller saw it before the step, or after it for a germination, which creates the seed."""
 
     epoch: int
     slot: str
     source: SeedStage
     target: SeedStage
     blueprint: str | None
+    params: int | None
+    contribution: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -26,11 +30,48 @@ class LifecycleEvent:
             "from": self.source.name,
             "to": self.target.name,
             "blueprint": self.blueprint,
+            "params": self.params,
+            "contribution": self.contribution,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LifecycleEvent:
-        return cls(data["epoch"], data["slot"], SeedStage[data["from"]], SeedStage[data["to"]], data["blueprint"])
+        return cls(
+            data["epoch"],
+            data["slot"],
+            SeedStage[data["from"]],
+            SeedStage[data["to"]],
+            data["blueprint"],
+            data["params"],
+            data["contribution"],
+        )
+
+
+@dataclass(frozen=True)
+class SeedAtEnd:
+    """A seed the episode ended with: its parameters, its last measured contribution (percentage points, None if
+    never measured) and whether it changes the output (alpha > 0 or fossilized; only those count as added)."""
+
+    slot: str
+    blueprint: str
+    stage: SeedStage
+    params: int
+    contribution: float | None
+    affects_output: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "stage": self.stage.name}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SeedAtEnd:
+        return cls(
+            data["slot"],
+            data["blueprint"],
+            SeedStage[data["stage"]],
+            data["params"],
+            data["contribution"],
+            data["affects_output"],
+        )
 
 
 @dataclass(frozen=True)
@@ -76,10 +117,12 @@ class EpisodeSummary:
     val_accuracy_curve: tuple[float, ...]
     op_counts: dict[str, int]
     events: tuple[LifecycleEvent, ...]
+    seeds_at_end: tuple[SeedAtEnd, ...]
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["events"] = [event.as_dict() for event in self.events]
+        out["seeds_at_end"] = [seed.as_dict() for seed in self.seeds_at_end]
         out["val_accuracy_curve"] = list(self.val_accuracy_curve)
         return out
 
@@ -90,4 +133,5 @@ class EpisodeSummary:
         values = {name: data[name] for name in cls.__dataclass_fields__}
         values["val_accuracy_curve"] = tuple(data["val_accuracy_curve"])
         values["events"] = tuple(LifecycleEvent.from_dict(event) for event in data["events"])
+        values["seeds_at_end"] = tuple(SeedAtEnd.from_dict(seed) for seed in data["seeds_at_end"])
         return cls(**values)

@@ -37,10 +37,11 @@ from esper.leyline import (
     LastAction,
     LifecycleOp,
     SeedStage,
+    SlotReport,
     refusal,
 )
 from esper.simic.envs.env_config import EnvConfig
-from esper.simic.envs.episode_records import EpisodeSummary, LifecycleEvent, StepResult
+from esper.simic.envs.episode_records import EpisodeSummary, LifecycleEvent, SeedAtEnd, StepResult
 from esper.simic.envs.model_factories import ModelFactory
 from esper.simic.envs.rewards import rollback_reward, step_reward
 from esper.simic.envs.task_data import TaskData
@@ -109,7 +110,7 @@ class HostTrainingEnv:
         self._loss_history.append(self._val_loss)
         self._accuracy_history.append(self._val_accuracy)
         stages_before = model.stages()
-        blueprints_before = self._blueprints()
+        reports_before = model.slot_reports()
         success, detail = self._execute(action)
         model.tick()
         self._sync_seed_optimizers()
@@ -135,7 +136,7 @@ class HostTrainingEnv:
                 model.host_param_count(),
                 success,
             )
-        events = self._lifecycle_events(stages_before, blueprints_before)
+        events = self._lifecycle_events(stages_before, reports_before)
         self._events.extend(events)
         self._op_counts[action.op.name] += 1
         self._invalid += 0 if success else 1
@@ -182,6 +183,7 @@ class HostTrainingEnv:
             val_accuracy_curve=tuple(self._curve),
             op_counts=dict(self._op_counts),
             events=tuple(self._events),
+            seeds_at_end=self._seeds_at_end(),
         )
 
     # ------------------------------------------------------------------------------------------------ steps
@@ -314,20 +316,44 @@ class HostTrainingEnv:
             raise InvalidStateMachineError("the environment has no governor yet: call reset(seed) first")
         return self._governor
 
-    def _blueprints(self) -> list[str | None]:
-        return [None if r.seed is None else r.seed.blueprint.registry_name for r in self.model.slot_reports()]
-
     def _lifecycle_events(
-        self, before: tuple[SeedStage, ...], blueprints_before: list[str | None]
+        self, before: tuple[SeedStage, ...], reports_before: tuple[SlotReport, ...]
     ) -> tuple[LifecycleEvent, ...]:
         after = self.model.stages()
-        blueprints_after = self._blueprints()
+        reports_after = self.model.slot_reports()
         events = []
         for index, slot in enumerate(self.model.slot_config.slot_ids):
             if before[index] is not after[index]:
-                blueprint = blueprints_after[index] or blueprints_before[index]
-                events.append(LifecycleEvent(self._epoch - 1, str(slot), before[index], after[index], blueprint))
+                seed = reports_before[index].seed or reports_after[index].seed
+                events.append(
+                    LifecycleEvent(
+                        self._epoch - 1,
+                        str(slot),
+                        before[index],
+                        after[index],
+                        None if seed is None else seed.blueprint.registry_name,
+                        None if seed is None else seed.param_count,
+                        None if seed is None else seed.metrics.contribution,
+                    )
+                )
         return tuple(events)
+
+    def _seeds_at_end(self) -> tuple[SeedAtEnd, ...]:
+        model = self.model
+        seeds = []
+        for slot_id, report in zip(model.slot_config.slot_ids, model.slot_reports(), strict=True):
+            if report.seed is not None:
+                seeds.append(
+                    SeedAtEnd(
+                        str(slot_id),
+                        report.seed.blueprint.registry_name,
+                        report.stage,
+                        report.seed.param_count,
+                        report.seed.metrics.contribution,
+                        model.slot(slot_id).affects_output,
+                    )
+                )
+        return tuple(seeds)
 
     def _germinations_remaining(self) -> int:
         return max(self.config.max_germinations - self._germinations, 0)
