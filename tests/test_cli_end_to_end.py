@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ from esper.simic.envs.episode_seeds import (
     training_episode_seeds,
 )
 from esper.simic.ppo.updater import PPOConfig, PPOUpdater
-from esper.tamiyo import create_policy, register_builtin_policies
+from esper.tamiyo import DecisionReason, create_policy, register_builtin_policies
 
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
@@ -164,11 +165,21 @@ def is_png(path: Path) -> bool:
 
 
 def watch_frame(run: Path) -> str:
-    """``esper watch RUN --once``, in this process: the one frame it draws."""
+    """``esper watch RUN --once``, in this process: the one frame it draws, 160 columns wide (rich takes the
+    width of an output that is not a terminal from ``COLUMNS``), so no decision line is cut short."""
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
+    with contextlib.redirect_stdout(output), mock.patch.dict(os.environ, {"COLUMNS": "160"}):
         assert main(["watch", str(run), "--once"]) == 0
     return output.getvalue()
+
+
+def check_blueprints(outcomes: dict[str, dict[str, Any]], episodes: list[dict[str, Any]], summary: str) -> None:
+    """The blueprint outcomes add up to the episodes' own counts, and the summary has their table."""
+    for count in ("germinated", "fossilized", "pruned", "params_added"):
+        assert sum(o[count] for o in outcomes.values()) == sum(e[count] for e in episodes), count
+    assert "Blueprints" in summary
+    for name in outcomes:
+        assert f"| {name} |" in summary
 
 
 def table_rows(markdown: str, header_start: str) -> list[list[str]]:
@@ -248,6 +259,14 @@ def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic
         assert episode["final_val_accuracy"] == reported[-1]
         assert 0.0 <= episode["test_accuracy"] <= 100.0
 
+    decisions = of_kind(heuristic_run, "decision")  # recorded by default in episode runs
+    assert sorted((d["episode"], d["epoch"]) for d in decisions) == [(ep, t) for ep in (0, 1) for t in (0, 1, 2)]
+    for decision in decisions:
+        step = next(e for e in epochs if (e["episode"], e["epoch"]) == (decision["episode"], decision["epoch"] + 1))
+        assert (decision["op"], decision["slot"]) == (step["op"], step["slot"])  # the action the step executed
+        assert decision["rule"] in {r.value for r in DecisionReason}
+        assert {"plateau_epochs", "stabilized", "embargo_remaining"} <= decision["signals"].keys()
+
     results = read_json(heuristic_run / "results.json")
     assert results["seeds"] == seeds and [r["seed"] for r in results["episodes"]] == seeds
     assert results["data"] == DIGITS_DATA
@@ -260,6 +279,7 @@ def test_train_heuristic_writes_config_events_results_summary_and_plot(heuristic
     assert results["stats"]["val_accuracy"]["mean"] == pytest.approx(sum(e["final_val_accuracy"] for e in episodes) / 2)
     assert "final_accuracy" not in results["stats"]
     summary = (heuristic_run / "summary.md").read_text()
+    check_blueprints(results["blueprints"], episodes, summary)
     assert summary.startswith("# Heuristic on `digits`")
     assert "1,259 / 269 / 269 images, split seed 0" in summary and "**Test accuracy** is measured once" in summary
     assert [row[:3] for row in table_rows(summary, "| controller | test acc % [95% CI] | val acc % [95% CI] |")] == [
@@ -303,6 +323,37 @@ def test_the_same_command_writes_the_same_checkpoint(ppo_run: Path, cli_env: dic
     assert first.config["run_id"] != second.config["run_id"]
 
 
+def test_recording_decisions_changes_nothing_the_controller_does(
+    heuristic_run: Path, ppo_run: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The same seeds with and without decision records: the same episodes (heuristic, records on by default)
+    and the same training (PPO, records off by default), only the decision events differ."""
+    quiet, loud = tmp_path / "heuristic", tmp_path / "ppo"
+    succeeded(
+        run_cli(cli_env, tmp_path, *HEURISTIC, "--backend", "inprocess", "--no-record-decisions", "--out", str(quiet))
+    )
+    succeeded(run_cli(cli_env, tmp_path, *PPO, "--record-decisions", "--out", str(loud)))
+    assert of_kind(quiet, "decision") == [] and of_kind(heuristic_run, "decision") != []
+    for kind in ("epoch", "host", "episode"):
+        assert of_kind(quiet, kind) == of_kind(heuristic_run, kind), kind
+    assert read_json(quiet / "results.json")["episodes"] == read_json(heuristic_run / "results.json")["episodes"]
+
+    assert of_kind(ppo_run, "decision") == [] and len(of_kind(loud, "decision")) == 2 * 2 * 3
+    for kind in ("epoch", "host", "episode", "validation"):
+        assert [_untimed(e) for e in of_kind(loud, kind)] == [_untimed(e) for e in of_kind(ppo_run, kind)], kind
+    assert [r["update"] for r in of_kind(loud, "round")] == [r["update"] for r in of_kind(ppo_run, "round")]
+    first = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
+    second = load_checkpoint(loud / "checkpoints" / "latest.pt")
+    assert _same_values(first.policy_state, second.policy_state)
+    decision = of_kind(loud, "decision")[0]
+    assert {"op_probabilities", "heads", "value"} <= decision.keys() and decision["round"] == 0
+    assert "V=" in watch_frame(loud)
+
+
+def _untimed(event: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in event.items() if k != "seconds"}
+
+
 def test_watch_draws_a_heuristic_run(heuristic_run: Path) -> None:
     frame = watch_frame(heuristic_run)
     assert "train heuristic on digits" in frame and "2 of 2 episodes done" in frame and "finished" in frame
@@ -334,6 +385,7 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
     rounds = of_kind(ppo_run, "round")
     assert [r["round"] for r in rounds] == [0, 1]
     episodes = of_kind(ppo_run, "episode")
+    check_blueprints(read_json(ppo_run / "results.json")["blueprints"], episodes, (ppo_run / "summary.md").read_text())
     for record in rounds:
         own = [e for e in episodes if e["round"] == record["round"]]
         assert record["mean_test_accuracy"] == pytest.approx(sum(e["test_accuracy"] for e in own) / 2)
@@ -471,6 +523,7 @@ def test_evaluate_static_on_held_out_seeds(cli_env: dict[str, str], tmp_path: Pa
     assert [int(row[0]) for row in table_rows(summary, "| seed |")] == seeds
     assert is_png(out / "plots" / "lifecycle.png")
     assert "| static |" in result.stdout
+    check_blueprints(results["blueprints"], of_kind(out, "episode"), summary)
     frame = watch_frame(out)
     assert "evaluate on digits" in frame and "3 of 3 episodes done" in frame and "finished" in frame
     assert "static test acc %" in frame and "slot lifecycles" in frame
@@ -493,6 +546,16 @@ def test_evaluate_a_ppo_run_directory(
     assert all(is_evaluation_seed(s) for s in evaluation_seeds) and not any(map(is_evaluation_seed, training_seeds))
     assert [e["epochs_run"] for e in of_kind(out, "episode")] == [3, 3]
     assert len(of_kind(out, "epoch")) == 2 * 3
+    decisions = of_kind(out, "decision")  # a learned controller says how sure it was
+    assert len(decisions) == 2 * 3
+    for decision in decisions:
+        probabilities = decision["op_probabilities"]
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-4)
+        assert decision["heads"]["op"]["choice"] == decision["op"]
+        assert decision["heads"]["op"]["probability"] == pytest.approx(probabilities[decision["op"]], rel=1e-4)
+        assert all(0.0 <= head["entropy"] <= 1.0 + 1e-6 for head in decision["heads"].values())
+    frame = watch_frame(out)
+    assert "latest decisions" in frame and "V=" in frame and "heads (decisions)" in frame
     assert results["stats"]["controller"] == f"learned-{mode} (ppo)"
 
 
@@ -568,10 +631,16 @@ def test_compare_writes_tables_with_intervals_and_paired_differences(
     for slug in ("heuristic", "static", "learned-deterministic--ppo"):
         assert is_png(out / "plots" / f"lifecycle-{slug}.png")
     assert len(of_kind(out, "episode")) == 3 * 2 and len(of_kind(out, "epoch")) == 3 * 2 * 3
+    names = read_json(out / "config.json")["controller_names"]
+    for label, name in zip(labels, names, strict=True):
+        own = [e for e in of_kind(out, "episode") if e["controller"] == name]
+        check_blueprints(results["blueprints"][label], own, summary)
     frame = watch_frame(out)
     assert "compare on digits" in frame and "6 of 6 episodes done" in frame and "finished" in frame
     for name in ("heuristic", "static", learned):
         assert f"{name} test acc %" in frame
+    assert "by rule always_wait" in frame or "V=" in frame  # the last controller's latest decisions
+    assert {d["controller"] for d in of_kind(out, "decision")} == set(names)
 
 
 # ------------------------------------------------------------------------------------------------- bad input

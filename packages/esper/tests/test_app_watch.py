@@ -180,7 +180,11 @@ def test_an_episode_run_shows_each_controller_and_the_decisions(tmp_path: Path) 
         "epoch": 1,
         "op": "GERMINATE",
         "slot": 2,
-        "heads": {"op": {"choice": "GERMINATE", "probability": 0.61, "entropy": 0.4}},
+        "heads": {
+            "op": {"choice": "GERMINATE", "probability": 0.61, "entropy": 0.4},
+            "slot": {"choice": "r0c2", "probability": 0.9, "entropy": 0.2},
+            "blueprint": {"choice": "conv_heavy", "probability": 0.3, "entropy": 0.9},
+        },
         "value": 0.37,
     }
     events = [
@@ -201,7 +205,7 @@ def test_an_episode_run_shows_each_controller_and_the_decisions(tmp_path: Path) 
     assert "heuristic test acc %" in text and "60.00" in text
     assert "slot lifecycles" in text and "(learned-deterministic (x))" in text
     assert "heuristic #1 epoch 2: WAIT by rule nothing_to_do" in text
-    assert "learned-deterministic (x) #0 epoch 1: GERMINATE r0c2 (op GERMINATE p=0.61) V=0.37" in text
+    assert "learned-deterministic (x) #0 epoch 1: GERMINATE r0c2 p=0.61 [blueprint conv_heavy 0.30] V=0.37" in text
     assert "op" in text and "0.40" in text  # the op head's mean entropy over the recorded decisions
 
 

@@ -17,6 +17,7 @@ from esper.kasmina import CNNHostConfig, GateConfig
 from esper.leyline import (
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
+    ActionExplanation,
     ActionHead,
     ActionMasks,
     ActionResult,
@@ -105,6 +106,7 @@ class TinyBundle:
         hidden: HiddenState,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        explain: bool = False,
     ) -> ActionResult:
         with torch.inference_mode():
             steps = {name: value.unsqueeze(1) for name, value in observations.inputs.items()}
@@ -127,7 +129,12 @@ class TinyBundle:
                 masks[head] = mask
                 actions[head] = _choose(logits[head][:, 0], mask, deterministic, generator)
             log_probs = {h: _log_prob(logits[h][:, 0], masks[h], actions[h]) for h in HEAD_ORDER}
-        return ActionResult(actions, log_probs, masks, values[:, 0], new_hidden)
+            explanation = None
+            if explain:
+                op_probabilities = _masked(logits[ActionHead.OP][:, 0], masks[ActionHead.OP]).exp()
+                entropy = {h: _normalized_entropy(logits[h][:, 0], masks[h]) for h in HEAD_ORDER}
+                explanation = ActionExplanation(op_probabilities, entropy)
+        return ActionResult(actions, log_probs, masks, values[:, 0], new_hidden, explanation)
 
     def evaluate_actions(
         self,

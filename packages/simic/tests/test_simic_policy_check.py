@@ -13,6 +13,7 @@ from _simic_fixtures import TinyBundle
 
 from esper.leyline import (
     HEAD_ORDER,
+    ActionExplanation,
     ActionHead,
     ActionResult,
     EncodedObservations,
@@ -75,10 +76,11 @@ class _ScoresAnIgnoredHead(TinyBundle):
         hidden: HiddenState,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        explain: bool = False,
     ) -> ActionResult:
-        result = super().get_action(observations, hidden, deterministic, generator)
+        result = super().get_action(observations, hidden, deterministic, generator, explain)
         log_probs = {**result.log_probs, ActionHead.ALPHA_CURVE: result.log_probs[ActionHead.ALPHA_CURVE] - 0.1}
-        return ActionResult(result.actions, log_probs, result.masks, result.values, result.hidden)
+        return ActionResult(result.actions, log_probs, result.masks, result.values, result.hidden, result.explanation)
 
 
 class _UnsavableConfig(TinyBundle):
@@ -92,9 +94,45 @@ class _ForgetsItsState(TinyBundle):
         self.mean = self.mean + 1.0
 
 
+class _ExplainsByDrawing(TinyBundle):
+    """Its explanation costs a draw from the rollout generator: switching records on would change the rollout."""
+
+    def get_action(
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+        explain: bool = False,
+    ) -> ActionResult:
+        result = super().get_action(observations, hidden, deterministic, generator, explain)
+        if explain:
+            torch.rand(1, generator=generator)
+        return result
+
+
+class _ExplainsWithUnnormalizedEntropy(TinyBundle):
+    def get_action(
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+        explain: bool = False,
+    ) -> ActionResult:
+        result = super().get_action(observations, hidden, deterministic, generator, explain)
+        if result.explanation is None:
+            return result
+        entropy = {**result.explanation.entropy, ActionHead.SLOT: result.explanation.entropy[ActionHead.SLOT] + 2.0}
+        explanation = ActionExplanation(result.explanation.op_probabilities, entropy)
+        return ActionResult(result.actions, result.log_probs, result.masks, result.values, result.hidden, explanation)
+
+
 @pytest.mark.parametrize(
     ("double", "message"),
     [
+        (_ExplainsByDrawing, r"get_action\(explain=True\) drew from the generator more than get_action\(\) does"),
+        (_ExplainsWithUnnormalizedEntropy, r"explanation slot entropy must be normalized to \[0, 1\]"),
         (_ForgetsTheHiddenState, r"evaluate_actions\(\) scores the stored \w+ actions differently from get_action"),
         (_DropsARow, r"encode\(\) input 'stage' has shape \[2, 2\], expected \[3, ...\]"),
         (_ScoresAnIgnoredHead, r"alpha_curve log-probs must be (finite and <= 0|exactly 0 where the op ignores it)"),

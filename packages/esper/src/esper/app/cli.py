@@ -78,6 +78,11 @@ def _add_common(parser: argparse.ArgumentParser, *, task_default: str | None = D
     )
     parser.add_argument("--ray-gpus-per-actor", type=float, help="Ray backend: GPUs per env actor (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (for CI and scripts)")
+    parser.add_argument(
+        "--record-decisions",
+        action=argparse.BooleanOptionalAction,
+        help="log every decision with the controller's reasons (decision events; default: on, off for train ppo)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -219,7 +219,11 @@ def policy_from_checkpoint(
     return bundle
 
 
-def build_controller(spec: ControllerSpec, task: TaskPreset, *, seed: int, device: str) -> Controller:
+def build_controller(
+    spec: ControllerSpec, task: TaskPreset, *, seed: int, device: str, explain: bool = False
+) -> Controller:
+    """The controller ``spec`` names, for ``task``; ``explain``: a learned one keeps what it can say of each
+    decision (the rule-based ones always can)."""
     slots, topology = task.slots, task.topology
     if spec.builtin == "heuristic":
         return HeuristicController(slots, topology)
@@ -237,7 +241,9 @@ def build_controller(spec: ControllerSpec, task: TaskPreset, *, seed: int, devic
         raise ConfigError(f"controller {spec.label!r} has neither a builtin name nor a run directory")
     bundle = load_policy(spec.run_dir, device, task, which=spec.checkpoint)
     generator = torch.Generator(device=bundle.device).manual_seed(seed)
-    return PolicyController(bundle, deterministic=spec.deterministic, generator=generator, name=spec.label)
+    return PolicyController(
+        bundle, deterministic=spec.deterministic, generator=generator, name=spec.label, explain=explain
+    )
 
 
 def import_controller(import_path: str, task: TaskPreset, *, seed: int) -> Controller:

@@ -32,6 +32,8 @@ from esper.tamiyo import COMPILE_MODES
 
 BACKENDS = ("auto", "inprocess", "processes", "ray")
 #: The ``[run]`` keys that say where envs run: flags of every command, and changeable on ``--resume``.
+#: ``[run]`` keys that change what a run logs, not what it computes: changeable on ``--resume``.
+LOGGING_KEYS = ("record_decisions",)
 BACKEND_KEYS = (
     "backend",
     "workers",
@@ -75,6 +77,12 @@ class RunSettings:
     #: ``validation_episodes`` training-range selection seeds; the best validation is kept as checkpoints/best.pt.
     validate_every: int = 5
     validation_episodes: int = 8
+    #: Log every decision with the controller's reasons (``decision`` events). None: the command's default (on
+    #: for episode runs, off for PPO training, where it costs time: docs/performance.md).
+    record_decisions: bool | None = None
+
+    def records_decisions(self, default: bool) -> bool:
+        return default if self.record_decisions is None else self.record_decisions
 
     def __post_init__(self) -> None:
         for name in ("rounds", "envs", "episodes", "validate_every", "validation_episodes"):

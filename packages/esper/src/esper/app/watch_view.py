@@ -203,8 +203,16 @@ def decision_line(event: dict[str, Any], slots: Sequence[str]) -> Text:
         line.append(f" by rule {event['rule']}")
         return line
     heads: dict[str, dict[str, Any]] = event.get("heads", {})
-    choices = [f"{head} {d.get('choice')} p={d.get('probability', 0.0):.2f}" for head, d in heads.items()]
-    line.append(" (" + ", ".join(choices) + ")" if choices else "")
+    op_head = heads.get("op")
+    if op_head is not None:
+        line.append(f" p={op_head.get('probability', 0.0):.2f}")
+    others = [
+        f"{head} {detail.get('choice')} {detail.get('probability', 0.0):.2f}"
+        for head, detail in heads.items()
+        if head not in ("op", "slot")
+    ]
+    if others:
+        line.append(" [" + ", ".join(others) + "]", style="dim")
     if "value" in event:
         line.append(f" V={event['value']:.2f}")
     return line

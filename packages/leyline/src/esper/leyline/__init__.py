@@ -69,11 +69,13 @@ from esper.leyline.legality import (
 )
 from esper.leyline.plain_values import identical
 from esper.leyline.protocols import (
+    ActionExplanation,
     ActionMasks,
     ActionResult,
     Controller,
     EncodedObservations,
     EvalResult,
+    ExplainingController,
     HiddenState,
     PolicyBundle,
     PolicyInputs,
@@ -135,6 +137,7 @@ __all__ = [
     "TERMINAL_STAGES",
     "TOPOLOGY_BLUEPRINTS",
     "VALID_TRANSITIONS",
+    "ActionExplanation",
     "ActionHead",
     "ActionMasks",
     "ActionResult",
@@ -154,6 +157,7 @@ __all__ = [
     "EpisodeEnvs",
     "EsperError",
     "EvalResult",
+    "ExplainingController",
     "FactoredAction",
     "FeatureWidthError",
     "HiddenState",

@@ -39,6 +39,15 @@ class Controller(Protocol):
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]: ...
 
 
+@runtime_checkable
+class ExplainingController(Controller, Protocol):
+    """A controller that can say why it chose what it chose: ``explain(env_id)`` describes its last ``act`` for
+    that env as plain JSON values (a rule and the signals it saw, or a policy's probabilities). Explaining only
+    reads what acting already decided: it changes nothing the controller does next."""
+
+    def explain(self, env_id: int) -> Mapping[str, object]: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActionMasks:
     """Physically possible actions for a batch (True = allowed).
@@ -76,6 +85,19 @@ class EncodedObservations:
 
 
 @dataclass(frozen=True, slots=True)
+class ActionExplanation:
+    """How sure a policy was of one step, beyond the log-probs of its choices (asked for with ``explain``).
+
+    - ``op_probabilities``: ``[batch, num_ops]`` float32, the op head's probabilities (0 for a forbidden op);
+    - ``entropy[head]``: ``[batch]`` float32 normalized entropy (entropy / ln(number allowed), 0 when one action
+      is allowed) of the distribution each head's action was drawn from.
+    """
+
+    op_probabilities: Tensor
+    entropy: Mapping[ActionHead, Tensor]
+
+
+@dataclass(frozen=True, slots=True)
 class ActionResult:
     """What ``get_action`` returns; everything simic stores for the PPO update. Not differentiable.
 
@@ -84,7 +106,9 @@ class ActionResult:
     - ``masks[head]``: ``[batch, head_size]`` bool, the mask actually sampled from (op-conditioned slot mask,
       placeholder-only rows for irrelevant heads), so the update scores the same distribution;
     - ``values``: ``[batch]`` float32 state value V(s), in the policy's (normalized) return units;
-    - ``hidden``: the recurrent state after this step.
+    - ``hidden``: the recurrent state after this step;
+    - ``explanation``: op probabilities and per-head entropies when ``get_action`` was asked to ``explain``,
+      else None.
     """
 
     actions: Mapping[ActionHead, Tensor]
@@ -92,6 +116,7 @@ class ActionResult:
     masks: Mapping[ActionHead, Tensor]
     values: Tensor
     hidden: HiddenState
+    explanation: ActionExplanation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +174,12 @@ class PolicyBundle(Protocol):
         hidden: HiddenState,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        explain: bool = False,
     ) -> ActionResult:
         """Sample (or take the argmax of) every head, op first, in inference mode.
 
         Random draws come from ``generator`` when given (reproducible rollouts), else torch's global RNG.
+        ``explain`` adds the ``explanation`` (it draws nothing, so the actions are the same either way).
         """
         ...
 

@@ -23,6 +23,7 @@ import torch
 
 from esper.leyline import (
     HEAD_ORDER,
+    ActionExplanation,
     ActionHead,
     ActionResult,
     EncodedObservations,
@@ -174,15 +175,21 @@ def _check_encoded(
 def _act_reproducibly(
     bundle: PolicyBundle, encoded: EncodedObservations, hidden: HiddenState, generator: torch.Generator
 ) -> ActionResult:
-    """``get_action`` twice from the same generator state, and twice deterministically: the same actions each
-    time (rollouts are reproducible from their seed; evaluation takes the argmax)."""
+    """``get_action`` twice from the same generator state, once more with ``explain``, and twice
+    deterministically: the same actions each time (rollouts are reproducible from their seed, explaining draws
+    nothing, evaluation takes the argmax)."""
     state = generator.get_state()
     first = bundle.get_action(encoded, hidden, False, generator)
+    after_first = generator.get_state()
     generator.set_state(state)
     pairs = {
         "from the same generator": (first, bundle.get_action(encoded, hidden, False, generator)),
         "deterministically": (bundle.get_action(encoded, hidden, True), bundle.get_action(encoded, hidden, True)),
     }
+    generator.set_state(state)
+    pairs["with explain=True"] = (first, bundle.get_action(encoded, hidden, False, generator, explain=True))
+    if not torch.equal(generator.get_state(), after_first):
+        raise PolicyContractError("get_action(explain=True) drew from the generator more than get_action() does")
     for how, (one, other) in pairs.items():
         for result in (one, other):
             if not isinstance(result, ActionResult):
@@ -194,7 +201,30 @@ def _act_reproducibly(
                 and not torch.equal(one.actions[head], other.actions[head])
             ):
                 raise PolicyContractError(f"get_action() chose different {head.value} actions {how}")
+    _check_explanation(pairs["with explain=True"][1], encoded, first.explanation)
     return first
+
+
+def _check_explanation(result: ActionResult, encoded: EncodedObservations, unasked: ActionExplanation | None) -> None:
+    """Asked for, the explanation holds the op probabilities (a distribution over the allowed ops) and one
+    normalized entropy in [0, 1] per head and env; not asked for, there is none."""
+    if unasked is not None:
+        raise PolicyContractError("get_action() returned an explanation nobody asked for (explain=False)")
+    explanation = result.explanation
+    if not isinstance(explanation, ActionExplanation):
+        raise PolicyContractError("get_action(explain=True) returned no ActionExplanation")
+    allowed = encoded.masks.op.cpu()
+    probabilities = _shape("explanation op probabilities", explanation.op_probabilities, tuple(allowed.shape)).cpu()
+    if bool((probabilities[~allowed] != 0).any()) or not torch.allclose(
+        probabilities.sum(dim=1), torch.ones(allowed.shape[0]), atol=1e-4
+    ):
+        raise PolicyContractError("explanation op probabilities must sum to 1 over the allowed ops, 0 elsewhere")
+    for head in HEAD_ORDER:
+        if head not in explanation.entropy:
+            raise PolicyContractError(f"explanation entropy lacks the {head.value} head")
+        entropy = _shape(f"explanation {head.value} entropy", explanation.entropy[head], (allowed.shape[0],)).cpu()
+        if not bool(((entropy >= -1e-6) & (entropy <= 1 + 1e-6)).all()):
+            raise PolicyContractError(f"explanation {head.value} entropy must be normalized to [0, 1]")
 
 
 def _check_result(

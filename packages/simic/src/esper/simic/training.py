@@ -21,7 +21,7 @@ from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, rest
 from esper.simic.envs.episode_records import EpisodeSummary
 from esper.simic.envs.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
 from esper.simic.envs.pools import EnvPool
-from esper.simic.episode_loop import StepObserver
+from esper.simic.episode_loop import DecisionObserver, StepObserver, explained
 from esper.simic.policy_controller import PolicyController
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.stats import UpdateStats
@@ -108,6 +108,7 @@ class PPOTraining:
         stop_after: int | None = None,
         time_budget_seconds: float | None = None,
         on_update: UpdateObserver | None = None,
+        on_decisions: DecisionObserver | None = None,
     ) -> list[RoundReport]:
         """Run the remaining rounds (at most ``stop_after`` of them), checkpointing after each update.
 
@@ -115,6 +116,7 @@ class PPOTraining:
         leaves a log one round ahead of the checkpoint, never behind it, and resume trains that round again.
         With a time budget, a round is started only if the mean duration of this session's rounds says it will
         finish within the budget; the run then stops at a checkpoint and ``--resume`` can continue it.
+        ``on_decisions`` sees what the policy says of each decision (it explains them only when observed).
         """
         reports: list[RoundReport] = []
         end = self.run_settings.rounds
@@ -126,7 +128,7 @@ class PPOTraining:
                 elapsed = time.perf_counter() - started
                 if elapsed + elapsed / len(reports) > time_budget_seconds:
                     break
-            report = self.run_round(round_index, on_step, on_update)
+            report = self.run_round(round_index, on_step, on_update, on_decisions)
             self.rounds_completed = round_index + 1
             reports.append(report)
             state = self.checkpoint()  # taken before the caller's logging can touch any global RNG
@@ -137,13 +139,19 @@ class PPOTraining:
         return reports
 
     def run_round(
-        self, round_index: int, on_step: StepObserver | None = None, on_update: UpdateObserver | None = None
+        self,
+        round_index: int,
+        on_step: StepObserver | None = None,
+        on_update: UpdateObserver | None = None,
+        on_decisions: DecisionObserver | None = None,
     ) -> RoundReport:
         started = time.perf_counter()
         run = self.run_settings
         bundle = self.bundle
         controller = PolicyController(
-            bundle, generator=torch.Generator(device=bundle.device).manual_seed(sampling_seed(run.seed, round_index))
+            bundle,
+            generator=torch.Generator(device=bundle.device).manual_seed(sampling_seed(run.seed, round_index)),
+            explain=on_decisions is not None,
         )
         buffer = RolloutBuffer(
             run.n_envs,
@@ -152,7 +160,7 @@ class PPOTraining:
             bundle.initial_hidden(run.n_envs),
         )
         seeds = training_episode_seeds(run.seed, round_index, run.n_envs)
-        episodes = collect_rollouts(self.pool, controller, seeds, buffer, on_step)
+        episodes = collect_rollouts(self.pool, controller, seeds, buffer, on_step, on_decisions)
         if on_update is not None:
             on_update(buffer)
         stats = self.updater.update(buffer, torch.Generator().manual_seed(minibatch_seed(run.seed, round_index)))
@@ -175,6 +183,7 @@ def collect_rollouts(
     seeds: Sequence[int],
     buffer: RolloutBuffer,
     on_step: StepObserver | None = None,
+    on_decisions: DecisionObserver | None = None,
 ) -> list[EpisodeSummary]:
     """One episode per env of the pool (``seeds`` in env order), every transition written to ``buffer`` once.
 
@@ -186,7 +195,10 @@ def collect_rollouts(
     controller.start_episodes(len(seeds))
     active = env_ids
     while active:
-        step = controller.step(active, [observations[i] for i in active])
+        seen = [observations[i] for i in active]
+        step = controller.step(active, seen)
+        if on_decisions is not None:
+            on_decisions(explained(controller, active, active, seen, step.actions))
         results = pool.step(active, step.actions)
         rewards, terminals = [r.reward for r in results], [r.terminal for r in results]
         buffer.add(active, step.encoded.inputs, step.result, rewards, terminals)

@@ -40,7 +40,14 @@ def run(args: argparse.Namespace) -> int:
     warn_on_other_episode_lengths(specs, config)
     # Every controller is built (its checkpoint loaded and checked) before the output directory is created.
     controllers = [
-        build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
+        build_controller(
+            spec,
+            config.preset,
+            seed=config.run.seed,
+            device=config.run.device,
+            explain=config.run.records_decisions(True),
+        )
+        for spec in specs
     ]
     loaded = config.preset.load_data(args.data_dir)
     task, data = loaded.task, data_record(config, loaded)

@@ -22,7 +22,13 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
     spec = ControllerSpec.parse(args.controller, config.preset.topology)
     warn_on_other_episode_lengths([spec], config)
-    controller = build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device)
+    controller = build_controller(
+        spec,
+        config.preset,
+        seed=config.run.seed,
+        device=config.run.device,
+        explain=config.run.records_decisions(True),
+    )
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
     loaded = config.preset.load_data(args.data_dir)

@@ -44,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
     specs = parse_controllers("schedules", config.preset.topology)
     labels = [spec.label for spec in specs]
     controllers = [
-        build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device) for spec in specs
+        build_controller(
+            spec,
+            config.preset,
+            seed=config.run.seed,
+            device=config.run.device,
+            explain=config.run.records_decisions(True),
+        )
+        for spec in specs
     ]
     out = args.out or default_run_dir(config.task, "pick-schedule")
     loaded = config.preset.load_data(args.data_dir)

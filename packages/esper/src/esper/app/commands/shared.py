@@ -10,14 +10,15 @@ from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
 from esper.app.controllers import ControllerSpec
 from esper.app.datasets.splits import LoadedTask
+from esper.app.decision_events import log_decision
 from esper.app.epoch_events import EpochLog
 from esper.app.progress import Progress
-from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, read_toml, resolve
+from esper.app.run_config import BACKEND_KEYS, LOGGING_KEYS, RunConfig, check_device, read_toml, resolve
 from esper.app.run_directory import RunDirectory, read_run_config
-from esper.leyline import Controller
+from esper.leyline import Controller, ExplainingController
 from esper.simic.envs.episode_records import EpisodeSummary, StepResult
 from esper.simic.envs.task_data import TaskData
-from esper.simic.episode_loop import run_episodes
+from esper.simic.episode_loop import ExplainedDecision, run_episodes
 
 
 def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunConfig:
@@ -29,8 +30,9 @@ def resolve_config(args: argparse.Namespace, flags: dict[str, object]) -> RunCon
 
 
 def backend_flags(args: argparse.Namespace) -> dict[str, object]:
-    """The flags every command takes to say where envs run (``BACKEND_KEYS``)."""
-    return {name: getattr(args, name) for name in BACKEND_KEYS}
+    """The flags every command takes to say where envs run (``BACKEND_KEYS``) and what it logs
+    (``LOGGING_KEYS``)."""
+    return {name: getattr(args, name) for name in (*BACKEND_KEYS, *LOGGING_KEYS)}
 
 
 def resolve_evaluation_config(args: argparse.Namespace) -> RunConfig:
@@ -70,7 +72,8 @@ def run_logged_episodes(
     quiet: bool,
     label: str,
 ) -> list[EpisodeSummary]:
-    """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode."""
+    """Run ``seeds`` with ``controller`` on the config's task, logging every epoch and episode, and every
+    decision when the run records them and the controller can explain itself."""
     preset = config.preset
     factory = preset.model_factory(preset.slots, config.episode_epochs, config.gate_config)
     pool = make_pool(config, task, factory, min(config.run.envs, len(seeds)))
@@ -84,7 +87,12 @@ def run_logged_episodes(
                 accuracy = sum(r.observation.val_accuracy for r in results) / len(results)
                 progress.advance(len(results), val_acc=accuracy)
 
-            summaries = run_episodes(pool, controller, seeds, observe)
+            def record(decisions: Sequence[ExplainedDecision]) -> None:
+                for decision in decisions:
+                    log_decision(directory, decision, controller=controller.name, episode=decision.episode)
+
+            explains = config.run.records_decisions(True) and isinstance(controller, ExplainingController)
+            summaries = run_episodes(pool, controller, seeds, observe, record if explains else None)
     finally:
         pool.close()
     for index, summary in enumerate(summaries):

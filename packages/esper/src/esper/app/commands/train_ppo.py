@@ -26,10 +26,11 @@ from esper.app.backends import make_pool, require_backend
 from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.console import note
 from esper.app.controllers import policy_from_checkpoint
+from esper.app.decision_events import log_decision
 from esper.app.epoch_events import EpochLog
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
-from esper.app.run_config import BACKEND_KEYS, RunConfig, check_device, from_dict, override_run
+from esper.app.run_config import BACKEND_KEYS, LOGGING_KEYS, RunConfig, check_device, from_dict, override_run
 from esper.app.run_directory import (
     RunDirectory,
     best_checkpoint_file,
@@ -44,6 +45,7 @@ from esper.leyline import CheckpointError, ConfigError, EsperError, NonFiniteErr
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, seed_rng_states
 from esper.simic.envs.episode_records import StepResult
 from esper.simic.envs.task_data import TaskData
+from esper.simic.episode_loop import ExplainedDecision
 from esper.simic.ppo.updater import PPOUpdater
 from esper.simic.training import PPORunConfig, PPOTraining, RoundReport
 from esper.tamiyo import create_policy
@@ -95,7 +97,7 @@ def _resume(args: argparse.Namespace) -> int:
             from_dict(stored),
             {
                 name: getattr(args, name)
-                for name in ("rounds", "device", "compile_mode", "time_budget_minutes", *BACKEND_KEYS)
+                for name in ("rounds", "device", "compile_mode", "time_budget_minutes", *BACKEND_KEYS, *LOGGING_KEYS)
             },
         )
         check_device(config.run.device)
@@ -252,6 +254,10 @@ def _run_rounds(
                     epochs.log(result, round=current[0], env=episode)
                 progress.advance(len(results), round=current[0])
 
+            def on_decisions(decisions: Sequence[ExplainedDecision]) -> None:
+                for decision in decisions:
+                    log_decision(directory, decision, round=current[0], env=decision.episode)
+
             def on_round(report: RoundReport) -> None:
                 current[0] = report.round_index + 1
                 _log_round(directory, report)
@@ -275,7 +281,10 @@ def _run_rounds(
             budget = config.run.time_budget_minutes
             try:
                 training.run(
-                    on_round=on_round, on_step=on_step, time_budget_seconds=None if budget is None else budget * 60.0
+                    on_round=on_round,
+                    on_step=on_step,
+                    time_budget_seconds=None if budget is None else budget * 60.0,
+                    on_decisions=on_decisions if config.run.records_decisions(False) else None,
                 )
             except NonFiniteError as error:
                 directory.event("non_finite_stop", round=current[0], detail=str(error))

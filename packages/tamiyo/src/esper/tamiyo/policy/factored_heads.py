@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, InvalidStateMachineError
+from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
 from esper.tamiyo.policy.canonical import canonical_masks
 from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
 from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout
@@ -29,6 +29,7 @@ class SampledActions:
     actions: dict[ActionHead, torch.Tensor]
     log_probs: dict[ActionHead, torch.Tensor]
     masks: dict[ActionHead, torch.Tensor]
+    explanation: ActionExplanation | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +51,11 @@ def sample_actions(
     *,
     deterministic: bool,
     generator: torch.Generator | None,
+    explain: bool = False,
 ) -> SampledActions:
     """Draw one factored action per row from padded ``logits`` ``[batch, H, width]``: the op first, then every
-    other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit."""
+    other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit.
+    ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn)."""
     op_mask = layout.pad_row(masks.op, ActionHead.OP)
     op_distribution = MaskedCategorical(logits[:, _OP], op_mask)
     ops = _draw(op_distribution, deterministic, generator)
@@ -64,10 +67,15 @@ def sample_actions(
     distribution = MaskedCategorical(logits, canonical)
     actions = _draw(distribution, deterministic, generator)
     actions[:, _OP] = ops
+    explanation = None
+    if explain:
+        op_probabilities = op_distribution.log_probs[:, : layout.sizes[_OP]].exp()
+        explanation = ActionExplanation(op_probabilities, layout.columns(distribution.entropy()))
     return SampledActions(
         actions=layout.columns(actions),
         log_probs=layout.columns(distribution.log_prob(actions)),
         masks=layout.split(canonical),
+        explanation=explanation,
     )
 
 

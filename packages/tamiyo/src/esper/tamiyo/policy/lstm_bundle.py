@@ -204,10 +204,12 @@ class LSTMPolicyBundle:
         hidden: HiddenState,
         deterministic: bool = False,
         generator: torch.Generator | None = None,
+        explain: bool = False,
     ) -> ActionResult:
         """One step for a batch of envs, in ``torch.inference_mode``: the returned log-probs and values are not
         differentiable (they are the stored old log-probs of PPO); training values and log-probs come from
-        ``evaluate_actions``. ``deterministic`` takes each head's most probable allowed action."""
+        ``evaluate_actions``. ``deterministic`` takes each head's most probable allowed action; ``explain`` adds
+        the op probabilities and per-head entropies (the same actions either way)."""
         inputs = observations.inputs
         check_input_names(inputs, _INPUT_NAMES)
         (batch,) = check_features(inputs[FEATURES], 2, self._feature_dim)
@@ -228,6 +230,7 @@ class LSTMPolicyBundle:
                 self._network.layout,
                 deterministic=deterministic,
                 generator=generator,
+                explain=explain,
             )
             values = output.values[:, 0].float()
         return ActionResult(
@@ -236,6 +239,7 @@ class LSTMPolicyBundle:
             masks=MappingProxyType(sampled.masks),
             values=values,
             hidden=output.hidden,
+            explanation=sampled.explanation,
         )
 
     def evaluate_actions(

@@ -42,6 +42,10 @@ class RandomValidController:
     def start_episodes(self, n_envs: int) -> None:
         self._envs.start(n_envs)
 
+    def explain(self, env_id: int) -> dict[str, object]:
+        """Every choice is a uniform draw over what the masks allow (leyline ``ExplainingController``)."""
+        return {"rule": "uniform_over_valid"}
+
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
         self._envs.check(env_ids, observations)
         masks = build_mask_arrays(observations, self.slot_config, self.topology)
@@ -73,6 +77,10 @@ class StaticController:
 
     def start_episodes(self, n_envs: int) -> None:
         self._envs.start(n_envs)
+
+    def explain(self, env_id: int) -> dict[str, object]:
+        """The static host never grows (leyline ``ExplainingController``)."""
+        return {"rule": "always_wait"}
 
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
         self._envs.check(env_ids, observations)

@@ -36,10 +36,12 @@ from esper.leyline import (
     EnvObservation,
     EpisodeEnvs,
     FactoredAction,
+    InvalidStateMachineError,
     LifecycleOp,
     SeedReport,
     SeedStage,
     SlotConfig,
+    SlotReport,
     Tempo,
     Topology,
 )
@@ -125,6 +127,11 @@ class _EnvMemory:
     rotation_index: int = 0
     last_prune_epoch: int | None = None
     last_epoch: int | None = None
+    #: What the last decision saw besides the tracker: the slot it targeted (None without a slot), the
+    #: germination embargo and the blueprint penalties.
+    last_target: SlotReport | None = None
+    last_embargo: int = 0
+    last_penalties: Mapping[Blueprint, float] = field(default_factory=dict)
     last_decision: Decision | None = None
 
 
@@ -190,6 +197,36 @@ class HeuristicController:
             embargo_remaining=self._embargo_remaining(memory.last_prune_epoch, memory.last_epoch),
             last_decision=memory.last_decision,
         )
+
+    def explain(self, env_id: int) -> dict[str, object]:
+        """The rule behind the env's last decision and the signals it saw: the tracker's, the germination
+        embargo and blueprint penalties, and the targeted seed's figures (leyline ``ExplainingController``)."""
+        memory = self._memory[env_id]
+        decision = memory.last_decision
+        if decision is None:
+            raise InvalidStateMachineError(f"{self.name}: explain({env_id}) before the env's first act()")
+        signals = memory.tracker.signals
+        seen: dict[str, object] = {
+            "plateau_epochs": signals.plateau_epochs,
+            "stabilized": signals.stabilized,
+            "accuracy_gain": signals.accuracy_gain,
+            "relative_loss_change": signals.relative_loss_change,
+            "embargo_remaining": memory.last_embargo,
+            "blueprint_penalties": {b.registry_name: round(p, 4) for b, p in memory.last_penalties.items()},
+        }
+        target = memory.last_target
+        if target is not None and target.seed is not None:
+            seed = target.seed
+            seen["seed"] = {
+                "stage": target.stage.name,
+                "blueprint": seed.blueprint.registry_name,
+                "epochs_in_stage": seed.epochs_in_stage,
+                "alpha": seed.alpha.value,
+                "contribution": seed.metrics.contribution,
+                "accuracy_at_stage_entry": seed.metrics.accuracy_at_stage_entry,
+                "gate_blocked_epochs": seed.gate_blocked_epochs,
+            }
+        return {"rule": decision.reason.value, "signals": seen}
 
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
         self._envs.check(env_ids, observations)
@@ -318,6 +355,9 @@ class HeuristicController:
         memory.penalties = {b: p for b, p in decayed.items() if p >= self.config.penalty_drop_below}
 
     def _remember(self, memory: _EnvMemory, observation: EnvObservation, decision: Decision) -> None:
+        memory.last_target = None if decision.slot is None else observation.slots[decision.slot]
+        memory.last_embargo = self._embargo_remaining(memory.last_prune_epoch, observation.epoch)
+        memory.last_penalties = dict(memory.penalties)
         memory.last_decision = decision
         memory.last_epoch = observation.epoch
         if decision.op is LifecycleOp.PRUNE and decision.slot is not None:

@@ -19,6 +19,7 @@ from esper.leyline import (
     EnvObservation,
     EpisodeEnvs,
     FactoredAction,
+    InvalidStateMachineError,
     LifecycleOp,
     SlotConfig,
     Tempo,
@@ -54,6 +55,7 @@ class ScheduleController:
         self.style = style
         self.tempo = tempo
         self._envs = EpisodeEnvs(self.name)
+        self._last_rules: dict[int, dict[str, object]] = {}
 
     @property
     def name(self) -> str:
@@ -61,12 +63,21 @@ class ScheduleController:
 
     def start_episodes(self, n_envs: int) -> None:
         self._envs.start(n_envs)
+        self._last_rules = {}
+
+    def explain(self, env_id: int) -> dict[str, object]:
+        """Which part of the schedule chose the env's last action (leyline ``ExplainingController``):
+        ``<op>_when_legal`` (the first legal candidate), ``next_after_refusal`` (the previous request was refused,
+        so the candidate after it), or ``nothing_legal`` (a WAIT)."""
+        if env_id not in self._last_rules:
+            raise InvalidStateMachineError(f"{self.name}: explain({env_id}) before the env's first act()")
+        return self._last_rules[env_id]
 
     def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
         self._envs.check(env_ids, observations)
         masks = build_mask_arrays(observations, self.slot_config, self.topology)
         actions = []
-        for row, observation in enumerate(observations):
+        for row, (env, observation) in enumerate(zip(env_ids, observations, strict=True)):
             legal = masks.slot_by_op[row]
             germinate_into = np.flatnonzero(legal[LifecycleOp.GERMINATE])[:1]
             candidates = [
@@ -75,7 +86,15 @@ class ScheduleController:
                 for op in _PRIORITY
                 if legal[op, slot] and (op is not LifecycleOp.GERMINATE or slot in germinate_into)
             ]
-            actions.append(_after_refusal(candidates, observation) if candidates else FactoredAction.wait())
+            action = _after_refusal(candidates, observation) if candidates else FactoredAction.wait()
+            if not candidates:
+                rule = "nothing_legal"
+            elif action is candidates[0]:
+                rule = f"{action.op.name.lower()}_when_legal"
+            else:
+                rule = "next_after_refusal"
+            self._last_rules[env] = {"rule": rule, "signals": {"candidates": len(candidates)}}
+            actions.append(action)
         return actions
 
     def _action(self, op: LifecycleOp, slot: int) -> FactoredAction:
