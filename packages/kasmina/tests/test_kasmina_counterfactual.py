@@ -175,10 +175,12 @@ def test_velocity_and_freshness() -> None:
 
 
 def test_rows_of_a_replaced_seed_are_ignored() -> None:
+    """A rollback between planning and recording removes the seed the plan measured: its rows are dropped."""
     model = digits_model()
+    before = model.snapshot()
     to_training(model, 0)
     plan = model.counterfactual_plan()
-    model.slot("r0c0").force_prune()
+    model.restore(before)
     model.record_counterfactuals(plan, [50.0, 70.0])
     assert model.slot_reports()[0].seed is None
     with pytest.raises(ValueError, match="one accuracy per plan row"):

@@ -305,7 +305,6 @@ def test_fossils_refuse_prune_and_retarget() -> None:
         slot.tick()
     assert not slot.prune(0, AlphaCurve.LINEAR).success
     assert not slot.set_alpha_target(0.5, 0, AlphaCurve.LINEAR, BlendStyle.LINEAR_ADD, 10.0).success
-    slot.force_prune()
     assert slot.stage is SeedStage.FOSSILIZED
 
 

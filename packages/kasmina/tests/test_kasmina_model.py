@@ -160,7 +160,7 @@ def test_scheduled_prune_through_the_model() -> None:
     version = model.seed_parameter_version
     ok(model.execute(FactoredAction.prune(0, AlphaSpeed.FAST, AlphaCurve.COSINE), 10.0))
     assert all(not p.requires_grad for p in model.seed_parameters("r0c0"))
-    assert model.seed_param_count("r0c0") > 0
+    assert model.slot("r0c0").require_seed().param_count() > 0
     for _ in range(3):
         model.tick()
     assert model.stages()[0] is SeedStage.EMBARGOED
@@ -178,7 +178,7 @@ def test_parameter_groups_partition_the_model_and_counts_ignore_requires_grad() 
     assert all(not (host & group) for group in seeds)
     assert host.union(*seeds) == {id(p) for p in model.parameters()}
     assert model.host_param_count() == 75
-    counts = [model.seed_param_count(s) for s in ("r0c0", "r0c1", "r0c2")]
+    counts = [model.slot(s).require_seed().param_count() for s in ("r0c0", "r0c1", "r0c2")]
     assert counts == [9 * c * c + 2 * c for c in (1, 2, 4)]  # ADD: the unused blend gate costs nothing
     model.tick()  # r0c1's alpha becomes > 0; r0c2 is still in TRAINING (alpha 0)
     assert model.active_seed_param_count() == counts[0] + counts[1]
@@ -240,7 +240,7 @@ def test_a_seed_costs_its_blend_gate_only_under_the_gate_operator(blueprint: Blu
     model.tick()
     channels = model.slot("r0c1").channels
     module_params = BLUEPRINTS.spec(Topology.CNN, blueprint).param_estimate(channels)
-    assert model.seed_param_count("r0c1") == module_params
+    assert model.slot("r0c1").require_seed().param_count() == module_params
     report = model.slot_reports()[1].seed
     assert report is not None and report.param_count == module_params
     assert model.active_seed_param_count() == module_params
@@ -248,5 +248,5 @@ def test_a_seed_costs_its_blend_gate_only_under_the_gate_operator(blueprint: Blu
     while alpha.ramping:
         model.tick()
     ok(model.execute(FactoredAction.set_alpha_target(1, AlphaTarget.HALF, style=BlendStyle.GATED_GATE), 30.0))
-    assert model.seed_param_count("r0c1") == module_params + channels + 1
+    assert model.slot("r0c1").require_seed().param_count() == module_params + channels + 1
     assert model.active_seed_param_count() == module_params + channels + 1

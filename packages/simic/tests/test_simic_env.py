@@ -52,7 +52,7 @@ def test_growth_episode_end_to_end() -> None:
     summary = env.summary()
     assert summary.germinated == 1 and summary.fossilized == 1 and summary.pruned == 0
     assert summary.final_val_accuracy > summary.initial_val_accuracy + 20  # the seed solves what the host cannot
-    assert summary.params_added == env.model.seed_param_count("r0c0") > 0
+    assert summary.params_added == env.model.slot("r0c0").require_seed().param_count() > 0
     assert [e.target for e in summary.events][:2] == [SeedStage.GERMINATED, SeedStage.TRAINING]
     assert summary.events[-1].target is SeedStage.FOSSILIZED
     # accuracy rewards telescope: their sum is the accuracy gained over the episode
@@ -208,7 +208,7 @@ def test_a_seed_that_never_blends_adds_no_parameters_and_pays_no_rent() -> None:
     results = [env.step(FactoredAction.germinate(0, Blueprint.CONV_LIGHT))]
     results += [env.step(FactoredAction.advance(0 if i == 0 else 1)) for i in range(3)]
     assert env.model.stages()[0] is SeedStage.TRAINING  # germinated and training, never blended
-    assert env.model.seed_param_count("r0c0") > 0
+    assert env.model.slot("r0c0").require_seed().param_count() > 0
     summary = env.summary()
     assert summary.params_added == 0
     assert [(s.stage, s.affects_output) for s in summary.seeds_at_end] == [(SeedStage.TRAINING, False)]

@@ -330,10 +330,6 @@ class MorphogeneticModel(nn.Module):
     def host_param_count(self) -> int:
         return sum(p.numel() for p in self.host.parameters())
 
-    def seed_param_count(self, slot_id: str | SlotId) -> int:
-        seed = self.slot(slot_id).seed
-        return 0 if seed is None else seed.param_count()
-
     def active_seed_param_count(self) -> int:
         """What the seeds that change the output (alpha > 0 or fossilized) cost, frozen or not: the parameters
         a user would keep if training stopped now (rent and ``params_added`` both use this count)."""

@@ -19,7 +19,6 @@ from esper.leyline import (
     ALPHA_TOLERANCE,
     FAILURE_DWELL_EPOCHS,
     FAILURE_STAGES,
-    LIVE_STAGES,
     SEED_BEARING_STAGES,
     STYLE_TABLE,
     TEMPO_EPOCHS,
@@ -147,11 +146,6 @@ class SeedSlot(nn.Module):
         seed.ramp_alpha(0.0, steps, curve)
         seed.prune_pending = True
         return ExecutionResult(True, f"{self.slot_id} prune scheduled over {steps} epochs")
-
-    def force_prune(self) -> None:
-        """Prune a live seed now, whatever its age or ramp (a governor rollback); fossils and empty slots stay."""
-        if self.stage in LIVE_STAGES:
-            self._move_to(SeedStage.PRUNED)
 
     def set_alpha_target(
         self, target: float, steps: int, curve: AlphaCurve, style: BlendStyle, val_accuracy: float
