@@ -38,7 +38,6 @@ from esper.simic.envs.model_factories import CNNModelFactory
 from esper.simic.envs.pools import InProcessPool
 from esper.simic.envs.task_data import TaskData
 from esper.simic.ppo.advantages import compute_gae
-from esper.simic.ppo.relevance import relevant_heads
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.stats import UpdateStats
 from esper.simic.ppo.updater import PPOConfig, PPOUpdater
@@ -261,9 +260,16 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
         # ... so the first minibatch's ratio is 1.
         assert report.update.first_ratio_deviation < 1e-5
 
-        # Heads the chosen op ignores score exactly 0, stored and re-evaluated, and have entropy exactly 0.
-        relevant = relevant_heads(buffer.actions[ActionHead.OP])  # [env, time, head]
+        # The relevance the policy stored with each action is leyline's row of the chosen op; heads the op
+        # ignores score exactly 0, stored and re-evaluated, and have entropy exactly 0.
+        relevant = torch.tensor(
+            [
+                [[is_relevant(LifecycleOp(op), head) for head in HEAD_ORDER] for op in row]
+                for row in buffer.actions[ActionHead.OP].tolist()
+            ]
+        )  # [env, time, head]
         for index, head in enumerate(HEAD_ORDER):
+            assert torch.equal(buffer.relevant[head][valid], relevant[..., index][valid]), head
             ignored = valid & ~relevant[..., index]
             assert (buffer.log_probs[head][ignored] == 0.0).all(), head
             assert (captured.fresh.log_probs[head][ignored] == 0.0).all(), head

@@ -32,13 +32,15 @@ from esper.leyline import (
     Tempo,
     Topology,
     head_sizes,
+    relevance_rows,
 )
 from esper.leyline.protocols import HiddenState, PolicyInputs
 from esper.simic.envs.model_factories import CNNModelFactory
 from esper.simic.envs.task_data import TaskData
-from esper.simic.ppo.relevance import relevant_heads
 
 _NUM_STAGES = len(SeedStage)
+#: ``[op, head]`` bool: the double's own tensor of leyline's relevance table (a policy builds its own).
+_RELEVANCE = torch.tensor(relevance_rows(), dtype=torch.bool)
 
 
 class TinyBundle:
@@ -116,7 +118,7 @@ class TinyBundle:
             actions: dict[ActionHead, torch.Tensor] = {}
             op = _choose(logits[ActionHead.OP][:, 0], masks[ActionHead.OP], deterministic, generator)
             actions[ActionHead.OP] = op
-            relevant = relevant_heads(op)
+            relevant = _RELEVANCE[op]  # [batch, heads]
             for index, head in enumerate(HEAD_ORDER[:-1]):
                 if head is ActionHead.SLOT:
                     full = observations.masks.slot_by_op[torch.arange(batch), op]
@@ -134,7 +136,8 @@ class TinyBundle:
                 op_probabilities = _masked(logits[ActionHead.OP][:, 0], masks[ActionHead.OP]).exp()
                 entropy = {h: _normalized_entropy(logits[h][:, 0], masks[h]) for h in HEAD_ORDER}
                 explanation = ActionExplanation(op_probabilities, entropy)
-        return ActionResult(actions, log_probs, masks, values[:, 0], new_hidden, explanation)
+        relevance = {head: relevant[:, index] for index, head in enumerate(HEAD_ORDER)}
+        return ActionResult(actions, log_probs, masks, relevance, values[:, 0], new_hidden, explanation)
 
     def evaluate_actions(
         self,

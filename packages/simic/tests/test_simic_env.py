@@ -187,7 +187,7 @@ def test_lifecycle_events_and_the_seeds_at_the_end_say_what_each_seed_cost_and_c
         contributions[obs.epoch] = None if seed is None else seed.metrics.contribution
         obs = env.step(grow_first_slot(obs)).observation
     summary = env.summary()
-    params = env.model.seed_param_count("r0c0")
+    params = env.model.slot("r0c0").require_seed().param_count()
     assert {(e.blueprint, e.params) for e in summary.events} == {("conv_light", params)}
     germinated, *later = summary.events
     assert germinated.contribution is None  # a new seed has not been measured

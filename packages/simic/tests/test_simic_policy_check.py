@@ -4,6 +4,7 @@ is one ``PolicyContractError`` naming what is wrong."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -80,7 +81,21 @@ class _ScoresAnIgnoredHead(TinyBundle):
     ) -> ActionResult:
         result = super().get_action(observations, hidden, deterministic, generator, explain)
         log_probs = {**result.log_probs, ActionHead.ALPHA_CURVE: result.log_probs[ActionHead.ALPHA_CURVE] - 0.1}
-        return ActionResult(result.actions, log_probs, result.masks, result.values, result.hidden, result.explanation)
+        return dataclasses.replace(result, log_probs=log_probs)
+
+
+class _ClaimsEveryHeadMatters(TinyBundle):
+    def get_action(
+        self,
+        observations: EncodedObservations,
+        hidden: HiddenState,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+        explain: bool = False,
+    ) -> ActionResult:
+        result = super().get_action(observations, hidden, deterministic, generator, explain)
+        everything = {head: torch.ones_like(relevant) for head, relevant in result.relevant.items()}
+        return dataclasses.replace(result, relevant=everything)
 
 
 class _UnsavableConfig(TinyBundle):
@@ -125,7 +140,7 @@ class _ExplainsWithUnnormalizedEntropy(TinyBundle):
             return result
         entropy = {**result.explanation.entropy, ActionHead.SLOT: result.explanation.entropy[ActionHead.SLOT] + 2.0}
         explanation = ActionExplanation(result.explanation.op_probabilities, entropy)
-        return ActionResult(result.actions, result.log_probs, result.masks, result.values, result.hidden, explanation)
+        return dataclasses.replace(result, explanation=explanation)
 
 
 @pytest.mark.parametrize(
@@ -136,6 +151,7 @@ class _ExplainsWithUnnormalizedEntropy(TinyBundle):
         (_ForgetsTheHiddenState, r"evaluate_actions\(\) scores the stored \w+ actions differently from get_action"),
         (_DropsARow, r"encode\(\) input 'stage' has shape \[2, 2\], expected \[3, ...\]"),
         (_ScoresAnIgnoredHead, r"alpha_curve log-probs must be (finite and <= 0|exactly 0 where the op ignores it)"),
+        (_ClaimsEveryHeadMatters, r"\w+ relevance differs from leyline's CAUSAL_RELEVANCE for the chosen ops"),
         (_UnsavableConfig, r"build_config\(\) is not JSON-serializable"),
         (_ForgetsItsState, r"state_dict\(\) after load_state_dict\(state\) differs"),
     ],

@@ -43,6 +43,7 @@ class Rollout:
     actions: dict[ActionHead, torch.Tensor]  # [env, time]
     masks: dict[ActionHead, torch.Tensor]  # [env, time, n]
     log_probs: dict[ActionHead, torch.Tensor]  # [env, time]
+    relevant: dict[ActionHead, torch.Tensor]  # [env, time] bool
     values: torch.Tensor  # [env, time]
     initial_hidden: tuple[torch.Tensor, torch.Tensor]
 
@@ -66,6 +67,7 @@ def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = Fal
         actions={h: over_time([r.actions[h] for r in results]) for h in HEAD_ORDER},
         masks={h: over_time([r.masks[h] for r in results]) for h in HEAD_ORDER},
         log_probs={h: over_time([r.log_probs[h] for r in results]) for h in HEAD_ORDER},
+        relevant={h: over_time([r.relevant[h] for r in results]) for h in HEAD_ORDER},
         values=over_time([r.values for r in results]),
         initial_hidden=initial,
     )
@@ -106,6 +108,7 @@ def test_irrelevant_heads_are_canonical_with_zero_log_prob_and_entropy() -> None
     assert len(set(ops.flatten().tolist())) > 2
     for head in HEAD_ORDER:
         irrelevant = torch.tensor([[not is_relevant(LifecycleOp(int(op)), head) for op in row] for row in ops])
+        assert torch.equal(rollout.relevant[head], ~irrelevant)  # what the bundle reports with each action
         assert (rollout.log_probs[head][irrelevant] == 0).all() and (evaluated.entropy[head][irrelevant] == 0).all()
         assert (evaluated.log_probs[head][irrelevant] == 0).all()
         assert (rollout.masks[head][irrelevant].sum(dim=-1) == 1).all()

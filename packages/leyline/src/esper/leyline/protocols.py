@@ -105,6 +105,8 @@ class ActionResult:
     - ``log_probs[head]``: ``[batch]`` float32 (exactly 0 for irrelevant heads);
     - ``masks[head]``: ``[batch, head_size]`` bool, the mask actually sampled from (op-conditioned slot mask,
       placeholder-only rows for irrelevant heads), so the update scores the same distribution;
+    - ``relevant[head]``: ``[batch]`` bool, whether the head matters for the chosen op (``CAUSAL_RELEVANCE``);
+      the policy builds this tensor anyway to canonicalize its masks, and PPO masks every per-head term with it;
     - ``values``: ``[batch]`` float32 state value V(s), in the policy's (normalized) return units;
     - ``hidden``: the recurrent state after this step;
     - ``explanation``: op probabilities and per-head entropies when ``get_action`` was asked to ``explain``,
@@ -114,6 +116,7 @@ class ActionResult:
     actions: Mapping[ActionHead, Tensor]
     log_probs: Mapping[ActionHead, Tensor]
     masks: Mapping[ActionHead, Tensor]
+    relevant: Mapping[ActionHead, Tensor]
     values: Tensor
     hidden: HiddenState
     explanation: ActionExplanation | None = None

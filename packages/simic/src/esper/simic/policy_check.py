@@ -36,9 +36,9 @@ from esper.leyline import (
     SlotReport,
     Topology,
     head_sizes,
+    is_relevant,
 )
 from esper.leyline.protocols import HiddenState
-from esper.simic.ppo.relevance import relevant_heads
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 
 #: How closely ``evaluate_actions`` must reproduce what ``get_action`` returned (float32 recomputation).
@@ -234,13 +234,12 @@ def _check_result(
     n_envs: int,
     sizes: Mapping[ActionHead, int],
 ) -> None:
-    for field_name in ("actions", "log_probs", "masks"):
+    for field_name in ("actions", "log_probs", "masks", "relevant"):
         missing = [head.value for head in HEAD_ORDER if head not in getattr(result, field_name)]
         if missing:
             raise PolicyContractError(f"get_action() {field_name} lack the heads {missing}")
     ops = _shape("get_action() op actions", result.actions[ActionHead.OP], (n_envs,), torch.int64).cpu()
-    relevant = relevant_heads(ops)  # [env, heads]
-    for index, head in enumerate(HEAD_ORDER):
+    for head in HEAD_ORDER:
         action = _shape(f"get_action() {head.value} actions", result.actions[head], (n_envs,), torch.int64).cpu()
         mask = _shape(f"get_action() {head.value} mask", result.masks[head], (n_envs, sizes[head]), torch.bool).cpu()
         log_prob = _shape(f"get_action() {head.value} log-probs", result.log_probs[head], (n_envs,)).cpu()
@@ -250,7 +249,12 @@ def _check_result(
             raise PolicyContractError(f"get_action() took a {head.value} action its own mask forbids")
         if not bool(torch.isfinite(log_prob).all()) or bool((log_prob > 0).any()):
             raise PolicyContractError(f"get_action() {head.value} log-probs must be finite and <= 0")
-        if bool((log_prob[~relevant[:, index]] != 0).any()):
+        relevant = _shape(f"get_action() {head.value} relevance", result.relevant[head], (n_envs,), torch.bool).cpu()
+        if relevant.tolist() != [is_relevant(LifecycleOp(op), head) for op in ops.tolist()]:
+            raise PolicyContractError(
+                f"get_action() {head.value} relevance differs from leyline's CAUSAL_RELEVANCE for the chosen ops"
+            )
+        if bool((log_prob[~relevant] != 0).any()):
             raise PolicyContractError(f"get_action() {head.value} log-probs must be exactly 0 where the op ignores it")
     if not bool(encoded.masks.op.cpu().gather(1, ops.unsqueeze(1)).all()):
         raise PolicyContractError("get_action() chose an op the observation's op mask forbids")

@@ -42,6 +42,8 @@ class RolloutBuffer:
         self.masks = {h: torch.ones(*shape, head_sizes[h], dtype=torch.bool) for h in HEAD_ORDER}
         self.actions = {h: torch.zeros(shape, dtype=torch.int64) for h in HEAD_ORDER}
         self.log_probs = {h: torch.zeros(shape) for h in HEAD_ORDER}
+        #: Whether each head mattered for the stored op (the policy's ``ActionResult.relevant``; False on padding).
+        self.relevant = {h: torch.zeros(shape, dtype=torch.bool) for h in HEAD_ORDER}
         self.values = torch.zeros(shape)
         self.rewards = torch.zeros(shape)
         self.terminals = torch.zeros(shape, dtype=torch.bool)
@@ -74,6 +76,7 @@ class RolloutBuffer:
             self.masks[head][rows, steps] = result.masks[head].cpu()
             self.actions[head][rows, steps] = result.actions[head].cpu()
             self.log_probs[head][rows, steps] = result.log_probs[head].float().cpu()
+            self.relevant[head][rows, steps] = result.relevant[head].cpu()
         self.values[rows, steps] = result.values.float().cpu()
         self.rewards[rows, steps] = torch.tensor([float(r) for r in rewards])
         self.terminals[rows, steps] = torch.tensor([bool(t) for t in terminals])

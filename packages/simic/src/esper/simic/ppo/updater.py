@@ -15,11 +15,10 @@ from typing import Any, Literal
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, CheckpointError, ConfigError, NonFiniteError, PolicyBundle
+from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, NonFiniteError, PolicyBundle
 from esper.simic.ppo.adam_state import check_adam_state
 from esper.simic.ppo.advantages import compute_gae
 from esper.simic.ppo.loss import ppo_loss
-from esper.simic.ppo.relevance import relevant_heads
 from esper.simic.ppo.return_normalizer import ReturnNormalizer
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.stats import MinibatchStats, StatsAccumulator, UpdateStats, explained_variance
@@ -128,8 +127,11 @@ class PPOUpdater:
         if cfg.normalize_advantages and n_valid > 1:
             flat = advantages[valid]
             advantages = torch.where(valid, (advantages - flat.mean()) / (flat.std() + 1e-8), 0.0)
-        # [heads, env, time]: the head mattered for the stored op; it also had more than one allowed action.
-        relevant = relevant_heads(buffer.actions[ActionHead.OP]).permute(2, 0, 1) & valid.unsqueeze(0)
+        # [heads, env, time]: the head mattered for the stored op (as the policy reported it with the action);
+        # ``choices``: it also had more than one allowed action. Stacked on the last dimension and permuted, so
+        # the masked sums below add in the same order as they always have (same seeds, same numbers).
+        relevant = torch.stack([buffer.relevant[head] for head in HEAD_ORDER], dim=-1).permute(2, 0, 1)
+        relevant = relevant & valid.unsqueeze(0)
         choices = relevant & torch.stack([buffer.masks[head].sum(dim=-1) > 1 for head in HEAD_ORDER])
         old_log_probs = torch.stack([buffer.log_probs[head] for head in HEAD_ORDER])
 

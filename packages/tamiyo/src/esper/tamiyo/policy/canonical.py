@@ -42,7 +42,9 @@ def _placeholder_tables(width: int, device: torch.device) -> tuple[torch.Tensor,
 
 
 def relevance(ops: torch.Tensor) -> torch.Tensor:
-    """``[..., H]`` bool: which heads matter for each op of ``ops`` ``[...]`` (columns in HEAD_ORDER)."""
+    """``[..., H]`` bool: which heads matter for each op of ``ops`` ``[...]`` (columns in HEAD_ORDER). The one
+    tensor form of leyline's table: the bundle returns it with every action (``ActionResult.relevant``), so simic
+    masks its PPO terms with this very tensor instead of building its own."""
     return _relevance(ops.device)[ops]
 
 

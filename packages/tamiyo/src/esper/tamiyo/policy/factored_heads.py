@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
-from esper.tamiyo.policy.canonical import canonical_masks
+from esper.tamiyo.policy.canonical import canonical_masks, relevance
 from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
 from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout
 
@@ -23,12 +23,14 @@ _OP = HEAD_INDEX[ActionHead.OP]
 
 @dataclass(frozen=True, slots=True)
 class SampledActions:
-    """Per head: ``actions`` ``[batch]`` int64, ``log_probs`` ``[batch]`` float32 and ``masks`` ``[batch, n]``
-    bool (the canonical mask the action was drawn from, which the update must score with)."""
+    """Per head: ``actions`` ``[batch]`` int64, ``log_probs`` ``[batch]`` float32, ``masks`` ``[batch, n]``
+    bool (the canonical mask the action was drawn from, which the update must score with) and ``relevant``
+    ``[batch]`` bool (the head matters for the drawn op)."""
 
     actions: dict[ActionHead, torch.Tensor]
     log_probs: dict[ActionHead, torch.Tensor]
     masks: dict[ActionHead, torch.Tensor]
+    relevant: dict[ActionHead, torch.Tensor]
     explanation: ActionExplanation | None = None
 
 
@@ -75,6 +77,7 @@ def sample_actions(
         actions=layout.columns(actions),
         log_probs=layout.columns(distribution.log_prob(actions)),
         masks=layout.split(canonical),
+        relevant=layout.columns(relevance(ops)),
         explanation=explanation,
     )
 

@@ -237,6 +237,7 @@ class LSTMPolicyBundle:
             actions=MappingProxyType(sampled.actions),
             log_probs=MappingProxyType(sampled.log_probs),
             masks=MappingProxyType(sampled.masks),
+            relevant=MappingProxyType(sampled.relevant),
             values=values,
             hidden=output.hidden,
             explanation=sampled.explanation,
