@@ -368,6 +368,50 @@ def test_watch_draws_a_ppo_run(ppo_run: Path) -> None:
     assert "heads (round 1)" in frame and "blueprint" in frame
 
 
+def test_a_warm_start_clones_its_demonstrator_once_and_the_same_command_gives_the_same_policy(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    config = tmp_path / "warm.toml"
+    config.write_text('[warm_start]\ndemonstrator = "schedule:conv_light"\nepisodes = 2\nmax_epochs = 3\n')
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for run in runs:
+        succeeded(run_cli(cli_env, tmp_path, *PPO, "--rounds", "1", "--config", str(config), "--out", str(run)))
+    (record,) = of_kind(runs[0], "warm_start")
+    assert record["demonstrator"] == "schedule:conv_light" and record["episodes"] == 2
+    assert record["epochs"] <= 3 and record["final_action_probability"] > record["initial_action_probability"]
+    assert read_json(runs[0] / "config.json")["warm_start"]["demonstrator"] == "schedule:conv_light"
+    first, second = (load_checkpoint(run / "checkpoints" / "latest.pt") for run in runs)
+    for field in ("policy_state", "updater_state"):
+        assert _same_values(getattr(first, field), getattr(second, field)), field
+    # Cloning moved the policy: a run without the warm start ends elsewhere after the same round.
+    plain = tmp_path / "plain"
+    succeeded(run_cli(cli_env, tmp_path, *PPO, "--rounds", "1", "--out", str(plain)))
+    assert not _same_values(first.policy_state, load_checkpoint(plain / "checkpoints" / "latest.pt").policy_state)
+    # A resumed run continues from its checkpoint: it does not clone again.
+    succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--resume", str(runs[0]), "--rounds", "2", "--quiet"))
+    assert len(of_kind(runs[0], "warm_start")) == 1 and len(of_kind(runs[0], "round")) == 2
+
+
+def test_the_mlp_policy_kind_trains_and_evaluates_with_the_same_commands(
+    cli_env: dict[str, str], tmp_path: Path, tiny_config: Path
+) -> None:
+    config = tmp_path / "mlp.toml"
+    config.write_text('[policy]\nkind = "mlp"\nhidden_dim = 32\n')
+    run = tmp_path / "mlp"
+    succeeded(run_cli(cli_env, tmp_path, *PPO, "--rounds", "1", "--config", str(config), "--out", str(run)))
+    checkpoint = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert checkpoint.policy_build_config["kind"] == "mlp" and checkpoint.config["policy"]["kind"] == "mlp"
+    assert checkpoint.policy_build_config["sizes"]["hidden_dim"] == 32
+    evaluated = tmp_path / "eval"
+    args = ["evaluate", "--controller", str(run), "--episodes", "1", "--envs", "1", "--quiet"]
+    succeeded(
+        run_cli(
+            cli_env, tmp_path, *args, "--config", str(tiny_config), "--backend", "inprocess", "--out", str(evaluated)
+        )
+    )
+    assert len(read_json(evaluated / "results.json")["episodes"]) == 1
+
+
 def test_process_backend_gives_the_same_episodes(heuristic_run: Path, cli_env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "processes"
     succeeded(run_cli(cli_env, tmp_path, *HEURISTIC, "--backend", "processes", "--workers", "2", "--out", str(out)))
@@ -687,8 +731,18 @@ def refused(result: subprocess.CompletedProcess[str], message: str) -> None:
             False,
         ),
         (["evaluate", "--controller", "heurstic"], None, r"unknown controller 'heurstic'", False),
+        (["train", "ppo"], '[warm_start]\ndemonstrator = "schedule:lora"\n', r"unknown schedule schedule:lora", False),
+        (["train", "ppo"], "[warm_start]\ntarget_probability = 2.0\n", r"warm_start\.target_probability", False),
     ],
-    ids=["unknown-task", "unknown-config-key", "unknown-policy-size", "missing-cifar", "unknown-controller"],
+    ids=[
+        "unknown-task",
+        "unknown-config-key",
+        "unknown-policy-size",
+        "missing-cifar",
+        "unknown-controller",
+        "demonstrator-of-another-topology",
+        "cloning-target-out-of-range",
+    ],
 )
 def test_bad_input_leaves_nothing_behind(
     args: list[str],

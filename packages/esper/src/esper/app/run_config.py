@@ -1,8 +1,9 @@
 """The resolved configuration of a run: task defaults, then a TOML file, then command-line flags.
 
-A TOML file has the sections ``[run]``, ``[env]``, ``[reward]``, ``[gates]``, ``[ppo]`` and ``[policy]``; any unknown
-section or key is an error naming it and listing the known ones (a typo must never be silently ignored). The resolved
-config is written to the run directory as ``config.json`` and is what ``--resume`` reads back.
+A TOML file has the sections ``[run]``, ``[env]``, ``[reward]``, ``[gates]``, ``[ppo]``, ``[warm_start]`` and
+``[policy]``; any unknown section or key is an error naming it and listing the known ones (a typo must never be
+silently ignored). The resolved config is written to the run directory as ``config.json`` and is what
+``--resume`` reads back.
 
 Every value survives that round trip: the few settings where infinity means something (``ppo.max_grad_norm``
 and ``env.grad_clip``: no clipping; ``ppo.target_kl``: no early stop) are written to ``config.json`` as the
@@ -27,6 +28,7 @@ from esper.kasmina import GateConfig
 from esper.leyline import ConfigError
 from esper.simic.envs.env_config import EnvConfig
 from esper.simic.envs.rewards import RewardConfig
+from esper.simic.ppo.cloning import CloningConfig
 from esper.simic.ppo.updater import PPOConfig
 from esper.tamiyo import COMPILE_MODES
 
@@ -115,6 +117,28 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class WarmStartSettings:
+    """``esper train ppo``'s optional behaviour-cloning warm start (``esper.simic.cloning``): before the first
+    round, ``demonstrator`` (any ``--controller`` value, e.g. ``best-schedule:runs/pick/best_schedule.json``) plays
+    ``episodes`` training-range episodes and the policy is fitted to its actions. ``None``: PPO from scratch."""
+
+    demonstrator: str | None = None
+    episodes: int = 32
+    max_epochs: int = 50
+    minibatch_envs: int = 8
+    target_probability: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"warm_start.episodes must be >= 1, got {self.episodes}")
+        CloningConfig(self.max_epochs, self.minibatch_envs, self.target_probability)  # its checks name the key
+
+    @property
+    def cloning(self) -> CloningConfig:
+        return CloningConfig(self.max_epochs, self.minibatch_envs, self.target_probability)
+
+
+@dataclass(frozen=True)
 class PolicySettings:
     kind: str = "lstm"
     sizes: dict[str, int] = field(default_factory=dict)
@@ -128,6 +152,7 @@ class RunConfig:
     ppo: PPOConfig
     policy: PolicySettings
     gates: GateSettings = field(default_factory=GateSettings)
+    warm_start: WarmStartSettings = field(default_factory=WarmStartSettings)
 
     @property
     def preset(self) -> TaskPreset:
@@ -152,6 +177,7 @@ class RunConfig:
             "reward": reward,
             "gates": dataclasses.asdict(self.gates),
             "ppo": dataclasses.asdict(self.ppo),
+            "warm_start": dataclasses.asdict(self.warm_start),
         }
         encoded = {
             name: {k: _INFINITY if v == math.inf else v for k, v in values.items()} for name, values in sections.items()
@@ -178,7 +204,7 @@ def check_device(device: str) -> None:
         raise ConfigError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
 
 
-_SECTIONS = ("run", "env", "reward", "gates", "ppo", "policy")
+_SECTIONS = ("run", "env", "reward", "gates", "ppo", "warm_start", "policy")
 
 
 def _override(instance: Any, values: dict[str, Any], section: str, skip: tuple[str, ...] = ()) -> Any:
@@ -250,6 +276,7 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
     gates = _override(preset.gates, file_values.get("gates", {}), "gates")
     gates.gate_config(run.epochs)  # out-of-range thresholds are refused here, before anything runs
     ppo = _override(PPOConfig(), file_values.get("ppo", {}), "ppo")
+    warm_start = _override(WarmStartSettings(), file_values.get("warm_start", {}), "warm_start")
     policy_values = dict(file_values.get("policy", {}))
     kind = policy_values.pop("kind", "lstm")
     if not isinstance(kind, str):
@@ -257,7 +284,7 @@ def resolve(task_name: str, file_values: dict[str, dict[str, Any]], flags: dict[
     for key, value in policy_values.items():
         if isinstance(value, float) or not isinstance(value, int):
             raise ConfigError(f"policy size '{key}' must be an integer (or bool), got {value!r}")
-    return RunConfig(task_name, run, env, ppo, PolicySettings(kind, policy_values), gates)
+    return RunConfig(task_name, run, env, ppo, PolicySettings(kind, policy_values), gates, warm_start)
 
 
 def override_run(config: RunConfig, flags: dict[str, Any]) -> RunConfig:
@@ -279,6 +306,7 @@ def from_dict(data: dict[str, Any]) -> RunConfig:
             "reward": dict(data["reward"]),
             "gates": dict(data["gates"]),
             "ppo": dict(data["ppo"]),
+            "warm_start": dict(data["warm_start"]),
             "policy": dict(data["policy"]),
         }
     except (KeyError, TypeError) as error:

@@ -12,17 +12,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from esper.leyline import ConfigError, PolicyBundle, head_sizes
+from esper.leyline import ConfigError, EnvObservation, PolicyBundle, head_sizes
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
 from esper.simic.envs.episode_records import EpisodeSummary
 from esper.simic.envs.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
 from esper.simic.envs.pools import EnvPool
 from esper.simic.episode_loop import DecisionObserver, StepObserver, explained
-from esper.simic.policy_controller import PolicyController
+from esper.simic.policy_controller import PolicyController, PolicyStep
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.stats import UpdateStats
 from esper.simic.ppo.updater import PPOConfig, PPOUpdater
@@ -30,6 +30,15 @@ from esper.simic.ppo.updater import PPOConfig, PPOUpdater
 #: Called with each round's complete buffer just before the update consumes it (tests and diagnostics read what
 #: the update is about to score; the statistics of the update itself arrive in the ``RoundReport``).
 UpdateObserver = Callable[[RolloutBuffer], None]
+
+
+class StepController(Protocol):
+    """What the collection loop drives: a learned policy acting (``PolicyController``) or a demonstrator acting
+    while the policy only encodes (``demonstrations.DemonstratorSteps``)."""
+
+    def start_episodes(self, n_envs: int) -> None: ...
+
+    def step(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> PolicyStep: ...
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,7 @@ class PPOTraining:
 
 def collect_rollouts(
     pool: EnvPool,
-    controller: PolicyController,
+    controller: StepController,
     seeds: Sequence[int],
     buffer: RolloutBuffer,
     on_step: StepObserver | None = None,

@@ -25,7 +25,7 @@ import torch
 from esper.app.backends import make_pool, require_backend
 from esper.app.commands.shared import backend_flags, data_record, resolve_config
 from esper.app.console import note
-from esper.app.controllers import policy_from_checkpoint
+from esper.app.controllers import ControllerSpec, build_controller, policy_from_checkpoint
 from esper.app.decision_events import log_decision
 from esper.app.epoch_events import EpochLog
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
@@ -48,6 +48,7 @@ from esper.simic.envs.task_data import TaskData
 from esper.simic.episode_loop import ExplainedDecision
 from esper.simic.ppo.updater import PPOUpdater
 from esper.simic.training import PPORunConfig, PPOTraining, RoundReport
+from esper.simic.warm_start import warm_start
 from esper.tamiyo import create_policy
 
 _RESUME_FORBIDS = ("task", "envs", "epochs", "seed", "config", "out")
@@ -74,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
             **backend_flags(args),
         },
     )
+    if config.warm_start.demonstrator is not None:
+        ControllerSpec.parse(config.warm_start.demonstrator, config.preset.topology)  # refused before any output
     bundle = build_policy(config)
     loaded = config.preset.load_data(args.data_dir)
     task, data = loaded.task, data_record(config, loaded)
@@ -152,7 +155,7 @@ def _checkpoint_config(config: RunConfig, run_id: str) -> dict[str, Any]:
 def _episode_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     """The parts of a run config that define its episodes and updates. The device is left out: it says where the
     run computes, not what it computes, so a run may continue on another device."""
-    settings = {key: config.get(key) for key in ("task", "policy", "env", "reward", "gates", "ppo")}
+    settings = {key: config.get(key) for key in ("task", "policy", "env", "reward", "gates", "ppo", "warm_start")}
     if isinstance(settings["env"], Mapping):
         settings["env"] = {k: v for k, v in settings["env"].items() if k != "device"}
     return settings
@@ -237,6 +240,8 @@ def _run_rounds(
     if checkpoint is not None:
         training.resume(checkpoint)
         directory.event("resume", rounds_completed=checkpoint.rounds_completed, rounds=config.run.rounds)
+    elif config.warm_start.demonstrator is not None:
+        _warm_start(config, training, directory, quiet)
     steps_per_round = config.run.envs * config.episode_epochs
     try:
         with Progress(
@@ -292,6 +297,41 @@ def _run_rounds(
     finally:
         pool.close()
     return training.rounds_completed if training.rounds_completed < config.run.rounds else None
+
+
+def _warm_start(config: RunConfig, training: PPOTraining, directory: RunDirectory, quiet: bool) -> None:
+    """Clone the configured demonstrator into the new run's policy (``esper.simic.warm_start``) and log it."""
+    settings = config.warm_start
+    spec = ControllerSpec.parse(str(settings.demonstrator), config.preset.topology)
+    demonstrator = build_controller(spec, config.preset, seed=config.run.seed, device=config.run.device)
+    with Progress(
+        settings.episodes * config.episode_epochs, f"warm start: {spec.label} demonstrates", quiet=quiet
+    ) as bar:
+
+        def on_step(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
+            bar.advance(len(results))
+
+        report = warm_start(training, demonstrator, settings.episodes, settings.cloning, on_step)
+    stats = report.cloning
+    directory.event(
+        "warm_start",
+        demonstrator=spec.label,
+        episodes=len(report.episodes),
+        demonstrator_mean_val_accuracy=report.mean_final_val_accuracy,
+        epochs=stats.epochs,
+        steps=stats.steps,
+        transitions=stats.transitions,
+        initial_action_probability=stats.initial_action_probability,
+        final_action_probability=stats.final_action_probability,
+        policy_loss=stats.final_policy_loss,
+        value_loss=stats.final_value_loss,
+        seconds=report.seconds,
+    )
+    if not quiet:
+        note(
+            f"warm start: {stats.epochs} epochs, demonstrated actions at p={stats.final_action_probability:.2f} "
+            f"(from {stats.initial_action_probability:.2f}), {report.seconds:.0f} s"
+        )
 
 
 def _log_validation(directory: RunDirectory, result: ValidationResult, improved: bool, best: float | None) -> None:

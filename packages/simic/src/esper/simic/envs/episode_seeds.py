@@ -13,7 +13,7 @@ import numpy as np
 
 _TOP_BIT = 1 << 31
 _LOW_BITS = _TOP_BIT - 1
-_TRAIN, _EVAL, _SAMPLING, _MINIBATCH, _SELECTION = 0, 1, 2, 3, 4
+_TRAIN, _EVAL, _SAMPLING, _MINIBATCH, _SELECTION, _DEMONSTRATION, _CLONING = 0, 1, 2, 3, 4, 5, 6
 
 
 def _derive(*words: int) -> int:
@@ -33,6 +33,11 @@ def selection_episode_seeds(run_seed: int, n_episodes: int) -> list[int]:
     return [_derive(_SELECTION, run_seed, episode) & _LOW_BITS for episode in range(n_episodes)]
 
 
+def demonstration_episode_seeds(run_seed: int, n_episodes: int) -> list[int]:
+    """Training-range seeds of the episodes a demonstrator plays for a warm start (a stream of their own)."""
+    return [_derive(_DEMONSTRATION, run_seed, episode) & _LOW_BITS for episode in range(n_episodes)]
+
+
 def is_evaluation_seed(seed: int) -> bool:
     return bool(seed & _TOP_BIT)
 
@@ -45,3 +50,8 @@ def sampling_seed(run_seed: int, round_index: int) -> int:
 def minibatch_seed(run_seed: int, round_index: int) -> int:
     """Seed of the minibatch-order generator of one PPO update."""
     return _derive(_MINIBATCH, run_seed, round_index)
+
+
+def cloning_seed(run_seed: int) -> int:
+    """Seed of the minibatch-order generator of a warm start's behaviour cloning."""
+    return _derive(_CLONING, run_seed)

@@ -106,6 +106,31 @@ class RolloutBuffer:
                     f"{list(self.inputs[name].shape[2:])}"
                 )
 
+    @classmethod
+    def concatenate(cls, buffers: Sequence[RolloutBuffer]) -> RolloutBuffer:
+        """One buffer holding the rows of ``buffers`` in order (complete episodes of the same length limit)."""
+        if not buffers:
+            raise ValueError("concatenate needs at least one buffer")
+        first = buffers[0]
+        for buffer in buffers:
+            buffer.check_complete()
+            if buffer.max_steps != first.max_steps or set(buffer.inputs) != set(first.inputs):
+                raise FeatureWidthError("buffers to concatenate differ in length or in the policy's inputs")
+        sizes = {head: first.masks[head].shape[-1] for head in HEAD_ORDER}
+        initial = tuple(torch.cat([b.initial_hidden[i] for b in buffers], dim=1) for i in range(2))
+        joined = cls(sum(b.n_envs for b in buffers), first.max_steps, sizes, (initial[0], initial[1]))
+        joined.inputs = {name: torch.cat([b.inputs[name] for b in buffers]) for name in first.inputs}
+        for head in HEAD_ORDER:
+            joined.masks[head] = torch.cat([b.masks[head] for b in buffers])
+            joined.actions[head] = torch.cat([b.actions[head] for b in buffers])
+            joined.log_probs[head] = torch.cat([b.log_probs[head] for b in buffers])
+            joined.relevant[head] = torch.cat([b.relevant[head] for b in buffers])
+        for name in ("values", "rewards", "terminals", "valid"):
+            setattr(joined, name, torch.cat([getattr(b, name) for b in buffers]))
+        joined._next_step = [step for b in buffers for step in b._next_step]
+        joined._ended = [True] * joined.n_envs
+        return joined
+
     def valid_inputs(self) -> dict[str, torch.Tensor]:
         """The inputs of every stored step, each ``[n, ...]`` (what ``update_normalizer`` folds in)."""
         return {name: value[self.valid] for name, value in self.inputs.items()}

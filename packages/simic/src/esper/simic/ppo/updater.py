@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import torch
 
-from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, NonFiniteError, PolicyBundle
+from esper.leyline import (
+    HEAD_ORDER,
+    CheckpointError,
+    ConfigError,
+    EvalResult,
+    NonFiniteError,
+    PolicyBundle,
+)
 from esper.simic.ppo.adam_state import check_adam_state
 from esper.simic.ppo.advantages import compute_gae
 from esper.simic.ppo.loss import ppo_loss
@@ -223,17 +230,7 @@ class PPOUpdater:
         ``[heads, env, time]`` tensors (one op per term, not one per head: the update is op-bound on a CPU)."""
         cfg = self.config
         device = self.bundle.device
-        hidden = (
-            buffer.initial_hidden[0][:, rows].to(device).contiguous(),
-            buffer.initial_hidden[1][:, rows].to(device).contiguous(),
-        )
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.autocast_dtype == "bfloat16"):
-            evaluated = self.bundle.evaluate_actions(
-                {name: value[rows].to(device) for name, value in buffer.inputs.items()},
-                {h: buffer.actions[h][rows].to(device) for h in HEAD_ORDER},
-                {h: buffer.masks[h][rows].to(device) for h in HEAD_ORDER},
-                hidden,
-            )
+        evaluated = self.evaluate_rows(buffer, rows)
         valid = buffer.valid[rows].to(device)
         choice = choices[:, rows].to(device)
         entropy = torch.stack([evaluated.entropy[head] for head in HEAD_ORDER]).float()
@@ -252,6 +249,22 @@ class PPOUpdater:
             ent_coef=cfg.entropy_coef,
         )
         return MinibatchStats.of(terms, choice, entropy, valid, cfg.clip_ratio)
+
+    def evaluate_rows(self, buffer: RolloutBuffer, rows: torch.Tensor) -> EvalResult:
+        """The bundle's re-scoring of the stored sequences ``rows`` (on its device, under the configured
+        autocast), from each sequence's stored initial state."""
+        device = self.bundle.device
+        hidden = (
+            buffer.initial_hidden[0][:, rows].to(device).contiguous(),
+            buffer.initial_hidden[1][:, rows].to(device).contiguous(),
+        )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.autocast_dtype == "bfloat16"):
+            return self.bundle.evaluate_actions(
+                {name: value[rows].to(device) for name, value in buffer.inputs.items()},
+                {h: buffer.actions[h][rows].to(device) for h in HEAD_ORDER},
+                {h: buffer.masks[h][rows].to(device) for h in HEAD_ORDER},
+                hidden,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {
