@@ -34,7 +34,7 @@ from esper.leyline import (
     is_relevant,
 )
 from esper.tamiyo import LSTMPolicyBundle
-from esper.tamiyo.policy.lstm import LSTMLayer
+from esper.tamiyo.policy.lstm import LSTMLayer, StepwiseLSTM
 
 
 @dataclass
@@ -186,6 +186,7 @@ def test_gradients_reach_every_head_the_lstm_the_trunk_and_the_embedding() -> No
         assert heads.hidden.weight.grad is not None and heads.hidden.weight.grad[rows].abs().sum() > 0
         assert heads.output_weight.grad is not None and heads.output_weight.grad[index, :, :size].abs().sum() > 0
         assert heads.output_weight.grad[index, :, size:].abs().sum() == 0
+    assert isinstance(network.lstm, StepwiseLSTM)
     for layer in network.lstm.layers:
         assert isinstance(layer, LSTMLayer)
         for parameter in (layer.weight_ih, layer.weight_hh, layer.bias):

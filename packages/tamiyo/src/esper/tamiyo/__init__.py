@@ -16,7 +16,7 @@ from esper.tamiyo.encoding.feature_layout import (
 from esper.tamiyo.encoding.features import FeatureBatch, encode_features
 from esper.tamiyo.encoding.masks import MaskArrays, build_action_masks, build_mask_arrays
 from esper.tamiyo.policy.factory import create_policy, create_policy_from_config
-from esper.tamiyo.policy.lstm_bundle import COMPILE_MODES, LSTMPolicyBundle
+from esper.tamiyo.policy.lstm_bundle import COMPILE_MODES, LSTMPolicyBundle, MLPPolicyBundle
 from esper.tamiyo.policy.network import FactoredRecurrentActorCritic, NetworkSizes
 from esper.tamiyo.policy.registry import (
     RegistrablePolicy,
@@ -49,6 +49,7 @@ __all__ = [
     "HeuristicController",
     "HeuristicEnvState",
     "LSTMPolicyBundle",
+    "MLPPolicyBundle",
     "MaskArrays",
     "NetworkSizes",
     "RandomValidController",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, Final, Self
+from typing import Any, ClassVar, Final, Self
 
 import torch
 
@@ -60,6 +60,9 @@ class LSTMPolicyBundle:
     read per step). ``validate_masks`` (per instance, off by default) also checks at update time that every
     stored action is allowed by its stored mask, which costs another device sync."""
 
+    #: Whether the network carries memory between steps (an LSTM); ``MLPPolicyBundle`` is the same policy without.
+    RECURRENT: ClassVar[bool] = True
+
     def __init__(
         self,
         slot_config: SlotConfig,
@@ -80,6 +83,7 @@ class LSTMPolicyBundle:
             num_slots=slot_config.num_slots,
             head_sizes=self._head_sizes,
             sizes=self._sizes,
+            recurrent=self.RECURRENT,
         )
         self._placement = torch.device("cpu")
         self._compiled: Callable[..., NetworkOutput] | None = None
@@ -215,7 +219,7 @@ class LSTMPolicyBundle:
         (batch,) = check_features(inputs[FEATURES], 2, self._feature_dim)
         check_blueprint_indices(inputs[BLUEPRINT_INDICES], (batch,), self._slot_config.num_slots)
         check_step_masks(observations.masks, batch, self._head_sizes)
-        check_hidden(hidden, (self._sizes.num_layers, batch, self._sizes.hidden_dim))
+        check_hidden(hidden, self._network.state_shape(batch))
         device = self.device
         with torch.inference_mode():
             # The one place a single step becomes a length-1 sequence ([batch, 1, ...]) and back.
@@ -259,7 +263,7 @@ class LSTMPolicyBundle:
         leading = check_features(features, 3, self._feature_dim)
         check_blueprint_indices(blueprint_indices, leading, self._slot_config.num_slots)
         check_sequence_heads(actions, masks, leading, self._head_sizes)
-        check_hidden(hidden, (self._sizes.num_layers, leading[0], self._sizes.hidden_dim))
+        check_hidden(hidden, self._network.state_shape(leading[0]))
         device = self.device
         initial = tuple(t.clone() if t.is_inference() else t for t in hidden)
         output = self._forward(
@@ -357,3 +361,27 @@ def _check_tensors(weights: Mapping[str, object], expected: Mapping[str, torch.T
             raise CheckpointError(f"network weight {name} contains NaN or infinite values (corrupt checkpoint)")
         if name.startswith("normalizer.") and name != "normalizer.mean" and bool((value < 0).any()):
             raise CheckpointError(f"observation normalizer {name.removeprefix('normalizer.')} is negative")
+
+
+class MLPPolicyBundle(LSTMPolicyBundle):
+    """The memory ablation (policy kind ``"mlp"``): the same encoder, trunk, heads, masks and checkpoint layout,
+    with a feed-forward layer of ``hidden_dim`` units where the LSTM was (``FeedForwardCore``), so a comparison
+    with ``"lstm"`` answers one question: does the controller need memory?"""
+
+    RECURRENT = False
+
+    def __init__(
+        self,
+        slot_config: SlotConfig,
+        *,
+        kind: str = "mlp",
+        topology: Topology = Topology.CNN,
+        sizes: NetworkSizes | None = None,
+        validate_masks: bool = False,
+    ) -> None:
+        if sizes is not None and sizes.num_layers != 1:
+            raise ConfigError(
+                "an mlp policy has one feed-forward layer in place of the LSTM: num_layers must be 1, "
+                f"got {sizes.num_layers}"
+            )
+        super().__init__(slot_config, kind=kind, topology=topology, sizes=sizes, validate_masks=validate_masks)

@@ -99,16 +99,40 @@ class NetworkOutput(NamedTuple):
     hidden: tuple[torch.Tensor, torch.Tensor]
 
 
+class FeedForwardCore(nn.Module):
+    """The memory ablation's stand-in for the LSTM: one Linear -> ReLU per step, and nothing carried between
+    steps (its state is empty, ``[layers, batch, 0]``, passed through unchanged). The policy then decides from
+    the current observation alone; the observation already carries the per-slot history a schedule needs (stage,
+    epochs in stage, the last action and whether it succeeded)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.layer = nn.Linear(input_dim, hidden_dim)
+
+    def forward(
+        self, inputs: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        return torch.relu(self.layer(inputs)), hidden
+
+
 class FactoredRecurrentActorCritic(nn.Module):
-    """Features + per-slot blueprint indices -> per-head logits and V(s), one LSTM step per time index."""
+    """Features + per-slot blueprint indices -> per-head logits and V(s), one LSTM step per time index (with
+    ``recurrent=False``, a feed-forward layer in the LSTM's place: the same network without memory)."""
 
     def __init__(
-        self, *, feature_dim: int, num_slots: int, head_sizes: Mapping[ActionHead, int], sizes: NetworkSizes
+        self,
+        *,
+        feature_dim: int,
+        num_slots: int,
+        head_sizes: Mapping[ActionHead, int],
+        sizes: NetworkSizes,
+        recurrent: bool = True,
     ) -> None:
         super().__init__()
         self.feature_dim = feature_dim
         self.num_slots = num_slots
         self.sizes = sizes
+        self.recurrent = recurrent
         self.layout = HeadLayout(head_sizes)
         self.normalizer = RunningNormalizer(feature_dim)
         self.blueprint_embedding = nn.Embedding(
@@ -119,7 +143,11 @@ class FactoredRecurrentActorCritic(nn.Module):
             nn.LayerNorm(sizes.trunk_dim),
             nn.ReLU(),
         )
-        self.lstm = StepwiseLSTM(sizes.trunk_dim, sizes.hidden_dim, sizes.num_layers)
+        self.lstm: StepwiseLSTM | FeedForwardCore = (
+            StepwiseLSTM(sizes.trunk_dim, sizes.hidden_dim, sizes.num_layers)
+            if recurrent
+            else FeedForwardCore(sizes.trunk_dim, sizes.hidden_dim)
+        )
         self.lstm_norm = nn.LayerNorm(sizes.hidden_dim)
         # One MLP per head in HEAD_ORDER, then the value MLP (last group, one output column).
         self.heads = HeadMLPs(sizes.hidden_dim, sizes.head_hidden_dim, (*self.layout.sizes, 1))
@@ -141,8 +169,12 @@ class FactoredRecurrentActorCritic(nn.Module):
         self, batch_size: int, *, device: torch.device, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Zero state ``([layers, batch, hidden], [layers, batch, hidden])`` on the inputs' device and dtype."""
-        shape = (self.sizes.num_layers, batch_size, self.sizes.hidden_dim)
+        shape = self.state_shape(batch_size)
         return torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype)
+
+    def state_shape(self, batch_size: int) -> tuple[int, int, int]:
+        """``[layers, batch, hidden]`` of each of ``(h, c)``; the feed-forward core's state is empty."""
+        return (self.sizes.num_layers, batch_size, self.sizes.hidden_dim if self.recurrent else 0)
 
     def forward(
         self, features: torch.Tensor, blueprint_indices: torch.Tensor, hidden: tuple[torch.Tensor, torch.Tensor]

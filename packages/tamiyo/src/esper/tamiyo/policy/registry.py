@@ -14,7 +14,7 @@ from typing import Protocol, Self
 import torch
 
 from esper.leyline import ConfigError, PolicyBundle, SlotConfig, Topology
-from esper.tamiyo.policy.lstm_bundle import LSTMPolicyBundle
+from esper.tamiyo.policy.lstm_bundle import LSTMPolicyBundle, MLPPolicyBundle
 
 
 class RegistrablePolicy(PolicyBundle, Protocol):
@@ -83,5 +83,7 @@ def list_policies() -> tuple[str, ...]:
 
 
 def register_builtin_policies() -> None:
-    """Register tamiyo's policy kinds: ``"lstm"`` -> ``LSTMPolicyBundle``. Idempotent."""
+    """Register tamiyo's policy kinds: ``"lstm"`` -> ``LSTMPolicyBundle`` and its memory ablation ``"mlp"`` ->
+    ``MLPPolicyBundle``. Idempotent."""
     register_policy("lstm", LSTMPolicyBundle)
+    register_policy("mlp", MLPPolicyBundle)
