@@ -10,7 +10,7 @@ same loop and buffer as a PPO round, so the clone and the PPO update read the sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
@@ -23,6 +23,7 @@ from esper.leyline import (
     Controller,
     EnvObservation,
     EpisodeEnvs,
+    ExplainingController,
     FactoredAction,
     InvalidStateMachineError,
     PolicyBundle,
@@ -45,9 +46,22 @@ class DemonstratorSteps:
         self.bundle = bundle
         self._envs = EpisodeEnvs(f"demonstrations of {demonstrator.name}")
 
+    @property
+    def name(self) -> str:
+        return self.demonstrator.name
+
     def start_episodes(self, n_envs: int) -> None:
         self._envs.start(n_envs)
         self.demonstrator.start_episodes(n_envs)
+
+    def act(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> list[FactoredAction]:
+        return self.step(env_ids, observations).actions
+
+    def explain(self, env_id: int) -> Mapping[str, object]:
+        """The demonstrator's own explanation when it gives one, else only that it was demonstrated."""
+        if isinstance(self.demonstrator, ExplainingController):
+            return self.demonstrator.explain(env_id)
+        return {"rule": "demonstrated", "demonstrator": self.demonstrator.name}
 
     def step(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> PolicyStep:
         self._envs.check(env_ids, observations)

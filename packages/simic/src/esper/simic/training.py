@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import torch
 
-from esper.leyline import ConfigError, EnvObservation, PolicyBundle, head_sizes
+from esper.leyline import ConfigError, EnvObservation, ExplainingController, PolicyBundle, head_sizes
 from esper.simic.checkpoints import TrainingCheckpoint, capture_rng_states, restore_rng_states, save_checkpoint
 from esper.simic.envs.episode_records import EpisodeSummary
 from esper.simic.envs.episode_seeds import minibatch_seed, sampling_seed, training_episode_seeds
@@ -32,11 +32,10 @@ from esper.simic.ppo.updater import PPOConfig, PPOUpdater
 UpdateObserver = Callable[[RolloutBuffer], None]
 
 
-class StepController(Protocol):
+class StepController(ExplainingController, Protocol):
     """What the collection loop drives: a learned policy acting (``PolicyController``) or a demonstrator acting
-    while the policy only encodes (``demonstrations.DemonstratorSteps``)."""
-
-    def start_episodes(self, n_envs: int) -> None: ...
+    while the policy only encodes (``demonstrations.DemonstratorSteps``). ``step`` is ``act`` that also returns
+    what the buffer stores."""
 
     def step(self, env_ids: Sequence[int], observations: Sequence[EnvObservation]) -> PolicyStep: ...
 
