@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ConfigError, NonFiniteError
+from esper.leyline import HEAD_ORDER, ConfigError, EvalResult, NonFiniteError
 from esper.simic.ppo.advantages import compute_gae
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.updater import PPOUpdater
@@ -87,7 +87,7 @@ def clone(
             choice = choices[:, rows].to(device)
             row_valid = valid[rows].to(device)
             count = row_valid.sum().clamp(min=1)
-            joint = (torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float() * choice).sum(dim=0)
+            joint = _joint_log_prob(evaluated, choice)
             pg = -(joint * row_valid).sum() / count
             vf = 0.5 * (((evaluated.values.float() - value_targets[rows].to(device)) ** 2) * row_valid).sum() / count
             loss = pg + ppo.value_coef * vf
@@ -110,6 +110,11 @@ def _mean_probability(updater: PPOUpdater, buffer: RolloutBuffer, choices: torch
     rows = torch.arange(buffer.n_envs)
     evaluated = updater.evaluate_rows(buffer, rows)
     device = updater.bundle.device
-    joint = (torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float() * choices.to(device)).sum(dim=0)
+    joint = _joint_log_prob(evaluated, choices.to(device))
     valid = buffer.valid.to(device)
     return float((joint.exp() * valid).sum() / valid.sum().clamp(min=1))
+
+
+def _joint_log_prob(evaluated: EvalResult, choice: torch.Tensor) -> torch.Tensor:
+    """``[env, time]`` log-probability of the stored joint action: the sum over the heads that had a choice."""
+    return (torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float() * choice).sum(dim=0)
