@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from esper.app.code_version import code_version
 from esper.app.run_directory import RunDirectory, checkpoint_file, read_run_config
 from esper.leyline import ConfigError
 
@@ -26,7 +27,8 @@ def test_layout_and_json_files(tmp_path: Path) -> None:
         assert directory.checkpoint_path == checkpoint_file(run) == run / "checkpoints" / "latest.pt"
     assert (run / "plots").is_dir() and (run / "checkpoints").is_dir()
     assert not (run / "tensorboard").exists()
-    assert read_run_config(run) == {"task": "digits", "lr": 0.1, "bad": None, "nested": {"x": [1.0, None]}}
+    config = {"task": "digits", "lr": 0.1, "bad": None, "nested": {"x": [1.0, None]}}
+    assert read_run_config(run) == {**config, "code": code_version()}
     assert json.loads((run / "results.json").read_text()) == {"accuracy": 55.5}
     assert (run / "summary.md").read_text() == "# summary\n"
 
@@ -41,7 +43,7 @@ def test_config_and_results_are_replaced_atomically(tmp_path: Path) -> None:
         with pytest.raises(TypeError):
             directory.write_results({"round": object()})
         directory.write_results({"round": 2})
-    assert read_run_config(run) == {"task": "digits"}
+    assert read_run_config(run) == {"task": "digits", "code": code_version()}
     assert json.loads((run / "results.json").read_text()) == {"round": 2}
     leftovers = [p.name for p in run.iterdir() if p.name.startswith(".")]
     assert leftovers == []
@@ -64,7 +66,7 @@ def test_events_are_appended_and_survive_reopening(tmp_path: Path) -> None:
         {"event": "resume", "rounds_completed": 2},
         {"event": "epoch", "epoch": 3, "accuracy": 12.0},
     ]
-    assert read_run_config(run) == {"task": "digits"}
+    assert read_run_config(run) == {"task": "digits", "code": code_version()}
 
 
 def test_refuses_a_non_empty_directory_and_a_file(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Layout::
 
-    config.json            the resolved run config (written atomically)
+    config.json            the resolved run config and the code's git commit (written atomically)
     events.jsonl           one JSON object per line: epoch, episode, round/update events (append-only)
     tensorboard/           TensorBoard scalars (``tensorboard --logdir DIR/tensorboard``)
     checkpoints/latest.pt  the newest PPO checkpoint (written atomically after every update)
@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from esper.app.code_version import code_version
 from esper.app.console import warn
 from esper.leyline import ConfigError
 from esper.simic.atomic_files import remove_stale_temporaries, write_json_atomic, write_text_atomic
@@ -169,7 +170,8 @@ class RunDirectory:
         return self.path / "config.json"
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json_atomic(self.config_path, _jsonable(config))
+        """The config as given, plus ``code``: the commit of the code writing it (rewritten on a resume)."""
+        write_json_atomic(self.config_path, _jsonable({**config, "code": code_version()}))
 
     def event(self, kind: str, **fields: Any) -> None:
         """Append one event line and flush it, so a crash loses at most the line being written."""
