@@ -54,7 +54,8 @@ class NetworkSizes:
     #: Initial logit of the ops that undo growth (PRUNE, SET_ALPHA_TARGET) relative to the others (0 = uniform).
     #: A uniform start prunes a live seed with probability ~1/3 per epoch, so almost no seed survives the ~10
     #: epochs it needs to contribute and PPO never sees growth pay off; -2 makes them ~7x less likely at first.
-    #: It is a starting point only (the bias is trained); ``docs/results/digits.md`` has the ablation.
+    #: It is a starting point only (the bias is trained); its ablation ran at commit 33442d9 (the digits results
+    #: page of that commit).
     destructive_op_logit: int = -2
 
     def __post_init__(self) -> None:
