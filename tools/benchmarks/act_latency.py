@@ -1,13 +1,14 @@
 """Benchmark 2, controller act latency: what one decision step of the default learned controller costs for 1, 8
-and 64 envs on one CPU thread: ``bundle.encode`` (features and action masks from leyline observations) plus
-``bundle.get_action`` (the LSTM step and masked sampling of every head). Target: at most 2 ms per call at 8 envs.
+and 64 envs on one thread: ``bundle.encode`` (features and action masks from leyline observations) plus
+``bundle.get_action`` (the LSTM step and masked sampling of every head).
 
 The observations are real: digits envs driven by the random-valid controller (seeds in every stage).
 
-Gated in CI (load-independent): the torch operators and the Python function calls of one act call at 8 envs
-against committed baselines (a regression that repeats or adds work multiplies them). The latency itself is
-reported against the 2 ms budget (a ``--check`` target: it depends on the CPU) and against the policy network's
-own forward at 8 envs, measured in the same rounds (the load-robust denominator)."""
+The limit is the policy network's own forward on already built input tensors, timed in the same interleaved
+rounds: ``encode + get_action`` is reported as a paired ratio to it at 1, 8 and 64 envs (issue 19's targets, for
+``--check``: at most 2x at 8 envs and 3x at 64). Gated in CI (load-independent): the torch operators and the
+Python function calls of one act call at 8 envs against committed baselines (a regression that repeats or adds
+work multiplies them). The absolute latency at 8 envs is also reported against a 2 ms budget."""
 
 from __future__ import annotations
 
@@ -24,12 +25,15 @@ from esper.tamiyo import LSTMPolicyBundle, create_policy, register_builtin_polic
 
 BATCHES = (1, 8, 64)
 TARGET_MS = 2.0
+#: ``encode + get_action`` / the network's forward, at most (issue 19): the acting path may cost its network
+#: twice at 8 envs and three times at 64.
+RATIO_TARGETS = {8: 2.0, 64: 3.0}
 #: Work of one ``encode`` + ``get_action`` at 8 envs on the counting observations (4 envs x 8 epochs, seed 11),
 #: measured with torch 2.15: torch operators and Python function calls. CI allows 50 % above them; a change that
-#: really needs more work updates them here (issue 15: the unconditional all-false-row and finite-logit check,
-#: one host read per step, took them from 140 / 943).
-OPS_BASELINE = 180.0
-CALLS_BASELINE = 1045.0
+#: really needs more work updates them here (issue 19's vectorized encoding, table-driven masks and host-side
+#: sampling took them from 180 / 1,208 to 115 / 277).
+OPS_BASELINE = 115.0
+CALLS_BASELINE = 277.0
 MARGIN = 1.5
 COUNT_ENVS = 8
 
@@ -166,11 +170,16 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         Better.LOWER,
         target=1.0,
     )
-    versus_network = Metric(
-        "act_latency.vs_network_8_envs",
-        "act latency at 8 envs / the policy network's forward at 8 envs",
-        timings.paired_ratio("encode + get_action, 8 envs", "network forward, 8 envs"),
-        Better.LOWER,
+    ratios = {n: timings.paired_ratio(f"encode + get_action, {n} envs", f"network forward, {n} envs") for n in BATCHES}
+    versus_network = tuple(
+        Metric(
+            f"act_latency.vs_network_{n}_envs",
+            f"encode + get_action at {n} envs / the policy network's forward at {n} envs",
+            ratios[n],
+            Better.LOWER,
+            target=RATIO_TARGETS.get(n),
+        )
+        for n in BATCHES
     )
     rows = tuple(
         (
@@ -181,6 +190,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
             f"{ms(f'get_action, {n} envs'):.3f}",
             f"{ms(f'PolicyController.act, {n} envs'):.3f}",
             f"{ms(f'network forward, {n} envs'):.3f}",
+            f"{ratios[n]:.2f}x",
         )
         for n in BATCHES
     )
@@ -196,16 +206,18 @@ def run(ctx: BenchContext) -> BenchmarkResult:
         "hidden-state gather/scatter and decoding the sampled indices into FactoredActions.",
         f"Thread CPU time: median of {ctx.sizes.act_rounds} interleaved rounds, each the mean of "
         f"{ctx.sizes.act_calls} calls after one untimed call (steady state). 'network forward' is the policy "
-        "network alone (normalizer, embedding, trunk, LSTM step, heads) on already encoded features.",
+        "network alone (normalizer, embedding, trunk, LSTM step, heads) on already encoded features; the ratio "
+        "column is the median of the per-round ratios.",
     )
     profile = None
-    if ctx.profile and metric.target_met is False:
+    if ctx.profile and (metric.target_met is False or any(m.target_met is False for m in versus_network)):
         profile = ctx.profile_work(profiled[8], calls=500)
     return BenchmarkResult(
         name="act_latency",
         title="2. Controller act latency",
-        compared="encode + masks + get_action of the default LSTM policy per call, against a 2 ms budget at 8 envs.",
-        metrics=(*count_metrics, metric, versus_network),
+        compared="encode + masks + get_action of the default LSTM policy per call, against the policy network's own "
+        "forward (paired, same rounds) and a 2 ms budget at 8 envs.",
+        metrics=(*count_metrics, metric, *versus_network),
         tables=(
             Table(
                 "Median latency per call (ms)",
@@ -217,6 +229,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
                     "get_action",
                     "PolicyController.act",
                     "network forward",
+                    "encode + get_action / network",
                 ),
                 rows,
             ),

@@ -44,6 +44,10 @@ from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, HISTORY_SENTINEL, 
 from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
 
 
+def _symlog(value: float) -> float:
+    return float(symlog(np.array([value]))[0])
+
+
 def _row(obs_features: torch.Tensor, field: str) -> np.ndarray:
     return obs_features[0, BASE_LAYOUT[field]].numpy()
 
@@ -81,7 +85,7 @@ def test_histories_are_right_aligned_with_sentinel_for_unseen_epochs() -> None:
     features = encode_features([observation(loss_history=(2.0, 1.0), accuracy_history=(30.0, 40.0))], SLOTS).features
     unseen = HISTORY_LENGTH - 2
     assert _row(features, "loss_history")[:unseen].tolist() == [HISTORY_SENTINEL] * unseen
-    np.testing.assert_allclose(_row(features, "loss_history")[unseen:], [symlog(2.0) / 7, symlog(1.0) / 7], rtol=1e-6)
+    np.testing.assert_allclose(_row(features, "loss_history")[unseen:], [_symlog(2.0) / 7, _symlog(1.0) / 7], rtol=1e-6)
     np.testing.assert_allclose(_row(features, "accuracy_history")[unseen:], [0.3, 0.4], rtol=1e-6)
 
 
@@ -97,7 +101,7 @@ def test_base_fields() -> None:
     )
     features = encode_features([obs], SLOTS).features
     assert _row(features, "epoch_progress")[0] == pytest.approx(0.25)
-    assert _row(features, "val_loss")[0] == pytest.approx(symlog(1.5) / 7)
+    assert _row(features, "val_loss")[0] == pytest.approx(_symlog(1.5) / 7)
     assert _row(features, "val_accuracy")[0] == pytest.approx(0.72)
     counts = _row(features, "stage_counts")
     assert counts[SeedStage.TRAINING] == pytest.approx(1 / 3) and counts[SeedStage.DORMANT] == pytest.approx(1 / 3)
@@ -139,10 +143,10 @@ def test_slot_fields_of_a_seed() -> None:
     assert _slot(features, 0, "contribution")[0] == 1.0  # 25 pp / 10, clipped
     assert _slot(features, 0, "contribution_at_full_alpha")[0] == pytest.approx(-0.3)
     assert _slot(features, 0, "counterfactual_freshness")[0] == pytest.approx(0.5)
-    assert _slot(features, 0, "gradient_norm")[0] == pytest.approx(symlog(10.0) / 7)
+    assert _slot(features, 0, "gradient_norm")[0] == pytest.approx(_symlog(10.0) / 7)
     assert _slot(features, 0, "gradient_health")[0] == UNMEASURED_HEALTH
     assert _slot(features, 0, "can_prune")[0] == 1.0
-    assert _slot(features, 0, "param_ratio")[0] == pytest.approx(symlog(0.5) / 7)
+    assert _slot(features, 0, "param_ratio")[0] == pytest.approx(_symlog(0.5) / 7)
     assert _slot(features, 0, "accuracy_since_stage_entry")[0] == pytest.approx(-0.5)
     assert _slot(features, 0, "accuracy_since_germination")[0] == 0.0
     assert _slot(features, 0, "epochs_in_stage")[0] == pytest.approx(6 / 60)

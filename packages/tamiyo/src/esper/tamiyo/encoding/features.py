@@ -1,15 +1,22 @@
 """Batch encoding of observations into the policy's input tensors (layout in ``feature_layout``).
 
-One preallocated float32 numpy array is filled env by env, then wrapped as one tensor (no per-element tensor
-writes). Every scalar read from an observation passes through leyline's ``safe()``, so a NaN or an infinity
-becomes a documented default and can never poison the features or the running normalizer. A loss is the
-exception to "default": a NaN/inf loss means the model diverged, so it encodes as ``NONFINITE_LOSS``, above every
-finite loss, never as the 0 of a perfect one (and ``val_loss_finite`` flags the current one).
+The batch is read once into columns (``observation_columns``); the features are then a fixed number of array
+operations over all envs, slots or seeds together (fields that share a transform are transformed as one block),
+written into one float32 array that becomes the tensor. Every value follows leyline's ``safe()``: a NaN, an
+infinity or a missing value becomes a documented default and can never poison the features or the running
+normalizer. A loss is the exception to "default": a NaN/inf loss means the model diverged, so it encodes as
+``NONFINITE_LOSS``, above every finite loss, never as the 0 of a perfect one (and ``val_loss_finite`` flags the
+current one).
+
+The arithmetic is float64 in the order the scalar definitions use, and ``symlog`` calls ``math.log1p`` itself, so
+the features are bit for bit those of the scalar definitions (``safe(x, d, b) / b`` is computed as ``x / b``
+clipped to [-1, 1], which is the same number: division is monotonic and ``b / b`` is exactly 1).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,23 +31,21 @@ from esper.leyline import (
     MIN_PRUNE_AGE,
     STYLE_TABLE,
     TEMPO_EPOCHS,
-    Blueprint,
     EnvObservation,
-    LastAction,
-    SeedReport,
+    SeedStage,
     SlotConfig,
-    SlotReport,
     safe,
 )
+from esper.tamiyo.encoding import observation_columns as col
 from esper.tamiyo.encoding.feature_layout import (
     BASE_FEATURES,
     BASE_LAYOUT,
     HISTORY_SENTINEL,
+    SLOT_FEATURES,
     SLOT_LAYOUT,
     feature_dim,
-    slot_block,
 )
-from esper.tamiyo.encoding.observation_checks import require_configured_slots
+from esper.tamiyo.encoding.observation_columns import ObservationColumns, read_columns
 
 #: symlog(x) / LOG_SCALE maps losses, gradient norms and parameter ratios up to ~1e3 into [0, 1].
 LOG_SCALE = 7.0
@@ -53,13 +58,86 @@ GERMINATION_SCALE = 10
 NONFINITE_LOSS = 2.0
 #: Encoded gradient health of a seed whose gradients have not been measured yet (real health is in [0, 1]).
 UNMEASURED_HEALTH = -1.0
+#: The largest magnitude ``safe()`` lets through by default (what it clips the largest float to).
+SAFE_BOUND = safe(sys.float_info.max)
+
+FloatArray = npt.NDArray[np.float64]
+Float32Array = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 _LONGEST_RAMP = float(max(*TEMPO_EPOCHS.values(), *ALPHA_SPEED_TICKS.values()))
 _LONGEST_TEMPO = float(max(TEMPO_EPOCHS.values()))
 _LONGEST_DWELL = float(max(1, *FAILURE_DWELL_EPOCHS.values()))
+#: Lookup tables indexed by enum value: blending epochs of each tempo, blend operator of each style.
+_TEMPO_EPOCHS = np.array([TEMPO_EPOCHS[tempo] for tempo in sorted(TEMPO_EPOCHS)], dtype=np.float64)
+_BLEND_OPERATOR = np.array([int(STYLE_TABLE[style][1]) for style in sorted(STYLE_TABLE)], dtype=np.int64)
 
-FloatArray = npt.NDArray[np.float32]
-IndexArray = npt.NDArray[np.int64]
+
+def _base(name: str) -> int:
+    return int(BASE_LAYOUT[name].start)
+
+
+def _slot(name: str) -> int:
+    return int(SLOT_LAYOUT[name].start)
+
+
+def _base_range(name: str) -> list[int]:
+    return list(range(BASE_LAYOUT[name].start, BASE_LAYOUT[name].stop))
+
+
+_HISTORY = list(range(HISTORY_LENGTH))
+#: Env columns scaled into [-1, 1] (``safe(x, 0, bound) / bound``), where they go, and their bounds. Epoch
+#: progress is divided by ``max_epochs`` first; the accuracy history comes last (its unseen epochs get the
+#: sentinel).
+_BOUNDED_ENV = [
+    col.EPOCH,
+    col.GERMINATIONS_REMAINING,
+    col.VAL_ACCURACY,
+    *(col.ACCURACY_HISTORY.start + i for i in _HISTORY),
+]
+_BOUNDED_ENV_FEATURES = [
+    _base("epoch_progress"),
+    _base("germinations_remaining"),
+    _base("val_accuracy"),
+    *_base_range("accuracy_history"),
+]
+_BOUNDED_ENV_SCALE = np.array([1.0, GERMINATION_SCALE, 100.0, *[100.0] * HISTORY_LENGTH])
+#: The current loss and the loss history, and where they go.
+_LOSSES = [col.VAL_LOSS, *(col.LOSS_HISTORY.start + i for i in _HISTORY)]
+_LOSS_FEATURES = [_base("val_loss"), *_base_range("loss_history")]
+
+#: Seed columns ``ALPHA_VALUE`` ... ``ACCURACY_AT_GERMINATION`` scaled into [-1, 1], where they go, their bounds
+#: and the encoding of a non-finite value (after the ramp, tempo, age and accuracy columns are derived in place).
+_BOUNDED_SEED_FEATURES = [
+    _slot(name)
+    for name in (
+        "alpha",
+        "alpha_target",
+        "alpha_progress",
+        "alpha_steps_remaining",
+        "tempo",
+        "contribution",
+        "contribution_at_full_alpha",
+        "contribution_velocity",
+        "gradient_health",
+        "epochs_in_stage",
+        "seed_age",
+        "gate_blocked",
+        "accuracy_since_stage_entry",
+        "accuracy_since_germination",
+    )
+]
+_BOUNDED_SEED_SCALE = np.array(
+    [1.0, 1.0, 1.0, _LONGEST_RAMP, _LONGEST_TEMPO, *[POINTS_SCALE] * 3, 1.0, 1.0, 1.0, 1.0, *[POINTS_SCALE] * 2]
+)
+_BOUNDED_SEED_FALLBACK = np.zeros(len(_BOUNDED_SEED_FEATURES))
+_BOUNDED_SEED_FALLBACK[col.GRADIENT_HEALTH] = UNMEASURED_HEALTH
+_AGES = slice(col.EPOCHS_IN_STAGE, col.GATE_BLOCKED_EPOCHS + 1)
+_REFERENCES = slice(col.ACCURACY_AT_STAGE_ENTRY, col.ACCURACY_AT_GERMINATION + 1)
+#: The other per-seed features, in the order ``_fill_seeds`` computes them.
+_OTHER_SEED_FEATURES = [
+    _slot(name) for name in ("present", "can_prune", "counterfactual_freshness", "gradient_norm", "param_ratio")
+]
 
 
 class FeatureBatch(NamedTuple):
@@ -74,156 +152,124 @@ class FeatureBatch(NamedTuple):
     blueprint_indices: torch.Tensor
 
 
-def symlog(value: float) -> float:
-    """sign(x) * log(1 + |x|): compresses large magnitudes, keeps sign and small values."""
-    return math.copysign(math.log1p(abs(value)), value)
-
-
 def encode_features(observations: Sequence[EnvObservation], slot_config: SlotConfig) -> FeatureBatch:
     """Features and blueprint indices of a batch of observations (one row per env)."""
-    batch = len(observations)
-    features: FloatArray = np.zeros((batch, feature_dim(slot_config.num_slots)), dtype=np.float32)
-    blueprints: IndexArray = np.zeros((batch, slot_config.num_slots), dtype=np.int64)
-    for row, observation in enumerate(observations):
-        require_configured_slots(observation, slot_config)
-        _fill_base(features[row, :BASE_FEATURES], observation)
-        for index, report in enumerate(observation.slots):
-            _fill_slot(features[row, slot_block(index)], report, observation)
-            blueprints[row, index] = blueprint_index(report)
-    return FeatureBatch(torch.from_numpy(features), torch.from_numpy(blueprints))
+    return encode_columns(read_columns(observations, slot_config))
 
 
-def blueprint_index(report: SlotReport) -> int:
-    """Embedding row of a slot: its seed's ``Blueprint`` value, or ``Blueprint.NOOP`` (0) without a seed."""
-    return int(report.seed.blueprint if report.seed is not None else Blueprint.NOOP)
+def encode_columns(columns: ObservationColumns) -> FeatureBatch:
+    """Features and blueprint indices of a batch already read into columns."""
+    envs, num_slots = columns.envs, columns.num_slots
+    features = np.zeros((envs, feature_dim(num_slots)), dtype=np.float32)
+    _fill_base(features, columns)
+    slots = np.zeros((envs * num_slots, SLOT_FEATURES), dtype=np.float32)
+    _fill_slots(slots, columns)
+    features[:, BASE_FEATURES:] = slots.reshape(envs, num_slots * SLOT_FEATURES)
+    blueprints = np.zeros(envs * num_slots, dtype=np.int64)
+    blueprints[columns.seed_slots] = columns.seeds[:, col.BLUEPRINT]
+    return FeatureBatch(torch.from_numpy(features), torch.from_numpy(blueprints.reshape(envs, num_slots)))
 
 
-def _fill_base(row: FloatArray, observation: EnvObservation) -> None:
-    _fill_progress(row, observation)
-    _fill_histories(row, observation)
-    _fill_stage_counts(row, observation.slots)
-    _fill_germinations(row, observation.germinations_remaining)
-    _fill_last_action(row, observation.last_action)
+def scaled(values: FloatArray, bounds: FloatArray | float, fallback: FloatArray | float = 0.0) -> FloatArray:
+    """``safe(x, default, bound) / bound`` elementwise for positive finite ``bounds``: ``x / bound`` clipped to
+    [-1, 1], and ``fallback`` (the encoded default) where ``x`` is NaN or infinite."""
+    ratios = values / bounds
+    finite = np.isfinite(ratios)
+    np.minimum(ratios, 1.0, out=ratios)
+    np.maximum(ratios, -1.0, out=ratios)
+    return np.where(finite, ratios, fallback)
 
 
-def _is_finite_number(value: object) -> bool:
-    """False for None, NaN and infinities: exactly the values ``safe()`` replaces by its default."""
-    return safe(value, 0.0) == safe(value, 1.0)
+def symlog(values: FloatArray) -> FloatArray:
+    """sign(x) * log(1 + |x|): compresses large magnitudes, keeps sign and small values (``math.log1p`` per
+    value, driven from C)."""
+    magnitudes = np.fromiter(map(math.log1p, np.abs(values).ravel().tolist()), dtype=np.float64, count=values.size)
+    return np.copysign(magnitudes.reshape(values.shape), values)
 
 
-def _loss_feature(loss: object) -> float:
-    if not _is_finite_number(loss):
-        return NONFINITE_LOSS
-    return symlog(safe(loss)) / LOG_SCALE
+def _clipped(values: FloatArray, bound: float) -> FloatArray:
+    return np.minimum(np.maximum(values, -bound), bound)
 
 
-def _accuracy_feature(accuracy: object) -> float:
-    return safe(accuracy, 0.0, 100.0) / 100.0
+def _guarded(values: FloatArray) -> FloatArray:
+    """``safe(x)``: non-finite values become 0, the rest is clipped to ``SAFE_BOUND``."""
+    return np.where(np.isfinite(values), _clipped(values, SAFE_BOUND), 0.0)
 
 
-def _fill_progress(row: FloatArray, observation: EnvObservation) -> None:
-    row[BASE_LAYOUT["epoch_progress"].start] = safe(observation.epoch / observation.max_epochs, 0.0, 1.0)
-    row[BASE_LAYOUT["val_loss"].start] = _loss_feature(observation.val_loss)
-    row[BASE_LAYOUT["val_loss_finite"].start] = 1.0 if _is_finite_number(observation.val_loss) else 0.0
-    row[BASE_LAYOUT["val_accuracy"].start] = _accuracy_feature(observation.val_accuracy)
+def _unseen(seen: IntArray) -> npt.NDArray[np.bool_]:
+    """``[envs, HISTORY_LENGTH]``: the history columns left of a history of ``seen`` values."""
+    return np.arange(HISTORY_LENGTH) < (HISTORY_LENGTH - seen)[:, None]
 
 
-def _fill_histories(row: FloatArray, observation: EnvObservation) -> None:
-    """Oldest first, newest last (right-aligned); epochs not observed yet hold ``HISTORY_SENTINEL`` on the left."""
-    for field, history, encode in (
-        ("loss_history", observation.loss_history, _loss_feature),
-        ("accuracy_history", observation.accuracy_history, _accuracy_feature),
-    ):
-        columns = BASE_LAYOUT[field]
-        unseen = HISTORY_LENGTH - len(history)
-        row[columns.start : columns.start + unseen] = HISTORY_SENTINEL
-        for offset, value in enumerate(history):
-            row[columns.start + unseen + offset] = encode(value)
+def _fill_base(features: Float32Array, columns: ObservationColumns) -> None:
+    env = columns.env
+    bounded = env[:, _BOUNDED_ENV]
+    bounded[:, 0] /= env[:, col.MAX_EPOCHS]
+    encoded = scaled(bounded, _BOUNDED_ENV_SCALE)
+    encoded[:, 3:][_unseen(columns.accuracy_seen)] = HISTORY_SENTINEL
+    features[:, _BOUNDED_ENV_FEATURES] = encoded
+    losses = env[:, _LOSSES]
+    finite = np.isfinite(losses)
+    encoded = np.where(finite, symlog(_guarded(losses)) / LOG_SCALE, NONFINITE_LOSS)
+    encoded[:, 1:][_unseen(columns.loss_seen)] = HISTORY_SENTINEL
+    features[:, _LOSS_FEATURES] = encoded
+    features[:, _base("val_loss_finite")] = finite[:, 0]
+    features[:, _base("germination_available")] = env[:, col.GERMINATIONS_REMAINING] > 0
+    features[:, BASE_LAYOUT["stage_counts"]] = _stage_shares(columns)
+    acted = np.flatnonzero(columns.last_op >= 0)
+    features[acted, _base("last_action_success")] = columns.last_success[acted]
+    features[acted, _base("last_op") + columns.last_op[acted]] = 1.0
 
 
-def _fill_stage_counts(row: FloatArray, slots: Sequence[SlotReport]) -> None:
-    start = BASE_LAYOUT["stage_counts"].start
-    share = 1.0 / len(slots)
-    for report in slots:
-        row[start + int(report.stage)] += share
+def _stage_shares(columns: ObservationColumns) -> Float32Array:
+    """``[envs, stages]``: each slot adds ``1 / num_slots`` (in float32, as a running sum would) to its stage."""
+    envs, num_slots, stages = columns.envs, columns.num_slots, len(SeedStage)
+    shares = np.zeros(num_slots + 1, dtype=np.float32)
+    shares[1:] = np.cumsum(np.full(num_slots, 1.0 / num_slots, dtype=np.float32), dtype=np.float32)
+    cells = np.repeat(np.arange(envs) * stages, num_slots) + columns.stage_and_dwell[:, 0]
+    return shares[np.bincount(cells, minlength=envs * stages).reshape(envs, stages)]
 
 
-def _fill_germinations(row: FloatArray, remaining: int) -> None:
-    row[BASE_LAYOUT["germination_available"].start] = 1.0 if remaining > 0 else 0.0
-    row[BASE_LAYOUT["germinations_remaining"].start] = safe(remaining, 0.0, GERMINATION_SCALE) / GERMINATION_SCALE
+def _fill_slots(slots: Float32Array, columns: ObservationColumns) -> None:
+    stage, dwell = columns.stage_and_dwell[:, 0], columns.stage_and_dwell[:, 1]
+    slots[:, _slot("dwell_remaining")] = scaled(dwell.astype(np.float64), _LONGEST_DWELL)
+    seeded = columns.seed_slots
+    seeds = columns.seeds
+    every = np.arange(stage.size)
+    rows = np.concatenate((every, seeded, seeded))
+    one_hot = np.concatenate(
+        (
+            _slot("stage") + stage,
+            _slot("alpha_mode") + seeds[:, col.ALPHA_MODE].astype(np.int64),
+            _slot("blend_operator") + _BLEND_OPERATOR[seeds[:, col.STYLE].astype(np.int64)],
+        )
+    )
+    slots[rows, one_hot] = 1.0
+    if seeded.size:
+        _fill_seeds(slots, columns)
 
 
-def _fill_last_action(row: FloatArray, last_action: LastAction | None) -> None:
-    if last_action is None:
-        return
-    row[BASE_LAYOUT["last_action_success"].start] = 1.0 if last_action.success else 0.0
-    row[BASE_LAYOUT["last_op"].start + int(last_action.op)] = 1.0
-
-
-def _fill_slot(block: FloatArray, report: SlotReport, observation: EnvObservation) -> None:
-    block[SLOT_LAYOUT["stage"].start + int(report.stage)] = 1.0
-    block[SLOT_LAYOUT["dwell_remaining"].start] = safe(report.dwell_remaining, 0.0, _LONGEST_DWELL) / _LONGEST_DWELL
-    if report.seed is None:
-        return
-    block[SLOT_LAYOUT["present"].start] = 1.0
-    _fill_alpha(block, report.seed)
-    _fill_contribution(block, report.seed)
-    _fill_gradients(block, report.seed)
-    _fill_age(block, report.seed, observation)
-    _fill_accuracy_deltas(block, report.seed, observation)
-
-
-def _fill_alpha(block: FloatArray, seed: SeedReport) -> None:
-    alpha = seed.alpha
-    block[SLOT_LAYOUT["alpha"].start] = safe(alpha.value, 0.0, 1.0)
-    block[SLOT_LAYOUT["alpha_target"].start] = safe(alpha.target, 0.0, 1.0)
-    block[SLOT_LAYOUT["alpha_mode"].start + int(alpha.mode)] = 1.0
-    if alpha.steps_total > 0:
-        block[SLOT_LAYOUT["alpha_progress"].start] = safe(alpha.steps_done / alpha.steps_total, 0.0, 1.0)
-    remaining = alpha.steps_total - alpha.steps_done
-    block[SLOT_LAYOUT["alpha_steps_remaining"].start] = safe(remaining, 0.0, _LONGEST_RAMP) / _LONGEST_RAMP
-    block[SLOT_LAYOUT["tempo"].start] = safe(TEMPO_EPOCHS[seed.tempo], 0.0, _LONGEST_TEMPO) / _LONGEST_TEMPO
-    _, operator = STYLE_TABLE[seed.style]
-    block[SLOT_LAYOUT["blend_operator"].start + int(operator)] = 1.0
-
-
-def _points(value: object) -> float:
-    """Percentage points / POINTS_SCALE, clipped to [-1, 1] (None/NaN -> 0)."""
-    return safe(value, 0.0, POINTS_SCALE) / POINTS_SCALE
-
-
-def _fill_contribution(block: FloatArray, seed: SeedReport) -> None:
-    metrics = seed.metrics
-    block[SLOT_LAYOUT["contribution"].start] = _points(metrics.contribution)
-    block[SLOT_LAYOUT["contribution_at_full_alpha"].start] = _points(metrics.contribution_at_full_alpha)
-    block[SLOT_LAYOUT["contribution_velocity"].start] = _points(metrics.contribution_velocity)
-    if metrics.epochs_since_measurement is not None:
-        staleness = safe(metrics.epochs_since_measurement, 0.0)
-        block[SLOT_LAYOUT["counterfactual_freshness"].start] = 1.0 / (1.0 + max(0.0, staleness))
-
-
-def _fill_gradients(block: FloatArray, seed: SeedReport) -> None:
-    metrics = seed.metrics
-    block[SLOT_LAYOUT["gradient_norm"].start] = symlog(safe(metrics.gradient_norm)) / LOG_SCALE
-    block[SLOT_LAYOUT["gradient_health"].start] = safe(metrics.gradient_health, UNMEASURED_HEALTH, 1.0)
-
-
-def _fill_age(block: FloatArray, seed: SeedReport, observation: EnvObservation) -> None:
-    horizon = float(observation.max_epochs)
-    block[SLOT_LAYOUT["epochs_in_stage"].start] = safe(seed.epochs_in_stage, 0.0, horizon) / horizon
-    block[SLOT_LAYOUT["seed_age"].start] = safe(seed.age_epochs, 0.0, horizon) / horizon
-    block[SLOT_LAYOUT["can_prune"].start] = 1.0 if seed.age_epochs >= MIN_PRUNE_AGE else 0.0
-    block[SLOT_LAYOUT["gate_blocked"].start] = safe(seed.gate_blocked_epochs, 0.0, horizon) / horizon
-    host = max(1, observation.host_param_count)
-    block[SLOT_LAYOUT["param_ratio"].start] = symlog(safe(seed.param_count / host)) / LOG_SCALE
-
-
-def _fill_accuracy_deltas(block: FloatArray, seed: SeedReport, observation: EnvObservation) -> None:
-    accuracy = safe(observation.val_accuracy, 0.0, 100.0)
-    metrics = seed.metrics
-    for field, reference in (
-        ("accuracy_since_stage_entry", metrics.accuracy_at_stage_entry),
-        ("accuracy_since_germination", metrics.accuracy_at_germination),
-    ):
-        if reference is not None:
-            block[SLOT_LAYOUT[field].start] = _points(accuracy - safe(reference, accuracy, 100.0))
+def _fill_seeds(slots: Float32Array, columns: ObservationColumns) -> None:
+    seeds, seeded = columns.seeds, columns.seed_slots
+    env = columns.env[seeded // columns.num_slots]
+    bounded = seeds[:, : col.ACCURACY_AT_GERMINATION + 1].copy()
+    done, total = bounded[:, col.ALPHA_STEPS_DONE], bounded[:, col.ALPHA_STEPS_TOTAL]
+    remaining = total - done
+    np.divide(done, total, out=done, where=total > 0)  # no ramp (0 of 0 steps): progress stays 0
+    bounded[:, col.ALPHA_STEPS_TOTAL] = remaining
+    bounded[:, col.TEMPO] = _TEMPO_EPOCHS[bounded[:, col.TEMPO].astype(np.int64)]
+    bounded[:, _AGES] /= env[:, col.MAX_EPOCHS, None]
+    accuracy = np.where(np.isfinite(env[:, col.VAL_ACCURACY]), _clipped(env[:, col.VAL_ACCURACY], 100.0), 0.0)
+    references = bounded[:, _REFERENCES]
+    references = np.where(np.isfinite(references), _clipped(references, 100.0), accuracy[:, None])
+    bounded[:, _REFERENCES] = accuracy[:, None] - references
+    slots[seeded[:, None], _BOUNDED_SEED_FEATURES] = scaled(bounded, _BOUNDED_SEED_SCALE, _BOUNDED_SEED_FALLBACK)
+    others = np.empty((seeded.size, len(_OTHER_SEED_FEATURES)))
+    others[:, 0] = 1.0
+    others[:, 1] = seeds[:, col.AGE_EPOCHS] >= MIN_PRUNE_AGE
+    staleness = seeds[:, col.EPOCHS_SINCE_MEASUREMENT]
+    others[:, 2] = np.where(np.isfinite(staleness), 1.0 / (1.0 + np.maximum(0.0, _clipped(staleness, SAFE_BOUND))), 0.0)
+    logged = seeds[:, [col.GRADIENT_NORM, col.PARAM_COUNT]]
+    logged[:, 1] /= np.maximum(1.0, env[:, col.HOST_PARAM_COUNT])
+    others[:, 3:] = symlog(_guarded(logged)) / LOG_SCALE
+    slots[seeded[:, None], _OTHER_SEED_FEATURES] = others

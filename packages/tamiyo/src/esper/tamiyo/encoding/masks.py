@@ -1,8 +1,10 @@
-"""Action masks: leyline's legality rule as tensors, per env, per op and per slot.
+"""Action masks: leyline's legality rule as arrays, per env, per op and per slot.
 
 Masks encode physical impossibility only; timing is learned from reward. Which action is legal where is decided
-by ``esper.leyline.legality`` and nowhere else (kasmina and simic refuse exactly what it forbids); this module
-only reads each env's slot conditions, looks their rows up in leyline's cached table and stacks them.
+by ``esper.leyline.legality`` and nowhere else (kasmina and simic refuse exactly what it forbids). This module
+codes each slot's ``SlotCondition`` as a small integer, looks each env's combination of codes up in a table of
+leyline's ``legal_slots_by_op`` rows (a row is asked of leyline the first time its combination is seen) and takes
+the whole batch's masks from that table with one indexing operation.
 """
 
 from __future__ import annotations
@@ -11,16 +13,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import MappingProxyType
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 from esper.leyline import (
+    MIN_PRUNE_AGE,
     ActionHead,
     ActionMasks,
+    AlphaMode,
     EnvObservation,
     InvalidStateMachineError,
+    LifecycleOp,
+    SeedStage,
     SlotCondition,
     SlotConfig,
     Topology,
@@ -28,12 +35,15 @@ from esper.leyline import (
     legal_blueprints,
     legal_slots_by_op,
 )
-from esper.tamiyo.encoding.observation_checks import require_configured_slots
+from esper.tamiyo.encoding import observation_columns as col
+from esper.tamiyo.encoding.observation_columns import ObservationColumns, read_columns
 
 BoolArray = npt.NDArray[np.bool_]
 
 #: Heads whose mask does not depend on the env (the same row for every env of a topology).
 STATIC_HEADS: tuple[ActionHead, ...] = tuple(h for h in ActionHead if h not in (ActionHead.SLOT, ActionHead.OP))
+#: A slot condition's code is ``stage * 4 + prune_age_reached * 2 + ramping``.
+_CONDITION_CODES = len(SeedStage) * 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,31 +55,82 @@ class MaskArrays:
     heads: Mapping[ActionHead, BoolArray]
 
     def to_tensors(self, device: torch.device | str = "cpu") -> ActionMasks:
+        """The masks as tensors on ``device`` (sharing the arrays' memory on the CPU)."""
+        place = torch.device(device)
+        moved = place.type != "cpu"
+
+        def tensor(array: BoolArray) -> torch.Tensor:
+            return torch.from_numpy(array).to(place) if moved else torch.from_numpy(array)
+
         return ActionMasks(
-            op=torch.from_numpy(self.op).to(device),
-            slot_by_op=torch.from_numpy(self.slot_by_op).to(device),
-            heads=MappingProxyType({head: torch.from_numpy(mask).to(device) for head, mask in self.heads.items()}),
+            op=tensor(self.op),
+            slot_by_op=tensor(self.slot_by_op),
+            heads=MappingProxyType({head: tensor(mask) for head, mask in self.heads.items()}),
         )
 
 
-def slot_by_op_rows(observations: Sequence[EnvObservation], slot_config: SlotConfig) -> BoolArray:
-    """``[batch, op, slot]`` legality of every env, from leyline's rule (the only per-env loop of masking)."""
-    rows = []
-    for observation in observations:
-        require_configured_slots(observation, slot_config)
-        conditions = tuple(SlotCondition.of(report) for report in observation.slots)
-        rows.append(legal_slots_by_op(conditions, observation.germinations_remaining > 0))
-    return np.array(rows, dtype=np.bool_).reshape(len(observations), -1, slot_config.num_slots)
+class _LegalityTable:
+    """Leyline's ``legal_slots_by_op`` rows for the combinations of slot conditions seen so far, keyed by the
+    bytes of an env's condition codes and its "can germinate" flag."""
+
+    def __init__(self, num_slots: int) -> None:
+        self._num_slots = num_slots
+        self._index: dict[bytes, int] = {}
+        self._rows: BoolArray = np.zeros((0, len(LifecycleOp), num_slots), dtype=np.bool_)
+
+    def rows(self, keys: npt.NDArray[np.uint8]) -> BoolArray:
+        """``[envs, op, slot]`` legality for ``keys`` ``[envs, num_slots + 1]`` (codes, then can-germinate)."""
+        packed = cast(list[bytes], np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel().tolist())
+        found = list(map(self._index.get, packed))
+        if None in found:
+            self._add({key for key, index in zip(packed, found, strict=True) if index is None})
+            found = list(map(self._index.get, packed))
+        return self._rows[np.array(found, dtype=np.intp)]
+
+    def _add(self, keys: set[bytes]) -> None:
+        added = []
+        for key in keys:
+            *codes, can_germinate = key
+            conditions = tuple(SlotCondition(SeedStage(code // 4), bool(code & 2), bool(code & 1)) for code in codes)
+            added.append(legal_slots_by_op(conditions, bool(can_germinate)))
+        start = self._rows.shape[0]
+        self._rows = np.concatenate((self._rows, np.array(added, dtype=np.bool_)))
+        self._index.update({key: start + offset for offset, key in enumerate(keys)})
+
+
+@cache
+def _legality_table(num_slots: int) -> _LegalityTable:
+    return _LegalityTable(num_slots)
+
+
+def condition_keys(columns: ObservationColumns) -> npt.NDArray[np.uint8]:
+    """``[envs, num_slots + 1]``: each slot's ``SlotCondition`` code, then whether germinations remain."""
+    envs, num_slots = columns.envs, columns.num_slots
+    codes = columns.stage_and_dwell[:, 0] * 4
+    seeds = columns.seeds
+    codes[columns.seed_slots] += (seeds[:, col.AGE_EPOCHS] >= MIN_PRUNE_AGE) * 2 + (
+        seeds[:, col.ALPHA_MODE] != AlphaMode.HOLD
+    )
+    keys = np.empty((envs, num_slots + 1), dtype=np.uint8)
+    keys[:, :num_slots] = codes.reshape(envs, num_slots)
+    keys[:, num_slots] = columns.env[:, col.GERMINATIONS_REMAINING] > 0
+    return keys
+
+
+def slot_by_op_rows(columns: ObservationColumns) -> BoolArray:
+    """``[batch, op, slot]`` legality of every env, from leyline's rule."""
+    return _legality_table(columns.num_slots).rows(condition_keys(columns))
 
 
 @cache
 def static_head_rows(topology: Topology) -> Mapping[ActionHead, BoolArray]:
     """One read-only mask row per head that does not depend on the env: every style, tempo and alpha choice is
-    legal; the blueprint row is leyline's ``legal_blueprints`` (never NOOP)."""
+    legal; the blueprint row is leyline's ``legal_blueprints`` (never NOOP). Raises if a row allows nothing."""
     sizes = head_sizes(SlotConfig.after_blocks(1), topology)  # these heads' sizes do not depend on the slots
     rows = {head: np.ones(sizes[head], dtype=np.bool_) for head in STATIC_HEADS}
     rows[ActionHead.BLUEPRINT] = np.array(legal_blueprints(topology), dtype=np.bool_)
-    for row in rows.values():
+    for head, row in rows.items():
+        require_nonempty_rows(row, head.value)
         row.flags.writeable = False
     return MappingProxyType(rows)
 
@@ -78,10 +139,8 @@ def compute_mask_arrays(slot_by_op: BoolArray, topology: Topology) -> MaskArrays
     """Masks of a batch from its ``[batch, op, slot]`` legality; raise on an all-false row."""
     batch = slot_by_op.shape[0]
     op = np.asarray(slot_by_op.any(axis=2))
-    heads = {head: np.broadcast_to(row, (batch, row.size)).copy() for head, row in static_head_rows(topology).items()}
     require_nonempty_rows(op, ActionHead.OP.value)
-    for head, mask in heads.items():
-        require_nonempty_rows(mask, head.value)
+    heads = {head: row[None].repeat(batch, axis=0) for head, row in static_head_rows(topology).items()}
     return MaskArrays(op, slot_by_op, MappingProxyType(heads))
 
 
@@ -93,10 +152,14 @@ def require_nonempty_rows(mask: BoolArray, name: str) -> None:
         raise InvalidStateMachineError(f"all-false {name} mask at batch rows {rows}: no action is possible")
 
 
+def masks_of_columns(columns: ObservationColumns, topology: Topology) -> MaskArrays:
+    return compute_mask_arrays(slot_by_op_rows(columns), topology)
+
+
 def build_mask_arrays(
     observations: Sequence[EnvObservation], slot_config: SlotConfig, topology: Topology
 ) -> MaskArrays:
-    return compute_mask_arrays(slot_by_op_rows(observations, slot_config), topology)
+    return masks_of_columns(read_columns(observations, slot_config), topology)
 
 
 def build_action_masks(

@@ -3,49 +3,46 @@
 Masked logits are set to ``MASKED_LOGIT_VALUE`` (-1e4, finite in fp16/bf16, so an all-masked row can
 never turn into NaN) and everything after that runs in float32 with autocast off, whatever precision the
 network ran in. Masked actions are excluded structurally from sampling and argmax (never merely improbable).
+
+Log-probabilities, entropies and the sampling noise are torch (the update differentiates them; the noise comes
+from the caller's generator on the policy's device). Picking an action from them (Gumbel-max: subtract, mask,
+argmax) and checking the masks are exact IEEE operations done on host numpy arrays, where each costs a fraction
+of a torch operator: the sampled actions are bit for bit those of the same operations in torch.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
+import numpy as np
+import numpy.typing as npt
 import torch
 
-from esper.leyline import InvalidStateMachineError, NonFiniteError
+from esper.leyline import HEAD_ORDER, ActionHead, InvalidStateMachineError, NonFiniteError
+
+BoolArray = npt.NDArray[np.bool_]
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 #: Logit given to masked actions. -1e4 is representable in fp16 and bf16 and underflows to probability 0 after
 #: softmax; ``-inf`` would turn an all-masked row into NaN.
 MASKED_LOGIT_VALUE = -1e4
 
 
-def require_sound(logits: torch.Tensor, masks: dict[str, torch.Tensor], *, finite_logits: bool) -> None:
-    """Raise ``InvalidStateMachineError`` if a row of some mask allows nothing (a masked distribution would then
-    sample uniformly over padding), and with ``finite_logits`` ``NonFiniteError`` if a logit is NaN or infinite
-    (it would silently turn into "always the first action"). One host read for all checks: one device sync."""
-    empty = torch.stack([(~mask.any(dim=-1)).any() for mask in masks.values()])
-    problems = [empty.any()]
-    if finite_logits:
-        problems.append(~torch.isfinite(logits).all())
-    flags = torch.stack(problems).tolist()
-    if flags[0]:
-        for name, mask in masks.items():
-            rows = torch.nonzero(~mask.any(dim=-1)).tolist()
-            if rows:
-                raise InvalidStateMachineError(f"all-false {name} mask at rows {rows}: no action is possible")
-    if finite_logits and flags[1]:
-        raise NonFiniteError("the policy produced NaN or infinite logits: its weights or inputs are corrupt")
-
-
 class MaskedCategorical:
     """A categorical distribution over the allowed actions of one head.
 
-    ``logits`` ``[..., n]`` (any float dtype), ``mask`` ``[..., n]`` bool with the same shape. Nothing here reads
-    a tensor on the host; callers check the masks once per step with ``require_sound``.
+    ``logits`` ``[..., n]`` (any float dtype), ``mask`` ``[..., n]`` bool, broadcastable to each other. Nothing
+    here reads a tensor on the host; callers check the masks with ``require_sound``.
     """
 
     __slots__ = ("log_probs", "mask")
 
     def __init__(self, logits: torch.Tensor, mask: torch.Tensor) -> None:
-        with torch.autocast(logits.device.type, enabled=False):
-            masked = logits.float().masked_fill(~mask, MASKED_LOGIT_VALUE)
+        masked = torch.where(mask, logits.float(), MASKED_LOGIT_VALUE)
+        device = logits.device.type
+        # Autocast must not lower the log-softmax; entering the context only when it is on keeps the act path short.
+        with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else nullcontext():
             #: ``[..., n]`` float32 normalized log-probabilities (masked entries underflow to probability 0).
             self.log_probs = torch.log_softmax(masked, dim=-1)
         self.mask = mask
@@ -63,12 +60,36 @@ class MaskedCategorical:
         normalizer = allowed.clamp(min=2).to(torch.float32).log()
         return torch.where(allowed > 1, entropy / normalizer, 0.0)
 
-    def sample(self, generator: torch.Generator | None) -> torch.Tensor:
-        """``[...]`` int64 draw, from ``generator`` when given: Gumbel-max (log p - log E with E ~ Exp(1)) taken
-        over the allowed actions only."""
-        noise = torch.empty_like(self.log_probs).exponential_(generator=generator)
-        return torch.where(self.mask, self.log_probs - noise.log(), float("-inf")).argmax(dim=-1)
 
-    def mode(self) -> torch.Tensor:
-        """``[...]`` int64 most probable allowed action (first one on ties)."""
-        return torch.where(self.mask, self.log_probs, float("-inf")).argmax(dim=-1)
+def log_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """``log E`` with ``E ~ Exp(1)`` (float32, from ``generator`` when given): ``log p - log E`` is Gumbel-max."""
+    return torch.empty(shape, dtype=torch.float32, device=device).exponential_(generator=generator).log()
+
+
+def draw(log_probs: FloatArray, mask: BoolArray, noise: FloatArray | None) -> IntArray:
+    """``[...]`` one allowed action per row of ``log_probs`` ``[..., n]``: with ``noise`` (``log_noise``) a sample
+    (argmax of ``log p - log E`` over the allowed actions), without it the most probable allowed action (the
+    first one on ties)."""
+    scores = log_probs if noise is None else log_probs - noise
+    choice: IntArray = np.where(mask, scores, -np.inf).argmax(axis=-1)
+    return choice
+
+
+def require_sound(masks: BoolArray) -> None:
+    """Raise ``InvalidStateMachineError`` if a row of the padded ``masks`` ``[..., H, width]`` allows nothing (a
+    masked distribution would then sample uniformly over padding), naming the head (op first) and the rows."""
+    empty = np.logical_not(masks.any(axis=-1))
+    if not empty.any():
+        return
+    for index in sorted(range(len(HEAD_ORDER)), key=lambda i: HEAD_ORDER[i] is not ActionHead.OP):
+        rows = np.argwhere(empty[..., index]).tolist()
+        if rows:
+            head = HEAD_ORDER[index].value
+            raise InvalidStateMachineError(f"all-false {head} mask at rows {rows}: no action is possible")
+
+
+def require_finite(logits: FloatArray) -> None:
+    """Raise ``NonFiniteError`` if a logit is NaN or infinite (it would silently turn into "always the first
+    action")."""
+    if not np.isfinite(logits).all():
+        raise NonFiniteError("the policy produced NaN or infinite logits: its weights or inputs are corrupt")

@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
 from esper.tamiyo.policy.canonical import canonical_masks, relevance
-from esper.tamiyo.policy.distributions import MaskedCategorical, require_sound
-from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout
+from esper.tamiyo.policy.distributions import (
+    MaskedCategorical,
+    draw,
+    log_noise,
+    require_finite,
+    require_sound,
+)
+from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout, host, on_device
+
+BoolArray = npt.NDArray[np.bool_]
+IntArray = npt.NDArray[np.int64]
 
 _OP = HEAD_INDEX[ActionHead.OP]
+_HEADS = np.arange(len(HEAD_ORDER))
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +55,6 @@ class ScoredActions:
     entropy: dict[ActionHead, torch.Tensor]
 
 
-def _draw(distribution: MaskedCategorical, deterministic: bool, generator: torch.Generator | None) -> torch.Tensor:
-    return distribution.mode() if deterministic else distribution.sample(generator)
-
-
 def sample_actions(
     logits: torch.Tensor,
     masks: ActionMasks,
@@ -57,27 +66,37 @@ def sample_actions(
 ) -> SampledActions:
     """Draw one factored action per row from padded ``logits`` ``[batch, H, width]``: the op first, then every
     other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit.
-    ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn)."""
-    op_mask = layout.pad_row(masks.op, ActionHead.OP)
-    op_distribution = MaskedCategorical(logits[:, _OP], op_mask)
-    ops = _draw(op_distribution, deterministic, generator)
-    slot_mask = masks.slot_by_op[torch.arange(ops.shape[0], device=ops.device), ops]
-    canonical = canonical_masks(
-        ops, layout.pad_masks({**masks.heads, ActionHead.SLOT: slot_mask, ActionHead.OP: masks.op})
-    )
-    require_sound(logits, {"op": op_mask, **_named(canonical)}, finite_logits=True)
-    distribution = MaskedCategorical(logits, canonical)
-    actions = _draw(distribution, deterministic, generator)
+    ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn).
+
+    The op, then all other heads together, are each one Gumbel-max draw over padded log-probs; the masks are
+    padded and canonicalized on the host for the whole batch at once."""
+    device = logits.device
+    batch, heads, width = logits.shape
+    op_noise = head_noise = None
+    if not deterministic:  # drawn in this order: the op's noise first, then every head's
+        op_noise = host(log_noise((batch, width), device, generator))
+        head_noise = host(log_noise((batch, heads, width), device, generator))
+    side_by_side = layout.side_by_side(masks)
+    op_mask = layout.op_mask(side_by_side)
+    op_log_probs = MaskedCategorical(logits[:, _OP], on_device(op_mask, device)).log_probs
+    ops = draw(host(op_log_probs), op_mask, op_noise)
+    canonical = canonical_masks(ops, layout.pad_for_ops(side_by_side, ops))
+    require_sound(canonical)
+    require_finite(host(logits))
+    distribution = MaskedCategorical(logits, on_device(canonical, device))
+    log_probs = host(distribution.log_probs)
+    actions = draw(log_probs, canonical, head_noise)
     actions[:, _OP] = ops
+    picked = log_probs[np.arange(batch)[:, None], _HEADS, actions]
     explanation = None
     if explain:
-        op_probabilities = op_distribution.log_probs[:, : layout.sizes[_OP]].exp()
+        op_probabilities = op_log_probs[:, : layout.sizes[_OP]].exp()
         explanation = ActionExplanation(op_probabilities, layout.columns(distribution.entropy()))
     return SampledActions(
-        actions=layout.columns(actions),
-        log_probs=layout.columns(distribution.log_prob(actions)),
-        masks=layout.split(canonical),
-        relevant=layout.columns(relevance(ops)),
+        actions=layout.columns(on_device(actions, device)),
+        log_probs=layout.columns(on_device(picked, device)),
+        masks=layout.split(on_device(canonical, device)),
+        relevant=layout.columns(on_device(relevance(ops), device)),
         explanation=explanation,
     )
 
@@ -97,29 +116,22 @@ def score_actions(
     action is allowed by its stored mask."""
     stacked = torch.stack([actions[head] for head in HEAD_ORDER], dim=-1)
     stored = layout.pad_masks(masks)
-    canonical = canonical_masks(stacked[..., _OP], stored)
-    require_sound(logits, _named(canonical), finite_logits=False)
-    distribution = MaskedCategorical(logits, canonical)
+    host_actions = host(stacked)
+    canonical = canonical_masks(host_actions[..., _OP], stored)
+    require_sound(canonical)
     if validate:
-        _check_actions_allowed(stored, stacked)
+        _check_actions_allowed(stored, host_actions)
+    distribution = MaskedCategorical(logits, on_device(canonical, logits.device))
     return ScoredActions(
         log_probs=layout.columns(distribution.log_prob(stacked)),
         entropy=layout.columns(distribution.entropy()),
     )
 
 
-def _named(padded: torch.Tensor) -> dict[str, torch.Tensor]:
-    """``[..., H, width]`` padded masks -> one named ``[..., width]`` mask per head."""
-    return {head.value: padded[..., index, :] for index, head in enumerate(HEAD_ORDER)}
-
-
-def _check_actions_allowed(masks: torch.Tensor, actions: torch.Tensor) -> None:
-    """A stored action its stored mask forbids means rollout and update disagree (reads on the host: a sync)."""
-    allowed = masks.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-    if not bool(allowed.all()):
-        heads = [
-            head.value
-            for head, ok in zip(HEAD_ORDER, allowed.flatten(0, -2).all(dim=0).tolist(), strict=True)
-            if not ok
-        ]
+def _check_actions_allowed(masks: BoolArray, actions: IntArray) -> None:
+    """A stored action its stored mask forbids means rollout and update disagree."""
+    allowed = np.take_along_axis(masks, actions[..., None], axis=-1)[..., 0]
+    if not allowed.all():
+        flat = cast(list[bool], np.asarray(allowed).reshape(-1, len(HEAD_ORDER)).all(axis=0).tolist())
+        heads = [head.value for head, ok in zip(HEAD_ORDER, flat, strict=True) if not ok]
         raise InvalidStateMachineError(f"stored actions of heads {heads} are forbidden by their stored masks")

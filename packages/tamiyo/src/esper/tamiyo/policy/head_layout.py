@@ -1,26 +1,39 @@
-"""All action heads side by side in one ``[..., num_heads, width]`` tensor (``width`` = the largest head).
+"""All action heads side by side in one ``[..., num_heads, width]`` array (``width`` = the largest head).
 
 Heads have different sizes; padding each to the widest one lets the masked-distribution math run once for all
 heads instead of once per head (the act path's main cost). Padding columns are always masked out, so a padded
 head is exactly the same categorical distribution as the unpadded one. Head ``i`` is ``HEAD_ORDER[i]``.
+
+Masks are padded on the host as numpy arrays, whatever the number of heads, with one concatenation (torch, on
+the masks' device) and one gather through a precomputed index: every padded position reads its head's column or
+is padding, cleared by a fixed mask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any, NamedTuple
 
+import numpy as np
+import numpy.typing as npt
 import torch
-from torch.nn import functional
 
-from esper.leyline import HEAD_ORDER, ActionHead, ConfigError
+from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, ConfigError, LifecycleOp
+
+BoolArray = npt.NDArray[np.bool_]
+IndexArray = npt.NDArray[np.intp]
+IntArray = npt.NDArray[np.int64]
 
 #: Column of each head in the padded layout.
 HEAD_INDEX: Mapping[ActionHead, int] = MappingProxyType({head: index for index, head in enumerate(HEAD_ORDER)})
+#: The heads whose step mask does not depend on the op (``ActionMasks.heads``), in HEAD_ORDER.
+_STATIC_HEADS = tuple(head for head in HEAD_ORDER if head not in (ActionHead.OP, ActionHead.SLOT))
 
 
 class HeadLayout:
-    """Padding and unpadding between per-head tensors ``[..., size_h]`` and the padded ``[..., H, width]``."""
+    """Padding of per-head masks ``[..., size_h]`` into ``[..., H, width]`` (numpy), and the per-head views of
+    padded tensors."""
 
     def __init__(self, head_sizes: Mapping[ActionHead, int]) -> None:
         missing = [head.value for head in HEAD_ORDER if head not in head_sizes]
@@ -28,23 +41,102 @@ class HeadLayout:
             raise ConfigError(f"head sizes are missing heads {missing}")
         self.sizes: tuple[int, ...] = tuple(head_sizes[head] for head in HEAD_ORDER)
         self.width = max(self.sizes)
+        self._pad = self._gather(list(zip(_starts(self.sizes), self.sizes, strict=True)))
+        per_op = self._gather(self._per_op_runs(head_sizes))
+        self._per_op = _Gather(per_op.source.reshape(len(LifecycleOp), -1), per_op.real.reshape(len(LifecycleOp), -1))
+        self._num_ops = len(LifecycleOp)
 
-    def pad_row(self, mask: torch.Tensor, head: ActionHead) -> torch.Tensor:
-        """One head's ``[..., size_h]`` bool mask padded with False to ``[..., width]``."""
-        return functional.pad(mask, (0, self.width - self.sizes[HEAD_INDEX[head]]), value=False)
+    def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> BoolArray:
+        """``[..., H, width]`` on the host; padding columns are False (never allowed)."""
+        side_by_side = host(torch.cat([masks[head] for head in HEAD_ORDER], dim=-1))
+        leading = side_by_side.shape[:-1]
+        return self._pad.read(side_by_side).reshape(*leading, len(HEAD_ORDER), self.width)
 
-    def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> torch.Tensor:
-        """``[..., H, width]`` bool; padding columns are False (never allowed)."""
-        return torch.stack([self.pad_row(masks[head], head) for head in HEAD_ORDER], dim=-2)
+    @staticmethod
+    def side_by_side(masks: ActionMasks) -> BoolArray:
+        """One step's masks on the host, laid side by side: ``[batch, op | slot_by_op flattened | other heads]``
+        (the layout ``op_mask`` and ``pad_for_ops`` read)."""
+        parts = (masks.op, masks.slot_by_op.flatten(1), *(masks.heads[head] for head in _STATIC_HEADS))
+        return host(torch.cat(parts, dim=-1))
+
+    def op_mask(self, side_by_side: BoolArray) -> BoolArray:
+        """``[batch, width]``: the op mask padded with False."""
+        padded = np.zeros((side_by_side.shape[0], self.width), dtype=np.bool_)
+        padded[:, : self._num_ops] = side_by_side[:, : self._num_ops]
+        return padded
+
+    def pad_for_ops(self, side_by_side: BoolArray, ops: IntArray) -> BoolArray:
+        """``[batch, H, width]``: every head's step mask with the slot row of each row's op (``slot_by_op[row,
+        ops[row]]``); padding columns are False."""
+        rows = np.arange(ops.size)[:, None]
+        padded = side_by_side[rows, self._per_op.source[ops]] & self._per_op.real[ops]
+        return padded.reshape(ops.size, len(HEAD_ORDER), self.width)
 
     def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""
         return {
-            head: padded[..., index, :size]
-            for index, (head, size) in enumerate(zip(HEAD_ORDER, self.sizes, strict=True))
+            head: row if size == self.width else row[..., :size]
+            for head, size, row in zip(HEAD_ORDER, self.sizes, padded.unbind(-2), strict=True)
         }
 
     @staticmethod
     def columns(per_head_values: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H]`` -> ``{head: [...]}`` (views)."""
-        return {head: per_head_values[..., index] for index, head in enumerate(HEAD_ORDER)}
+        return dict(zip(HEAD_ORDER, per_head_values.unbind(-1), strict=True))
+
+    def _per_op_runs(self, head_sizes: Mapping[ActionHead, int]) -> list[tuple[int, int]]:
+        """Where each padded row of ``pad_for_ops`` (for every op) reads from the masks side by side."""
+        ops, slots = len(LifecycleOp), head_sizes[ActionHead.SLOT]
+        static_starts = _starts(tuple(head_sizes[head] for head in _STATIC_HEADS))
+        static = {head: ops + ops * slots + start for head, start in zip(_STATIC_HEADS, static_starts, strict=True)}
+        runs = []
+        for op in range(ops):
+            for head in HEAD_ORDER:
+                if head is ActionHead.OP:
+                    runs.append((0, ops))
+                elif head is ActionHead.SLOT:
+                    runs.append((ops + op * slots, slots))
+                else:
+                    runs.append((static[head], head_sizes[head]))
+        return runs
+
+    def _gather(self, runs: list[tuple[int, int]]) -> _Gather:
+        """Padded rows where row ``r`` reads the ``runs[r] = (start, size)`` columns of the masks laid side by
+        side, then False up to ``width``."""
+        columns = [(start + c, c < size) for start, size in runs for c in range(self.width)]
+        return _Gather(
+            np.array([column if real else 0 for column, real in columns], dtype=np.intp),
+            np.array([real for _, real in columns], dtype=np.bool_),
+        )
+
+
+class _Gather(NamedTuple):
+    """Where each padded position reads (``source``) and whether it is a real column (``real``; padding reads
+    column 0 and is then cleared)."""
+
+    source: IndexArray
+    real: BoolArray
+
+    def read(self, side_by_side: BoolArray) -> BoolArray:
+        """``[..., len(index)]``: the padded positions of masks laid side by side."""
+        return side_by_side.take(self.source, axis=-1) & self.real
+
+
+def host(tensor: torch.Tensor) -> npt.NDArray[Any]:
+    """A tensor as a host numpy array (a view on the CPU, a copy from an accelerator)."""
+    return tensor.numpy(force=tensor.device.type != "cpu")
+
+
+def on_device(array: npt.NDArray[Any], device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on ``device`` (sharing its memory on the CPU)."""
+    tensor = torch.from_numpy(array)
+    return tensor if device.type == "cpu" else tensor.to(device)
+
+
+def _starts(widths: tuple[int, ...]) -> list[int]:
+    """Start column of each part when parts of these widths are laid side by side."""
+    starts, start = [], 0
+    for width in widths:
+        starts.append(start)
+        start += width
+    return starts

@@ -30,8 +30,9 @@ from esper.leyline import (
     identical,
 )
 from esper.tamiyo.encoding.feature_layout import FEATURE_SCHEMA_VERSION, feature_dim
-from esper.tamiyo.encoding.features import encode_features
-from esper.tamiyo.encoding.masks import build_action_masks
+from esper.tamiyo.encoding.features import encode_columns
+from esper.tamiyo.encoding.masks import masks_of_columns
+from esper.tamiyo.encoding.observation_columns import read_columns
 from esper.tamiyo.policy.factored_heads import sample_actions, score_actions
 from esper.tamiyo.policy.input_checks import (
     check_blueprint_indices,
@@ -85,7 +86,6 @@ class LSTMPolicyBundle:
             sizes=self._sizes,
             recurrent=self.RECURRENT,
         )
-        self._placement = torch.device("cpu")
         self._compiled: Callable[..., NetworkOutput] | None = None
         self._compile_mode: str | None = None
         self.validate_masks = validate_masks
@@ -138,20 +138,14 @@ class LSTMPolicyBundle:
 
     @property
     def device(self) -> torch.device:
-        """Where parameters and normalizer buffers live (the last placement if the module had neither)."""
-        for parameter in self._network.parameters():
-            return parameter.device
-        for buffer in self._network.buffers():
-            return buffer.device
-        return self._placement
+        """Where the parameters and normalizer buffers live (read from the heads' output bias, which every
+        network has: cheaper than walking the modules on every act call)."""
+        return self._network.heads.output_bias.device
 
     @property
     def dtype(self) -> torch.dtype:
-        """Dtype of the floating parameters (float32 for a module without any)."""
-        for tensor in self._network.parameters():
-            if tensor.is_floating_point():
-                return tensor.dtype
-        return torch.float32
+        """Dtype of the floating parameters (read from the heads' output bias, like ``device``)."""
+        return self._network.heads.output_bias.dtype
 
     @property
     def is_compiled(self) -> bool:
@@ -162,8 +156,7 @@ class LSTMPolicyBundle:
         """Move parameters and buffers; only before ``compile`` (a compiled graph is specialized to its device)."""
         if self.is_compiled:
             raise ConfigError("cannot move a compiled policy bundle: place it on its device before compile()")
-        self._placement = torch.device(device)
-        self._network.to(self._placement)
+        self._network.to(torch.device(device))
         return self
 
     def compile(self, mode: str) -> None:
@@ -192,9 +185,11 @@ class LSTMPolicyBundle:
     def encode(self, observations: Sequence[EnvObservation]) -> EncodedObservations:
         """Inputs ``features`` ``[batch, feature_dim]`` and ``blueprint_indices`` ``[batch, num_slots]`` with the
         masks, on ``device``; raises ``InvalidStateMachineError`` on an all-false mask row."""
-        batch = encode_features(observations, self._slot_config)
-        masks = build_action_masks(observations, self._slot_config, self._topology, self.device)
-        inputs = {FEATURES: batch.features.to(self.device), BLUEPRINT_INDICES: batch.blueprint_indices.to(self.device)}
+        columns = read_columns(observations, self._slot_config)
+        batch = encode_columns(columns)
+        device = self.device
+        masks = masks_of_columns(columns, self._topology).to_tensors(device)
+        inputs = {FEATURES: batch.features.to(device), BLUEPRINT_INDICES: batch.blueprint_indices.to(device)}
         return EncodedObservations(inputs=MappingProxyType(inputs), masks=masks)
 
     def initial_hidden(self, batch_size: int) -> HiddenState:
