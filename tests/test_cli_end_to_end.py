@@ -448,7 +448,7 @@ def test_train_ppo_writes_rounds_tensorboard_and_checkpoint(ppo_run: Path) -> No
 
     checkpoint = load_checkpoint(ppo_run / "checkpoints" / "latest.pt")
     assert checkpoint.rounds_completed == 2
-    assert checkpoint.config == {k: v for k, v in config.items() if k not in ("controller", "data")}
+    assert checkpoint.config == {k: v for k, v in config.items() if k not in ("controller", "data", "code")}
     assert checkpoint.policy_build_config["slot_config"] == ["r0c0", "r0c1", "r0c2"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # type: ignore[import-untyped]

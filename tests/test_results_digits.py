@@ -36,6 +36,7 @@ def test_the_page_is_what_its_records_give() -> None:
     assert digits_results.PAGE.read_text(encoding="utf-8") == digits_results.page_text()
 
 
+@pytest.mark.subprocess
 def test_the_page_names_a_clean_commit_of_this_history() -> None:
     code = _record("training.json")["code"]
     assert code is not None and not code["modified"]

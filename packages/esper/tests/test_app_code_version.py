@@ -12,7 +12,7 @@ import pytest
 from esper.app.code_version import code_version
 from esper.app.run_directory import RunDirectory, read_run_config
 
-pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")
+pytestmark = [pytest.mark.subprocess, pytest.mark.skipif(shutil.which("git") is None, reason="needs the git command")]
 
 
 def _git(repo: Path, *arguments: str) -> str:
