@@ -5,16 +5,20 @@ round of its documented training command, rerun at today's code, gives the commi
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import digits_results
 import pytest
+import torch
 
 from esper.app.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+#: torch threads of the learner process in the recorded runs (torch's default on the 2-core machine).
+RECORDED_LEARNER_THREADS = 2
 #: Keys whose values are wall-clock measurements, never reproducible.
 _TIMING_KEYS = {"seconds", "wall_seconds"}
 
@@ -30,6 +34,17 @@ def _without_timing(value: Any) -> Any:
     if isinstance(value, list):
         return [_without_timing(v) for v in value]
     return value
+
+
+def _close(ours: Any, theirs: Any) -> bool:
+    """Equal, except that floats may differ in the last digits the learner's reduction order decides."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return ours.keys() == theirs.keys() and all(_close(ours[k], theirs[k]) for k in ours)
+    if isinstance(ours, list) and isinstance(theirs, list):
+        return len(ours) == len(theirs) and all(_close(a, b) for a, b in zip(ours, theirs, strict=True))
+    if isinstance(ours, float) and isinstance(theirs, float):
+        return math.isclose(ours, theirs, rel_tol=1e-4, abs_tol=1e-6)
+    return bool(ours == theirs)
 
 
 def test_the_page_is_what_its_records_give() -> None:
@@ -55,8 +70,13 @@ def test_the_one_round_run_is_the_first_round_of_the_documented_run() -> None:
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-def test_the_first_round_of_the_documented_command_reproduces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_round_of_the_documented_command_reproduces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     monkeypatch.chdir(ROOT)  # the config names the committed schedule choice by a path relative to the repository
+    threads = torch.get_num_threads()
+    torch.set_num_threads(RECORDED_LEARNER_THREADS)
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
     out = tmp_path / "run"
     assert (
         main(["train", "ppo", "--config", digits_results.TRAIN_CONFIG, "--rounds", "1", "--out", str(out), "--quiet"])
@@ -64,5 +84,14 @@ def test_the_first_round_of_the_documented_command_reproduces(tmp_path: Path, mo
     )
     rerun = digits_results.training_record(out, wall=None)
     committed = _record("prefix.json")
-    for key in ("warm_start", "rounds", "validations", "config", "data"):
+    # The episodes (every accuracy, parameter count and return) must be identical. The update statistics are
+    # sums whose order depends on the learner's torch thread count (the suite's processes run one thread; the
+    # records were made by the command with torch's default, 2 on the 2-core machine), so the learner runs
+    # 2 threads here, and its statistics must agree to 1e-4 relative where another machine sums differently.
+    for key in ("warm_start", "validations", "config", "data"):
         assert _without_timing(rerun[key]) == _without_timing(committed[key]), key
+    ours, theirs = _without_timing(rerun["rounds"]), _without_timing(committed["rounds"])
+    assert [{k: v for k, v in r.items() if k != "update"} for r in ours] == [
+        {k: v for k, v in r.items() if k != "update"} for r in theirs
+    ]
+    assert _close([r["update"] for r in ours], [r["update"] for r in theirs])
