@@ -12,12 +12,13 @@ import argparse
 import dataclasses
 
 from esper.app.commands.shared import (
+    build_controllers,
     data_record,
     resolve_evaluation_config,
     run_logged_episodes,
     warn_on_other_episode_lengths,
 )
-from esper.app.controllers import ControllerSpec, build_controller, parse_controllers, with_distinct_labels
+from esper.app.controllers import ControllerSpec, parse_controllers, with_distinct_labels
 from esper.app.episode_reports import COMPARE, write_comparison_report
 from esper.app.reporting import comparison_table, paired_table
 from esper.app.run_directory import RunDirectory, default_run_dir
@@ -38,17 +39,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or default_run_dir(config.task, "compare")
     episodes: dict[str, list[EpisodeSummary]] = {}
     warn_on_other_episode_lengths(specs, config)
-    # Every controller is built (its checkpoint loaded and checked) before the output directory is created.
-    controllers = [
-        build_controller(
-            spec,
-            config.preset,
-            seed=config.run.seed,
-            device=config.run.device,
-            explain=config.run.records_decisions(True),
-        )
-        for spec in specs
-    ]
+    controllers = build_controllers(specs, config)
     loaded = config.preset.load_data(args.data_dir)
     task, data = loaded.task, data_record(config, loaded)
     with RunDirectory(out, tensorboard=False, unique=args.out is None) as directory:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 
 from esper.app.commands.shared import (
+    build_controllers,
     data_record,
     resolve_evaluation_config,
     run_logged_episodes,
     warn_on_other_episode_lengths,
 )
-from esper.app.controllers import ControllerSpec, build_controller
+from esper.app.controllers import ControllerSpec
 from esper.app.episode_reports import EVALUATE, write_controller_report
 from esper.app.evaluation import episode_row
 from esper.app.reporting import comparison_table, episodes_table
@@ -22,13 +23,7 @@ def run(args: argparse.Namespace) -> int:
     config = resolve_evaluation_config(args)
     spec = ControllerSpec.parse(args.controller, config.preset.topology)
     warn_on_other_episode_lengths([spec], config)
-    controller = build_controller(
-        spec,
-        config.preset,
-        seed=config.run.seed,
-        device=config.run.device,
-        explain=config.run.records_decisions(True),
-    )
+    (controller,) = build_controllers([spec], config)
     seeds = evaluation_episode_seeds(config.run.seed, config.run.episodes)
     out = args.out or default_run_dir(config.task, f"evaluate-{spec.builtin or 'learned'}")
     loaded = config.preset.load_data(args.data_dir)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from esper.app.commands.shared import data_record, resolve_evaluation_config, run_logged_episodes
-from esper.app.controllers import build_controller, parse_controllers
+from esper.app.commands.shared import build_controllers, data_record, resolve_evaluation_config, run_logged_episodes
+from esper.app.controllers import parse_controllers
 from esper.app.episode_reports import PICK_SCHEDULE, write_schedule_pick_report
 from esper.app.run_directory import RunDirectory, default_run_dir
 from esper.app.schedule_choice import SCHEDULE_CHOICE_FILE
@@ -43,16 +43,7 @@ def run(args: argparse.Namespace) -> int:
     seeds = episode_seeds(args.episode_seeds, config.run.seed, config.run.episodes)
     specs = parse_controllers("schedules", config.preset.topology)
     labels = [spec.label for spec in specs]
-    controllers = [
-        build_controller(
-            spec,
-            config.preset,
-            seed=config.run.seed,
-            device=config.run.device,
-            explain=config.run.records_decisions(True),
-        )
-        for spec in specs
-    ]
+    controllers = build_controllers(specs, config)
     out = args.out or default_run_dir(config.task, "pick-schedule")
     loaded = config.preset.load_data(args.data_dir)
     task, data = loaded.task, data_record(config, loaded)

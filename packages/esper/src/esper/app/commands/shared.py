@@ -1,4 +1,5 @@
-"""What the train, evaluate and compare commands share: config resolution, data loading, episode runs."""
+"""What the train, evaluate, compare and pick-schedule commands share: config resolution, controllers, data
+loading, episode runs."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from esper.app.backends import make_pool, require_backend
 from esper.app.console import warn
-from esper.app.controllers import ControllerSpec
+from esper.app.controllers import ControllerSpec, build_controller
 from esper.app.datasets.splits import LoadedTask
 from esper.app.decision_events import log_decision
 from esper.app.epoch_events import EpochLog
@@ -54,6 +55,22 @@ def warn_on_other_episode_lengths(specs: Sequence[ControllerSpec], config: RunCo
                 f"the policy in {spec.run_dir} was trained on {trained}-epoch episodes; these episodes have "
                 f"{config.episode_epochs} epochs (set [run] epochs = {trained} in a --config file to match)"
             )
+
+
+def build_controllers(specs: Sequence[ControllerSpec], config: RunConfig) -> list[Controller]:
+    """Every controller of ``specs`` for the config's task, seed and device (learned ones keep what they can say of
+    each decision when the run records decisions). Called before the output directory exists, so a checkpoint that
+    fails to load leaves nothing behind."""
+    return [
+        build_controller(
+            spec,
+            config.preset,
+            seed=config.run.seed,
+            device=config.run.device,
+            explain=config.run.records_decisions(True),
+        )
+        for spec in specs
+    ]
 
 
 def data_record(config: RunConfig, loaded: LoadedTask) -> dict[str, Any]:
