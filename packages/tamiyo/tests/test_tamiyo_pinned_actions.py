@@ -15,7 +15,7 @@ import math
 import random
 
 import torch
-from _tamiyo_fixtures import SLOTS
+from _tamiyo_fixtures import SLOTS, observation, seed, slot
 
 from esper.leyline import (
     FAILURE_STAGES,
@@ -72,7 +72,7 @@ def _maybe(rng: random.Random, low: float, high: float) -> float | None:
 def _seed(rng: random.Random) -> SeedReport:
     total = rng.randint(0, 8)
     age = rng.randint(0, 40)
-    return SeedReport(
+    return seed(
         blueprint=rng.choice(TOPOLOGY_BLUEPRINTS[Topology.CNN][1:]),
         style=rng.choice(list(BlendStyle)),
         tempo=rng.choice(list(Tempo)),
@@ -89,7 +89,7 @@ def _seed(rng: random.Random) -> SeedReport:
             accuracy_at_stage_entry=_maybe(rng, 0.0, 100.0),
             accuracy_at_germination=_maybe(rng, 0.0, 100.0),
         ),
-        age_epochs=age,
+        age=age,
         epochs_in_stage=rng.randint(0, age),
         param_count=rng.randint(0, 50_000),
         gate_blocked_epochs=rng.randint(0, 3),
@@ -99,19 +99,19 @@ def _seed(rng: random.Random) -> SeedReport:
 def _slot(rng: random.Random, index: int) -> SlotReport:
     stage = rng.choice(list(SeedStage))
     report = _seed(rng) if stage in SEED_BEARING_STAGES else None
-    dwell = rng.randint(0, 4) if stage in FAILURE_STAGES else 0
-    return SlotReport(SLOTS.slot_ids[index], stage, report, dwell)
+    return slot(index, stage, report, rng.randint(0, 4) if stage in FAILURE_STAGES else 0)
 
 
 def _observation(rng: random.Random) -> EnvObservation:
+    """The fixture's ``observation`` with every field drawn (keywords in the order of the draws)."""
     max_epochs = rng.randint(1, 60)
     history = rng.randint(0, HISTORY_LENGTH)
-    return EnvObservation(
+    return observation(
         epoch=rng.randint(0, max_epochs),
         max_epochs=max_epochs,
         val_loss=_maybe(rng, 0.0, 1e7) or 0.5,
         val_accuracy=_maybe(rng, -5.0, 105.0) or 50.0,
-        slots=tuple(_slot(rng, index) for index in range(SLOTS.num_slots)),
+        slots=[_slot(rng, index) for index in range(SLOTS.num_slots)],
         loss_history=tuple(rng.choice((rng.uniform(0.0, 3.0), math.nan, math.inf, 1e9)) for _ in range(history)),
         accuracy_history=tuple(rng.choice((rng.uniform(0.0, 100.0), math.nan)) for _ in range(history)),
         germinations_remaining=rng.randint(0, 3),
