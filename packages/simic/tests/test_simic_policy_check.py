@@ -70,7 +70,9 @@ class _DropsARow(TinyBundle):
         return EncodedObservations({**encoded.inputs, "stage": encoded.inputs["stage"][1:]}, encoded.masks)
 
 
-class _ScoresAnIgnoredHead(TinyBundle):
+class _AltersItsActions(TinyBundle):
+    """A double whose ``get_action`` returns the honest result as changed by ``alter`` (the planted violation)."""
+
     def get_action(
         self,
         observations: EncodedObservations,
@@ -80,20 +82,20 @@ class _ScoresAnIgnoredHead(TinyBundle):
         explain: bool = False,
     ) -> ActionResult:
         result = super().get_action(observations, hidden, deterministic, generator, explain)
+        return self.alter(result, generator, explain)
+
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
+        return result
+
+
+class _ScoresAnIgnoredHead(_AltersItsActions):
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
         log_probs = {**result.log_probs, ActionHead.ALPHA_CURVE: result.log_probs[ActionHead.ALPHA_CURVE] - 0.1}
         return dataclasses.replace(result, log_probs=log_probs)
 
 
-class _ClaimsEveryHeadMatters(TinyBundle):
-    def get_action(
-        self,
-        observations: EncodedObservations,
-        hidden: HiddenState,
-        deterministic: bool = False,
-        generator: torch.Generator | None = None,
-        explain: bool = False,
-    ) -> ActionResult:
-        result = super().get_action(observations, hidden, deterministic, generator, explain)
+class _ClaimsEveryHeadMatters(_AltersItsActions):
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
         everything = {head: torch.ones_like(relevant) for head, relevant in result.relevant.items()}
         return dataclasses.replace(result, relevant=everything)
 
@@ -109,33 +111,17 @@ class _ForgetsItsState(TinyBundle):
         self.mean = self.mean + 1.0
 
 
-class _ExplainsByDrawing(TinyBundle):
+class _ExplainsByDrawing(_AltersItsActions):
     """Its explanation costs a draw from the rollout generator: switching records on would change the rollout."""
 
-    def get_action(
-        self,
-        observations: EncodedObservations,
-        hidden: HiddenState,
-        deterministic: bool = False,
-        generator: torch.Generator | None = None,
-        explain: bool = False,
-    ) -> ActionResult:
-        result = super().get_action(observations, hidden, deterministic, generator, explain)
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
         if explain:
             torch.rand(1, generator=generator)
         return result
 
 
-class _ExplainsWithUnnormalizedEntropy(TinyBundle):
-    def get_action(
-        self,
-        observations: EncodedObservations,
-        hidden: HiddenState,
-        deterministic: bool = False,
-        generator: torch.Generator | None = None,
-        explain: bool = False,
-    ) -> ActionResult:
-        result = super().get_action(observations, hidden, deterministic, generator, explain)
+class _ExplainsWithUnnormalizedEntropy(_AltersItsActions):
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
         if result.explanation is None:
             return result
         entropy = {**result.explanation.entropy, ActionHead.SLOT: result.explanation.entropy[ActionHead.SLOT] + 2.0}
