@@ -88,6 +88,22 @@ def test_a_ppo_run_on_ray_equals_one_on_worker_processes(tmp_path: Path) -> None
     assert _same(ray_checkpoint.updater_state, process_checkpoint.updater_state)
 
 
+def _like_a_terminal_job() -> None:
+    """A session of its own (Ctrl-C in a terminal reaches every process of that group), with the default SIGINT
+    action even when this test process ignores SIGINT: a child inherits an ignored SIGINT, and Python then never
+    turns it into KeyboardInterrupt (a suite started as a background job of a non-interactive shell ignores it)."""
+    os.setsid()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _an_epoch_was_stepped(events: Path) -> bool:
+    """An actor is stepping an env: an ``epoch`` event is complete (a decision at epoch 0 comes before any step)."""
+    if not events.exists():
+        return False
+    complete = events.read_text().splitlines(keepends=True)
+    return any(line.endswith("\n") and json.loads(line).get("event") == "epoch" for line in complete)
+
+
 def _session_processes(session: int) -> list[str]:
     listing = subprocess.run(["ps", "-eo", "sid=,pid=,args="], capture_output=True, text=True, check=True).stdout
     return [line for line in listing.splitlines() if line.split() and int(line.split()[0]) == session]
@@ -101,19 +117,18 @@ def test_ctrl_c_stops_a_local_ray_and_its_actors(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "esper.app.cli", "train", "heuristic", "--backend", "ray", "--ray-num-cpus", "1"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("RAY_ADDRESS", None)
-    # A session of its own, as a terminal gives a command: Ctrl-C reaches every process of that group.
     process = subprocess.Popen(
         [*command, "--envs", "1", "--episodes", "4", "--epochs", "40", "--quiet", "--out", str(out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        start_new_session=True,
+        preexec_fn=_like_a_terminal_job,
     )
     try:
         events = out / "events.jsonl"
         deadline = time.monotonic() + 600
-        while not (events.exists() and '"epoch"' in events.read_text()):  # an actor is stepping an env
+        while not _an_epoch_was_stepped(events):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)
