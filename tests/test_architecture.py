@@ -88,6 +88,25 @@ def test_each_contract_catches_a_planted_violation(
     assert "planted_violation" in result.stdout
 
 
+@pytest.mark.static
+@pytest.mark.parametrize(
+    ("module", "statement"),
+    [
+        ("demonstrations", "import esper.simic.warm_start"),
+        ("training", "import esper.simic.demonstrations"),
+    ],
+)
+def test_the_warm_start_modules_keep_their_layers(tmp_path: Path, module: str, statement: str) -> None:
+    """A warm start stands on training: an import back up from one of its modules breaks the simic contract
+    (planted into the module itself, since a new module importing them would only reach training's layer)."""
+    tree = _copy_tree(tmp_path)
+    source = tree / "packages" / "simic" / "src" / "esper" / "simic" / f"{module}.py"
+    source.write_text(source.read_text() + f"\n{statement}  # planted by the architecture test\n")
+    result = _lint_imports(tree)
+    assert result.returncode != 0, result.stdout
+    assert "Simic: the loops above envs and ppo" in result.stdout.split("Broken contracts", 1)[-1], result.stdout
+
+
 @pytest.mark.subprocess
 def test_importing_leyline_loads_no_torch() -> None:
     code = "import sys, esper.leyline; print('torch' in sys.modules)"
