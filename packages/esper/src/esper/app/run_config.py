@@ -118,7 +118,7 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class WarmStartSettings:
-    """``esper train ppo``'s optional behaviour-cloning warm start (``esper.simic.cloning``): before the first
+    """``esper train ppo``'s optional behaviour-cloning warm start (``esper.simic.warm_start``): before the first
     round, ``demonstrator`` (any ``--controller`` value, e.g. ``best-schedule:runs/pick/best_schedule.json``) plays
     ``episodes`` training-range episodes and the policy is fitted to its actions. ``None``: PPO from scratch."""
 

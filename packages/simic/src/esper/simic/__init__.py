@@ -5,6 +5,8 @@
 - ``ppo``: the PPO updater with its loss, statistics, rollout buffer and advantages;
 - ``episode_loop``: any leyline ``Controller`` driven through a pool;
 - ``training``: PPO rounds (collect with ``policy_controller``, update, checkpoint with ``checkpoints``);
+- ``demonstrations`` and ``warm_start``: a demonstrator's episodes stored as the policy's rollouts, and the
+  behaviour cloning (``ppo.cloning``) that fits a new policy to them before its first PPO round;
 - ``policy_check``: ``check_policy_bundle``, the conformance check for any ``PolicyBundle``.
 
 Simic never imports tamiyo: it sees a policy only through leyline's ``PolicyBundle`` protocol. The package

@@ -1,7 +1,8 @@
 """The episode loop: any leyline ``Controller`` drives a batch of episodes through an ``EnvPool``.
 
-Heuristic, random, static and learned controllers all go through ``run_episodes``; PPO collection is the same
-loop with a ``StepObserver`` that stores rewards (the learned controller records its own tensors).
+Heuristic, random, static and learned controllers all go through ``run_episodes``. PPO's collection
+(``esper.simic.training.collect_rollouts``) is the same loop for one batch of episodes, with the policy's tensors
+kept: each step is written to the rollout buffer in one ``add``.
 """
 
 from __future__ import annotations
