@@ -11,7 +11,6 @@ from esper.leyline import (
     CAUSAL_RELEVANCE,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
-    NUM_BLUEPRINT_EMBEDDINGS,
     STYLE_TABLE,
     TEMPO_EPOCHS,
     TOPOLOGY_BLUEPRINTS,
@@ -88,7 +87,6 @@ def test_topology_blueprints() -> None:
         "conv_heavy",
     ]
     assert TOPOLOGY_BLUEPRINTS[Topology.TRANSFORMER][0] is Blueprint.NOOP
-    assert NUM_BLUEPRINT_EMBEDDINGS == len(Blueprint)
     assert blueprint_from_name("conv_light") is Blueprint.CONV_LIGHT
     with pytest.raises(ValueError, match="unknown blueprint 'conv_huge'"):
         blueprint_from_name("conv_huge")

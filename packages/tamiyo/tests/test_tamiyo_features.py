@@ -15,7 +15,6 @@ from hypothesis import given, settings
 from esper.leyline import (
     HISTORY_LENGTH,
     MIN_PRUNE_AGE,
-    NUM_BLUEPRINT_EMBEDDINGS,
     AlphaMode,
     AlphaSnapshot,
     BlendStyle,
@@ -40,7 +39,7 @@ from esper.tamiyo import (
     feature_dim,
     slot_block,
 )
-from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, HISTORY_SENTINEL, SLOT_FIELDS
+from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, HISTORY_SENTINEL, NUM_BLUEPRINT_EMBEDDINGS, SLOT_FIELDS
 from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
 
 

@@ -11,14 +11,13 @@ from torch import nn
 
 from esper.leyline import (
     HEAD_ORDER,
-    NUM_BLUEPRINT_EMBEDDINGS,
     ActionHead,
     ConfigError,
     LifecycleOp,
     Topology,
     head_sizes,
 )
-from esper.tamiyo import FactoredRecurrentActorCritic, NetworkSizes, feature_dim
+from esper.tamiyo import NUM_BLUEPRINT_EMBEDDINGS, FactoredRecurrentActorCritic, NetworkSizes, feature_dim
 from esper.tamiyo.policy.lstm import FORGET_BIAS, LSTMLayer, StepwiseLSTM
 
 

@@ -25,7 +25,6 @@ from esper.leyline.actions import (
     relevance_rows,
 )
 from esper.leyline.blueprints import (
-    NUM_BLUEPRINT_EMBEDDINGS,
     TOPOLOGY_BLUEPRINTS,
     Blueprint,
     Topology,
@@ -128,7 +127,6 @@ __all__ = [
     "MIN_FOSSILIZE_CONTRIBUTION",
     "MIN_GRADIENT_HEALTH",
     "MIN_PRUNE_AGE",
-    "NUM_BLUEPRINT_EMBEDDINGS",
     "PRUNABLE_STAGES",
     "RESET_EPOCHS",
     "SEED_BEARING_STAGES",

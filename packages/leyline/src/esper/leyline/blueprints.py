@@ -62,9 +62,6 @@ TOPOLOGY_BLUEPRINTS: Mapping[Topology, tuple[Blueprint, ...]] = MappingProxyType
     }
 )
 
-#: Size of tamiyo's blueprint embedding table (one row per ``Blueprint`` value).
-NUM_BLUEPRINT_EMBEDDINGS = len(Blueprint)
-
 
 def blueprint_from_name(name: str) -> Blueprint:
     """``"conv_light"`` -> ``Blueprint.CONV_LIGHT``, with an error that lists the known names."""

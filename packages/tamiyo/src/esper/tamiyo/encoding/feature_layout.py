@@ -10,13 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from esper.leyline import HISTORY_LENGTH, AlphaMode, BlendOperator, ConfigError, LifecycleOp, SeedStage
+from esper.leyline import HISTORY_LENGTH, AlphaMode, BlendOperator, Blueprint, ConfigError, LifecycleOp, SeedStage
 
 #: Version of the feature layout and scales below, stored in every policy checkpoint.
 FEATURE_SCHEMA_VERSION = 3
 
 #: Encoded value of a history entry that has not been observed yet (an observed entry is never negative).
 HISTORY_SENTINEL = -1.0
+
+#: Range of the encoded blueprint indices (each slot's ``Blueprint`` value, NOOP = 0 = no seed), so the number of
+#: rows of the policy's blueprint embedding table.
+NUM_BLUEPRINT_EMBEDDINGS = len(Blueprint)
 
 #: Per-env fields, in column order.
 BASE_FIELDS: tuple[tuple[str, int], ...] = (

@@ -28,7 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from esper.leyline import HEAD_ORDER, NUM_BLUEPRINT_EMBEDDINGS, ActionHead, Blueprint, ConfigError, LifecycleOp
+from esper.leyline import HEAD_ORDER, ActionHead, Blueprint, ConfigError, LifecycleOp
+from esper.tamiyo.encoding.feature_layout import NUM_BLUEPRINT_EMBEDDINGS
 from esper.tamiyo.policy.head_layout import HeadLayout
 from esper.tamiyo.policy.head_mlps import HeadMLPs
 from esper.tamiyo.policy.lstm import StepwiseLSTM
