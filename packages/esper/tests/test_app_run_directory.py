@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from esper.app.code_version import code_version
-from esper.app.run_directory import RunDirectory, checkpoint_file, read_run_config
+from esper.app.run_directory import RunDirectory, checkpoint_file, read_run_config, write_results, write_summary
 from esper.leyline import ConfigError
 
 
@@ -22,8 +22,8 @@ def test_layout_and_json_files(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with RunDirectory(run, tensorboard=False) as directory:
         directory.write_config({"task": "digits", "lr": 0.1, "bad": math.nan, "nested": {"x": [1.0, math.inf]}})
-        directory.write_results({"accuracy": 55.5})
-        directory.write_summary("# summary\n")
+        write_results(directory.path, {"accuracy": 55.5})
+        write_summary(directory.path, "# summary\n")
         assert directory.checkpoint_path == checkpoint_file(run) == run / "checkpoints" / "latest.pt"
     assert (run / "plots").is_dir() and (run / "checkpoints").is_dir()
     assert not (run / "tensorboard").exists()
@@ -37,12 +37,12 @@ def test_config_and_results_are_replaced_atomically(tmp_path: Path) -> None:
     run = tmp_path / "run"
     with RunDirectory(run, tensorboard=False) as directory:
         directory.write_config({"task": "digits"})
-        directory.write_results({"round": 1})
+        write_results(directory.path, {"round": 1})
         with pytest.raises(TypeError):
             directory.write_config({"task": object()})  # cannot be serialized: the old file must survive
         with pytest.raises(TypeError):
-            directory.write_results({"round": object()})
-        directory.write_results({"round": 2})
+            write_results(directory.path, {"round": object()})
+        write_results(directory.path, {"round": 2})
     assert read_run_config(run) == {"task": "digits", "code": code_version()}
     assert json.loads((run / "results.json").read_text()) == {"round": 2}
     leftovers = [p.name for p in run.iterdir() if p.name.startswith(".")]

@@ -186,12 +186,6 @@ class RunDirectory:
                 self._writer.add_scalar(tag, float(value), step)
         self._writer.flush()
 
-    def write_results(self, results: dict[str, Any]) -> None:
-        write_results(self.path, results)
-
-    def write_summary(self, markdown: str) -> None:
-        write_summary(self.path, markdown)
-
     def close(self) -> None:
         self._events.close()
         if self._writer is not None:

@@ -126,10 +126,6 @@ class LSTMPolicyBundle:
         return FEATURE_SCHEMA_VERSION
 
     @property
-    def head_sizes(self) -> Mapping[ActionHead, int]:
-        return self._head_sizes
-
-    @property
     def network(self) -> FactoredRecurrentActorCritic:
         """The underlying module, never the compiled wrapper (optimizers and gradient clipping use this)."""
         return self._network
