@@ -250,53 +250,80 @@ def _run_rounds(
             quiet=quiet,
             initial=training.rounds_completed * steps_per_round,
         ) as progress:
-            current = [training.rounds_completed]
-            epochs = EpochLog(directory)
-            best = [best_so_far]
-
-            def on_step(episodes: Sequence[int], results: Sequence[StepResult]) -> None:
-                for episode, result in zip(episodes, results, strict=True):
-                    epochs.log(result, round=current[0], env=episode)
-                progress.advance(len(results), round=current[0])
-
-            def on_decisions(decisions: Sequence[ExplainedDecision]) -> None:
-                for decision in decisions:
-                    log_decision(directory, decision, round=current[0], env=decision.episode)
-
-            def on_round(report: RoundReport) -> None:
-                current[0] = report.round_index + 1
-                _log_round(directory, report)
-                if validation_due(report.round_index, config.run.validate_every, config.run.rounds):
-                    result = validate(bundle, pool, config.run.seed, config.run.validation_episodes, report.round_index)
-                    improved = best[0] is None or result.mean_val_accuracy > best[0]
-                    if improved:
-                        save_best(best_checkpoint_file(directory.path), training.checkpoint(), result)
-                        best[0] = result.mean_val_accuracy
-                    _log_validation(directory, result, improved, best[0])
-                    progress.note(
-                        f"round {report.round_index} validation (argmax): val acc {result.mean_val_accuracy:.1f} %"
-                        + (" (new best)" if improved else "")
-                    )
-                progress.note(
-                    f"round {report.round_index}: test acc {report.mean_test_accuracy:.1f} %, "
-                    f"val acc {report.mean_final_val_accuracy:.1f} %, "
-                    f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
-                )
-
+            log = _TrainingLog(config, directory, training, progress, best_so_far)
             budget = config.run.time_budget_minutes
             try:
                 training.run(
-                    on_round=on_round,
-                    on_step=on_step,
+                    on_round=log.on_round,
+                    on_step=log.on_step,
                     time_budget_seconds=None if budget is None else budget * 60.0,
-                    on_decisions=on_decisions if config.run.records_decisions(False) else None,
+                    on_decisions=log.on_decisions if config.run.records_decisions(False) else None,
                 )
             except NonFiniteError as error:
-                directory.event("non_finite_stop", round=current[0], detail=str(error))
+                directory.event("non_finite_stop", round=log.round, detail=str(error))
                 raise
     finally:
         pool.close()
     return training.rounds_completed if training.rounds_completed < config.run.rounds else None
+
+
+class _TrainingLog:
+    """What a PPO run writes while it trains, as the observers of ``PPOTraining.run``: every epoch and decision
+    of the round in progress, then each round, its validation when due (keeping ``best.pt`` when the argmax
+    policy beats the best so far) and a progress note."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        directory: RunDirectory,
+        training: PPOTraining,
+        progress: Progress,
+        best_so_far: float | None,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.training = training
+        self.progress = progress
+        #: The round being collected (the one after the last completed round).
+        self.round = training.rounds_completed
+        #: The best validation score so far (None: no ``best.pt`` yet).
+        self.best = best_so_far
+        self.epochs = EpochLog(directory)
+
+    def on_step(self, episodes: Sequence[int], results: Sequence[StepResult]) -> None:
+        for episode, result in zip(episodes, results, strict=True):
+            self.epochs.log(result, round=self.round, env=episode)
+        self.progress.advance(len(results), round=self.round)
+
+    def on_decisions(self, decisions: Sequence[ExplainedDecision]) -> None:
+        for decision in decisions:
+            log_decision(self.directory, decision, round=self.round, env=decision.episode)
+
+    def on_round(self, report: RoundReport) -> None:
+        self.round = report.round_index + 1
+        _log_round(self.directory, report)
+        run = self.config.run
+        if validation_due(report.round_index, run.validate_every, run.rounds):
+            self._validate(report.round_index)
+        self.progress.note(
+            f"round {report.round_index}: test acc {report.mean_test_accuracy:.1f} %, "
+            f"val acc {report.mean_final_val_accuracy:.1f} %, "
+            f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
+        )
+
+    def _validate(self, round_index: int) -> None:
+        run = self.config.run
+        training = self.training
+        result = validate(training.bundle, training.pool, run.seed, run.validation_episodes, round_index)
+        improved = self.best is None or result.mean_val_accuracy > self.best
+        if improved:
+            save_best(best_checkpoint_file(self.directory.path), training.checkpoint(), result)
+            self.best = result.mean_val_accuracy
+        _log_validation(self.directory, result, improved, self.best)
+        self.progress.note(
+            f"round {round_index} validation (argmax): val acc {result.mean_val_accuracy:.1f} %"
+            + (" (new best)" if improved else "")
+        )
 
 
 def _warm_start(config: RunConfig, training: PPOTraining, directory: RunDirectory, quiet: bool) -> None:
