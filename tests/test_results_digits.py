@@ -1,6 +1,6 @@
 """docs/results/digits.md cannot drift from its data or from the code: the page is exactly what
 tools/digits_results.py renders from the committed records, the commit it names is in this history, and the first
-round of its documented training command, rerun at today's code, gives the committed numbers."""
+round of its headline training command, rerun at today's code, gives the committed numbers."""
 
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ def test_the_page_is_what_its_records_give() -> None:
 
 
 @pytest.mark.subprocess
-def test_the_page_names_a_clean_commit_of_this_history() -> None:
-    code = _record("training.json")["code"]
+@pytest.mark.parametrize("record", ["training.json", "other_training.json", "compare.json"])
+def test_the_page_names_clean_commits_of_this_history(record: str) -> None:
+    code = _record(record)["code"]
     assert code is not None and not code["modified"]
     ancestry = subprocess.run(
         ["git", "-C", str(ROOT), "merge-base", "--is-ancestor", code["commit"], "HEAD"], check=False
@@ -75,14 +76,12 @@ def test_the_first_round_of_the_documented_command_reproduces(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     monkeypatch.chdir(ROOT)  # the config names the committed schedule choice by a path relative to the repository
+    config = _record("roles.json")["train_config"]
     threads = torch.get_num_threads()
     torch.set_num_threads(RECORDED_LEARNER_THREADS)
     request.addfinalizer(lambda: torch.set_num_threads(threads))
     out = tmp_path / "run"
-    assert (
-        main(["train", "ppo", "--config", digits_results.TRAIN_CONFIG, "--rounds", "1", "--out", str(out), "--quiet"])
-        == 0
-    )
+    assert main(["train", "ppo", "--config", config, "--rounds", "1", "--out", str(out), "--quiet"]) == 0
     rerun = digits_results.training_record(out, wall=None)
     committed = _record("prefix.json")
     # The episodes (every accuracy, parameter count and return) must be identical. The update statistics are

@@ -1,7 +1,7 @@
 """Build docs/results/digits.md, the learned controller against every fixed schedule, from the runs behind it.
 
-    uv run python tools/digits_results.py collect --pick P --train T --prefix R --compare C --compare-more M \
-        --wall pick=SECONDS --wall train=SECONDS ...
+    uv run python tools/digits_results.py collect --pick P --train T --prefix R --other-train O --compare C \
+        --compare-more M --wall pick=SECONDS --wall train=SECONDS ...
     uv run python tools/digits_results.py render
 
 ``collect`` copies what the page needs out of the run directories into docs/results/digits/ (JSON records and
@@ -10,8 +10,10 @@ suite checks that the committed page is exactly what ``render`` makes of the com
 first round of the training command against them (tests/test_results_digits.py), so the page, its data and the
 code cannot drift apart unnoticed.
 
-The page's claims are computed, never typed in: the paired differences of the learned controller against the best
-fixed schedule and the heuristic, and whether each target of the learned-controller issue is met.
+The page's claims are computed, never typed in: which of the two training runs (the LSTM and the feed-forward policy)
+is the headline (the better deterministic validation on training-range selection seeds; evaluation seeds play no
+part), the paired differences of the learned controller against the best fixed schedule and the heuristic, and
+whether each target of the learned-controller issue is met.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "results"
 DATA = RESULTS / "digits"
 PAGE = RESULTS / "digits.md"
-TRAIN_CONFIG = "docs/results/digits/train.toml"
 #: The margin over the heuristic the issue asks of the learned controller, in points of test accuracy.
 HEURISTIC_MARGIN = 15.0
 _ROUND_COLUMNS = ("mean_test_accuracy", "mean_val_accuracy", "mean_params_added", "mean_return")
@@ -53,6 +54,12 @@ def _events(run: Path, kind: str) -> list[dict[str, Any]]:
     return [event for line in lines if (event := json.loads(line)).get("event") == kind]
 
 
+def best_validation(training: dict[str, Any]) -> dict[str, Any]:
+    """The validation whose policy is the run's ``checkpoints/best.pt``."""
+    best: dict[str, Any] = max(training["validations"], key=lambda v: v["mean_val_accuracy"])
+    return best
+
+
 def training_record(run: Path, wall: float | None) -> dict[str, Any]:
     results = _read(run / "results.json")
     config = _read(run / "config.json")
@@ -68,6 +75,18 @@ def training_record(run: Path, wall: float | None) -> dict[str, Any]:
     }
 
 
+def germinations(run: Path) -> dict[str, list[dict[str, Any]]]:
+    """Per controller (its event label), every seed germinated: slot, blueprint and the epoch of the decision."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for event in _events(run, "epoch"):
+        for change in event["lifecycle"]:
+            if change["to"] == "GERMINATED":
+                found.setdefault(event["controller"], []).append(
+                    {"slot": change["slot"], "blueprint": change["blueprint"], "epoch": event["epoch"]}
+                )
+    return found
+
+
 def _comparison_record(run: Path, given_as: str, wall: float | None) -> dict[str, Any]:
     results = _read(run / "results.json")
     config = _read(run / "config.json")
@@ -79,6 +98,7 @@ def _comparison_record(run: Path, given_as: str, wall: float | None) -> dict[str
         "seeds": results["seeds"],
         "data": results["data"],
         "episodes": results["episodes"],
+        "germinations": germinations(run),
         "wall_seconds": wall,
     }
 
@@ -90,6 +110,7 @@ def collect(args: argparse.Namespace) -> None:
     write_json_atomic(DATA / "pick.json", {**pick, "code": _code(args.pick), "wall_seconds": walls.get("pick")})
     write_json_atomic(DATA / "training.json", training_record(args.train, walls.get("train")))
     write_json_atomic(DATA / "prefix.json", training_record(args.prefix, walls.get("prefix")))
+    write_json_atomic(DATA / "other_training.json", training_record(args.other_train, walls.get("other_train")))
     write_json_atomic(
         DATA / "compare.json", _comparison_record(args.compare, args.compare_controllers, walls.get("compare"))
     )
@@ -97,7 +118,14 @@ def collect(args: argparse.Namespace) -> None:
         DATA / "compare_more.json",
         _comparison_record(args.compare_more, args.more_controllers, walls.get("compare_more")),
     )
-    roles = {"learned": args.learned, "best_schedule": args.best_schedule, "notes": args.note}
+    roles = {
+        "learned": args.learned,
+        "train_config": args.train_config,
+        "other_learned": args.other_learned,
+        "other_config": args.other_config,
+        "best_schedule": args.best_schedule,
+        "notes": args.note,
+    }
     write_json_atomic(DATA / "roles.json", roles)
     shutil.copyfile(args.train / "plots" / "learning_curves.png", DATA / "learning_curves.png")
     shutil.copyfile(args.compare / "plots" / "comparison.png", DATA / "comparison.png")
@@ -221,9 +249,78 @@ def _warm_start_text(training: dict[str, Any]) -> str:
     )
 
 
+def _run_dir(label: str) -> str:
+    """``runs/NAME`` of a compare label such as ``learned-deterministic (NAME)``."""
+    return "runs/" + label.partition("(")[2].rstrip(")")
+
+
 def _seed_block(seeds: Sequence[int]) -> str:
     lines = [" ".join(str(s) for s in seeds[i : i + 8]) for i in range(0, len(seeds), 8)]
     return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _growth_table(comparison: dict[str, Any], labels: dict[str, str]) -> str:
+    """What each controller grows where, and when: germinations per slot and blueprint over the episodes."""
+    rows: list[list[object]] = []
+    episodes = len(comparison["seeds"])
+    for shown, event_label in labels.items():
+        groups: dict[tuple[str, str], list[int]] = {}
+        for seed in comparison["germinations"][event_label]:
+            groups.setdefault((seed["slot"], seed["blueprint"]), []).append(seed["epoch"])
+        for (slot, blueprint), epochs in sorted(groups.items()):
+            rows.append([shown, slot, blueprint, f"{len(epochs)} / {episodes}", f"{sum(epochs) / len(epochs):.1f}"])
+    return markdown_table(["controller", "slot", "blueprint", "germinated in (episodes)", "mean epoch"], rows)
+
+
+def _headline_section(
+    roles: dict[str, Any], training: dict[str, Any], other: dict[str, Any], comparison: dict[str, Any]
+) -> str:
+    """Why the headline run is the headline, and the two policy kinds side by side (the memory ablation)."""
+    runs = {
+        record["config"]["policy"]["kind"]: (label, config, record)
+        for label, config, record in (
+            (roles["learned"], roles["train_config"], training),
+            (roles["other_learned"], roles["other_config"], other),
+        )
+    }
+    if set(runs) != {"lstm", "mlp"}:
+        raise ValueError("the two training runs must be one lstm and one mlp policy")
+    if best_validation(other)["mean_val_accuracy"] > best_validation(training)["mean_val_accuracy"]:
+        raise ValueError("the headline run must be the one with the better deterministic validation score")
+    table = markdown_table(
+        ["training run", "policy kind", "best argmax val acc % (selection seeds)", "test acc % (held-out episodes)"],
+        [
+            [
+                f"`{config}`",
+                kind,
+                f"{best_validation(record)['mean_val_accuracy']:.2f} (after round {best_validation(record)['round']})",
+                bootstrap_mean(_values(comparison["episodes"][label], "test_accuracy")).format(2),
+            ]
+            for kind, (label, config, record) in runs.items()
+        ],
+    )
+    feed_forward_minus_lstm = _paired(comparison, runs["mlp"][0], runs["lstm"][0])
+    schedule_blueprint = roles["best_schedule"].partition("(")[2].rstrip(")")
+    growth_labels = {
+        roles["best_schedule"]: f"schedule:{schedule_blueprint}",
+        runs["lstm"][0]: runs["lstm"][0],
+        runs["mlp"][0]: runs["mlp"][0],
+    }
+    return f"""## Which run is the headline, and does the controller need memory?
+
+Two training runs differ only in the policy kind: `lstm` (the recurrent policy) and `mlp` (the same encoder and
+heads with a feed-forward layer where the LSTM is, so each decision sees only the current epoch's observation).
+The headline is the run whose best deterministic validation on the training-range selection seeds is higher; the
+rule was fixed before the feed-forward policy played any evaluation episode, and evaluation seeds play no part in
+it.
+
+{table}
+
+Feed-forward minus LSTM, paired on the held-out episodes: **{feed_forward_minus_lstm.format(2)} pp** of test
+accuracy. What each grows, slot by slot, on the held-out episodes (from the comparison's lifecycle events):
+
+{_growth_table(comparison, growth_labels)}
+"""
 
 
 def render() -> None:
@@ -237,8 +334,10 @@ def page_text() -> str:
     prefix = _read(DATA / "prefix.json")
     comparison = _read(DATA / "compare.json")
     more = _read(DATA / "compare_more.json")
+    other = _read(DATA / "other_training.json")
     roles = _read(DATA / "roles.json")
     learned, best_schedule = roles["learned"], roles["best_schedule"]
+    train_config, other_config = roles["train_config"], roles["other_config"]
     notes = "\n\n".join(roles["notes"])
     static = _values(comparison["episodes"]["static"], "test_accuracy")
     against = [best_schedule, "heuristic"]
@@ -271,10 +370,11 @@ def page_text() -> str:
         [
             ["`esper pick-schedule --episodes 16`", _commit(pick["code"]), _minutes(pick["wall_seconds"])],
             [
-                f"`esper train ppo --config {TRAIN_CONFIG}`",
+                f"`esper train ppo --config {train_config}`",
                 _commit(training["code"]),
                 _minutes(training["wall_seconds"]),
             ],
+            [f"`esper train ppo --config {other_config}`", _commit(other["code"]), _minutes(other["wall_seconds"])],
             ["the same command with `--rounds 1`", _commit(prefix["code"]), _minutes(prefix["wall_seconds"])],
             [
                 f"`esper compare` ({len(comparison['seeds'])} episodes)",
@@ -306,9 +406,9 @@ differences of final **test** accuracy, 95 % bootstrap intervals.
 - The best fixed schedule was picked by `esper pick-schedule --episodes 16` on 16 training-range selection seeds
   (never evaluation seeds), by mean final validation accuracy (below); the choice is committed as
   [`digits/best_schedule.json`](digits/best_schedule.json).
-- Training: `esper train ppo --config {TRAIN_CONFIG}`: {config["run"]["rounds"]} rounds of {config["run"]["envs"]}
-  envs, run seed {config["run"]["seed"]}, PPO defaults, rent weight {config["reward"]["rent_weight"]:g}, a warm start
-  by behaviour cloning from the best schedule,
+- Training: `esper train ppo --config {train_config}` (the `{config["policy"]["kind"]}` policy):
+  {config["run"]["rounds"]} rounds of {config["run"]["envs"]} envs, run seed {config["run"]["seed"]}, PPO defaults,
+  rent weight {config["reward"]["rent_weight"]:g}, a warm start by behaviour cloning from the best schedule,
   and a deterministic validation of the argmax policy every {config["run"]["validate_every"]} rounds on
   {config["run"]["validation_episodes"]} training-range selection seeds that keeps the best policy as
   `checkpoints/best.pt`. {_warm_start_text(training)}
@@ -336,6 +436,7 @@ update), the ablation that shows what the remaining rounds of PPO add.
 
 ![comparison](digits/comparison.png)
 
+{_headline_section(roles, training, other, comparison)}
 ## Every other fixed schedule ({len(more["seeds"])} of the held-out episodes)
 
 {more_table}
@@ -363,16 +464,19 @@ Deterministic validation (the argmax policy on the run's selection seeds; the be
 
 ```bash
 uv run esper pick-schedule --episodes 16 --out runs/digits-pick          # optional: gives the committed choice
-uv run esper train ppo --config {TRAIN_CONFIG} --out runs/digits-ppo
-uv run esper train ppo --config {TRAIN_CONFIG} --rounds 1 --out runs/digits-ppo-1
+uv run esper train ppo --config {train_config} --out {_run_dir(learned)}
+uv run esper train ppo --config {train_config} --rounds 1 --out {_run_dir(learned)}-1
+uv run esper train ppo --config {other_config} --out {_run_dir(roles["other_learned"])}
 uv run esper compare --episodes {len(comparison["seeds"])} --seed {comparison["seed"]} --out runs/digits-compare \\
     --controllers '{comparison["given_as"]}'
 uv run esper compare --episodes {len(more["seeds"])} --seed {more["seed"]} --out runs/digits-compare-more \\
     --controllers '{more["given_as"]}'
-uv run python tools/digits_results.py collect --pick runs/digits-pick --train runs/digits-ppo \\
-    --prefix runs/digits-ppo-1 --compare runs/digits-compare --compare-more runs/digits-compare-more \\
+uv run python tools/digits_results.py collect --pick runs/digits-pick --train {_run_dir(learned)} \\
+    --prefix {_run_dir(learned)}-1 --other-train {_run_dir(roles["other_learned"])} \\
+    --compare runs/digits-compare --compare-more runs/digits-compare-more \\
     --compare-controllers '{comparison["given_as"]}' \\
-    --more-controllers '{more["given_as"]}' --learned '{learned}' --best-schedule '{best_schedule}'
+    --more-controllers '{more["given_as"]}' --learned '{learned}' --train-config {train_config} \\
+    --other-learned '{roles["other_learned"]}' --other-config {other_config} --best-schedule '{best_schedule}'
 ```
 
 All of it is deterministic on CPU: the same commands give the same numbers at the same commit.
@@ -383,11 +487,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     gather = commands.add_parser("collect", help="copy the runs' records into docs/results/digits/, then render")
-    for name in ("pick", "train", "prefix", "compare", "compare-more"):
+    for name in ("pick", "train", "prefix", "other-train", "compare", "compare-more"):
         gather.add_argument(f"--{name}", type=Path, required=True)
     gather.add_argument("--compare-controllers", required=True, help="the --controllers argument of --compare")
     gather.add_argument("--more-controllers", required=True, help="the --controllers argument of --compare-more")
     gather.add_argument("--learned", required=True, help="the compare label of the headline learned controller")
+    gather.add_argument("--train-config", required=True, help="the --config file of --train")
+    gather.add_argument("--other-learned", required=True, help="the compare label of --other-train's policy")
+    gather.add_argument("--other-config", required=True, help="the --config file of --other-train")
     gather.add_argument("--best-schedule", required=True, help="the compare label of the best fixed schedule")
     gather.add_argument("--note", action="append", default=[], help="a paragraph under the results table")
     gather.add_argument("--wall", action="append", default=[], help="NAME=SECONDS of wall time, as measured")
