@@ -599,7 +599,7 @@ def test_evaluate_a_ppo_run_directory(
         assert decision["heads"]["op"]["probability"] == pytest.approx(probabilities[decision["op"]], rel=1e-4)
         assert all(0.0 <= head["entropy"] <= 1.0 + 1e-6 for head in decision["heads"].values())
     frame = watch_frame(out)
-    assert "latest decisions" in frame and "V=" in frame and "heads (decisions)" in frame
+    assert "latest decisions" in frame and "V=" in frame and f"heads (learned-{mode} (ppo) decisions)" in frame
     assert results["stats"]["controller"] == f"learned-{mode} (ppo)"
 
 

@@ -205,8 +205,44 @@ def test_an_episode_run_shows_each_controller_and_the_decisions(tmp_path: Path) 
     assert "heuristic test acc %" in text and "60.00" in text
     assert "slot lifecycles" in text and "(learned-deterministic (x))" in text
     assert "heuristic #1 epoch 2: WAIT by rule nothing_to_do" in text
-    assert "learned-deterministic (x) #0 epoch 1: GERMINATE r0c2 p=0.61 [blueprint conv_heavy 0.30] V=0.37" in text
+    assert "learned-deterministic (x) #0 epoch 1: GERMINATE r0c2 p=0.61 V=0.37 [blueprint conv_heavy 0.30]" in text
+    assert "heads (learned-deterministic (x) decisions)" in text
     assert "op" in text and "0.40" in text  # the op head's mean entropy over the recorded decisions
+
+
+def test_a_compare_keeps_each_policy_s_head_entropies_apart(tmp_path: Path) -> None:
+    """Two learned controllers in one compare: the heads panel shows the one that decided last, under its name,
+    averaged over its own decisions only; a rule's germination names its blueprint; a policy's decision line
+    keeps its value estimate and its blueprint when the other heads are cut off."""
+    config = {
+        "task": "digits",
+        "command": "compare",
+        "controller_names": ["learned-deterministic (a)", "heuristic", "learned-deterministic (b)"],
+        "episode_seeds": [1],
+        "run": {"envs": 1},
+        "env": {"max_epochs": 2},
+    }
+    heads = ("op", "slot", "blueprint", "style", "tempo", "alpha_target", "alpha_speed", "alpha_curve")
+
+    def decision(name: str, entropy: float) -> dict[str, Any]:
+        detail = {"choice": "X", "probability": 0.5, "entropy": entropy}
+        return {"event": "decision", "controller": name, "episode": 0, "epoch": 0, "op": "GERMINATE", "slot": 0,
+                "blueprint": "conv_small",
+                "heads": {h: {**detail, "choice": "conv_small" if h == "blueprint" else "X"} for h in heads},
+                "value": -0.25}  # fmt: skip
+
+    events = [
+        decision("learned-deterministic (a)", 0.9),
+        {"event": "decision", "controller": "heuristic", "episode": 0, "epoch": 1, "op": "GERMINATE", "slot": 1,
+         "blueprint": "conv_light", "rule": "germinate_on_plateau", "signals": {}},
+        decision("learned-deterministic (b)", 0.1),
+        decision("learned-deterministic (b)", 0.2),
+    ]  # fmt: skip
+    text = frame(RunWatcher(run_dir(tmp_path, config, events)), width=200)
+    assert "heads (learned-deterministic (b) decisions)" in text
+    assert "0.15" in text and "0.90" not in text and "0.40" not in text  # b's own mean, not pooled with a's
+    assert "heuristic #0 epoch 1: GERMINATE r0c1 conv_light by rule germinate_on_plateau" in text
+    assert "learned-deterministic (b) #0 epoch 0: GERMINATE r0c0 p=0.50 V=-0.25 [blueprint conv_small 0.50" in text
 
 
 # ------------------------------------------------------------------------------------------- the loop
@@ -263,6 +299,27 @@ def test_bad_watch_arguments_are_one_line(
     arguments = [str(run) if a == "RUN" else str(tmp_path / a) if a == "nowhere" else a for a in arguments]
     assert main(["watch", *arguments]) == 2
     assert capsys.readouterr().err == f"esper: error: {message.replace('nowhere', str(tmp_path / 'nowhere'))}\n"
+
+
+def test_a_directory_without_an_event_log_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = run_dir(tmp_path, PPO_CONFIG, [])
+    (run / "events.jsonl").unlink()
+    assert main(["watch", str(run), "--once"]) == 2
+    message = f"{run} is not an Esper run directory (no events.jsonl beside its config.json)"
+    assert capsys.readouterr().err == f"esper: error: {message}\n"
+
+
+def test_a_log_that_holds_no_event_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bytes that are not JSON lines (a wrong file, or a log overwritten) are an error, not an empty run; a log
+    with damaged lines among real events is still drawn (they are counted in the header)."""
+    run = run_dir(tmp_path, PPO_CONFIG, [])
+    (run / "events.jsonl").write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff garbage\nnot json either\n")
+    assert main(["watch", str(run), "--once"]) == 2
+    log = run / "events.jsonl"
+    assert capsys.readouterr().err == f"esper: error: {log} is not an Esper event log (4 line(s), none a JSON object)\n"
+    log.write_text("not json\n" + line(epoch(0, 0, 1)))
+    assert main(["watch", str(run), "--once"]) == 0
+    assert "1 damaged line(s) in the log skipped" in capsys.readouterr().out
 
 
 @pytest.mark.subprocess

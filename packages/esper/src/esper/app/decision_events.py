@@ -11,16 +11,21 @@ training (``[run] record_decisions``, ``--record-decisions``); it only reads, so
 from __future__ import annotations
 
 from esper.app.run_directory import RunDirectory
+from esper.leyline import LifecycleOp
 from esper.simic.episode_loop import ExplainedDecision
 
 
 def log_decision(directory: RunDirectory, decision: ExplainedDecision, **episode: object) -> None:
-    """``episode`` names the episode as the ``epoch`` events do."""
+    """``episode`` names the episode as the ``epoch`` events do. The action is ``op`` and ``slot``, and the
+    ``blueprint`` of a GERMINATE (whatever the controller, so a rule's germination says what it grew)."""
+    action = decision.action
+    grown = {"blueprint": action.blueprint.registry_name} if action.op is LifecycleOp.GERMINATE else {}
     directory.event(
         "decision",
         **episode,
         epoch=decision.epoch,
-        op=decision.action.op.name,
-        slot=decision.action.slot,
+        op=action.op.name,
+        slot=action.slot,
+        **grown,
         **decision.explanation,
     )

@@ -58,8 +58,9 @@ class RunState:
     validations: list[dict[str, Any]] = field(default_factory=list)
     controllers: dict[str, ControllerResults] = field(default_factory=dict)
     decisions: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_DECISIONS))
-    #: Per head: the sum and count of the normalized entropies the recorded policy decisions reported.
-    decision_entropy: dict[str, tuple[float, int]] = field(default_factory=dict)
+    #: Per controller that reported them (newest last), per head: the sum and count of the normalized entropies
+    #: of its recorded policy decisions.
+    decision_entropy: dict[str, dict[str, tuple[float, int]]] = field(default_factory=dict)
     stopped: str | None = None
 
     @classmethod
@@ -130,9 +131,14 @@ class RunState:
             self.validations.append(event)
         elif kind == "decision":
             self.decisions.append(event)
-            for head, detail in event.get("heads", {}).items():
-                total, count = self.decision_entropy.get(head, (0.0, 0))
-                self.decision_entropy[head] = (total + float(detail.get("entropy", 0.0)), count + 1)
+            heads = event.get("heads", {})
+            if heads:
+                name = str(event.get("controller", "policy"))
+                entropy = self.decision_entropy.pop(name, {})
+                self.decision_entropy[name] = entropy  # moved to the end: the newest to report
+                for head, detail in heads.items():
+                    total, count = entropy.get(head, (0.0, 0))
+                    entropy[head] = (total + float(detail.get("entropy", 0.0)), count + 1)
         elif kind == "host":
             self.decisions.append(event)
         elif kind in ("stop", "non_finite_stop"):
@@ -171,9 +177,13 @@ class RunState:
         tracks = list(self.tracks.values())
         return tracks if self.is_ppo else tracks[-self.envs :]
 
-    def head_entropy(self) -> dict[str, float]:
-        """Per head, the mean normalized entropy of the recorded policy decisions (episode runs)."""
-        return {head: total / count for head, (total, count) in self.decision_entropy.items() if count}
+    def head_entropy(self) -> tuple[str, dict[str, float]] | None:
+        """The controller whose policy decisions were recorded last, and per head the mean normalized entropy of
+        its recorded decisions (episode runs; a compare keeps each controller's apart). None without any."""
+        if not self.decision_entropy:
+            return None
+        name, entropy = next(reversed(self.decision_entropy.items()))
+        return name, {head: total / count for head, (total, count) in entropy.items()}
 
     def seconds_left(self, elapsed: float) -> float | None:
         """Estimated seconds to the end: PPO from the mean duration of its rounds, the others from the step rate

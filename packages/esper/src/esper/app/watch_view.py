@@ -163,13 +163,14 @@ def _heads(state: RunState) -> Panel:
         table.add_row("all", "", _number(update.get("approx_kl"), 4))
         title = f"heads (round {state.rounds[-1]['round']})"
     else:
-        entropy = state.head_entropy()
-        if not entropy:
+        recorded = state.head_entropy()
+        if recorded is None:
             return Panel(Text("no policy decisions recorded", style="dim"), title="heads", title_align="left")
+        name, entropy = recorded
         for head in HEAD_ORDER:
             if head.value in entropy:
                 table.add_row(head.value, _number(entropy[head.value]), "n/a")
-        title = "heads (decisions)"
+        title = f"heads ({name} decisions)"
     return Panel(table, title=title, title_align="left")
 
 
@@ -200,21 +201,23 @@ def decision_line(event: dict[str, Any], slots: Sequence[str]) -> Text:
     slot_name = slots[slot] if isinstance(slot, int) and 0 <= slot < len(slots) else slot
     line.append(op if op == "WAIT" or slot_name is None else f"{op} {slot_name}", style="bold")
     if "rule" in event:
+        if "blueprint" in event:
+            line.append(f" {event['blueprint']}", style="bold")
         line.append(f" by rule {event['rule']}")
         return line
     heads: dict[str, dict[str, Any]] = event.get("heads", {})
     op_head = heads.get("op")
     if op_head is not None:
         line.append(f" p={op_head.get('probability', 0.0):.2f}")
-    others = [
-        f"{head} {detail.get('choice')} {detail.get('probability', 0.0):.2f}"
-        for head, detail in heads.items()
-        if head not in ("op", "slot")
+    if "value" in event:
+        line.append(f" V={event['value']:.2f}")
+    others = [  # the head order (blueprint first), so a cut-off line keeps the choices that say the most
+        f"{head.value} {heads[head.value].get('choice')} {heads[head.value].get('probability', 0.0):.2f}"
+        for head in HEAD_ORDER
+        if head.value in heads and head.value not in ("op", "slot")
     ]
     if others:
         line.append(" [" + ", ".join(others) + "]", style="dim")
-    if "value" in event:
-        line.append(f" V={event['value']:.2f}")
     return line
 
 

@@ -70,15 +70,26 @@ class RunWatcher:
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir
         self.config = read_run_config(run_dir)
-        self.follower = EventFollower(run_dir / "events.jsonl")
+        log = run_dir / "events.jsonl"
+        if not log.is_file():  # a run opens its log before it writes its config
+            raise ConfigError(f"{run_dir} is not an Esper run directory (no events.jsonl beside its config.json)")
+        self.follower = EventFollower(log)
         self.state = RunState.start(self.config)
-        self.update()
+        poll = self.follower.poll()
+        if not poll.events and self.follower.damaged_lines:
+            raise ConfigError(
+                f"{log} is not an Esper event log ({self.follower.damaged_lines} line(s), none a JSON object)"
+            )
+        self._fold(poll.events)
 
     def update(self) -> None:
         poll = self.follower.poll()
         if poll.restarted:
             self.state = RunState.start(read_run_config(self.run_dir))
-        for event in poll.events:
+        self._fold(poll.events)
+
+    def _fold(self, events: list[dict[str, Any]]) -> None:
+        for event in events:
             self.state.fold(event)
 
     def frame(self) -> RenderableType:
