@@ -1082,7 +1082,9 @@ def test_every_command_runs_the_embedded_language_model_task(
     assert len(epochs) == 2 * 2 and all(0.0 <= e["val_accuracy"] <= 100.0 for e in epochs)
 
     ppo = tmp_path / "ppo"
-    succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--rounds", "1", *rest, "--out", str(ppo)))
+    with_bar = [arg for arg in rest if arg != "--quiet"]  # the round's console line is written beside the bar
+    result = succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--rounds", "1", *with_bar, "--out", str(ppo)))
+    assert f"round 0: test {BYTES_METRIC} " in result.stderr and f"val {BYTES_METRIC} " in result.stderr
     assert read_json(ppo / "results.json")["data"]["metric"] == "next-token accuracy"
     assert "The metric is **next-token accuracy**" in (ppo / "summary.md").read_text()
 

@@ -34,11 +34,11 @@ FORMULAS = {
     (Topology.CNN, "conv_light"): lambda c: 9 * c * c + 2 * c,
     (Topology.CNN, "conv_heavy"): lambda c: 18 * c * c + 4 * c,
     (Topology.TRANSFORMER, "norm"): lambda c: 2 * c + 1,
-    (Topology.TRANSFORMER, "attention"): lambda c: 4 * c * c + 4 * c,
+    (Topology.TRANSFORMER, "attention"): lambda c: 4 * c * c + 6 * c,
     (Topology.TRANSFORMER, "lora"): lambda c: 2 * c * 8,
     (Topology.TRANSFORMER, "lora_large"): lambda c: 2 * c * 32,
-    (Topology.TRANSFORMER, "mlp_small"): lambda c: 2 * c * c + 2 * c,
-    (Topology.TRANSFORMER, "mlp"): lambda c: 8 * c * c + 5 * c,
+    (Topology.TRANSFORMER, "mlp_small"): lambda c: 2 * c * c + 4 * c,
+    (Topology.TRANSFORMER, "mlp"): lambda c: 8 * c * c + 7 * c,
 }
 ENTRIES = sorted(FORMULAS, key=lambda k: (k[0].value, k[1]))
 RESIDUAL = [k for k in ENTRIES if k != (Topology.CNN, "attention")]

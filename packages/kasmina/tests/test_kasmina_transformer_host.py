@@ -29,7 +29,8 @@ def _tokens(seed: int = 0, batch: int = 3, length: int = 12, vocab: int = 13) ->
 
 def _expected_params(config: TransformerHostConfig) -> int:
     w, v, hidden = config.width, config.vocab_size, config.mlp_expansion * config.width
-    block = 2 * 2 * w + (3 * w * w + 3 * w) + (w * w + w) + (w * hidden + hidden) + (hidden * w + w)
+    attention = 2 * w + (3 * w * w + 3 * w) + (w * w + w) if config.heads else 0
+    block = attention + 2 * w + (w * hidden + hidden) + (hidden * w + w)
     return v * w + config.context * w + config.n_blocks * block + 2 * w + (w * v + v)
 
 
@@ -43,9 +44,9 @@ def test_presets_are_byte_level_context_64_models_of_the_expected_size(name: str
     assert host(tokens).shape == (2, 64, 256)
 
 
-def test_the_impaired_preset_is_narrower_than_the_small_one() -> None:
+def test_the_impaired_preset_is_narrower_than_the_small_one_and_has_no_attention() -> None:
     small, impaired = TransformerHostConfig.preset("bytes_small"), TransformerHostConfig.preset("bytes_impaired")
-    assert impaired.width < small.width and impaired.heads == 1
+    assert impaired.width < small.width and impaired.heads == 0
     generator = torch.Generator().manual_seed(0)
     assert _count(TransformerHost.create(impaired, generator)) < _count(TransformerHost.create(small, generator))
     with pytest.raises(ConfigError, match="known: bytes_small"):
@@ -68,7 +69,7 @@ def test_slots_sit_after_each_block_with_the_residual_width() -> None:
     ("changes", "message"),
     [
         ({"width": 15}, "divisible by heads"),
-        ({"heads": 0}, "heads must be >= 1"),
+        ({"heads": -1}, "heads must be >= 0"),
         ({"vocab_size": 1}, "vocab_size must be >= 2"),
         ({"context": 0}, "context must be >= 1"),
         ({"n_blocks": 0}, "n_blocks must be >= 1"),
@@ -110,6 +111,22 @@ def test_the_host_never_looks_at_a_later_token() -> None:
     before, after = host(tokens), host(changed)
     torch.testing.assert_close(before[:, :6], after[:, :6], rtol=0, atol=0)
     assert not torch.allclose(before[:, 6:], after[:, 6:])
+
+
+def test_a_host_without_attention_predicts_each_token_from_itself_and_its_position_only() -> None:
+    """``heads = 0``: no token mixing, so changing token 6 changes the logits at position 6 and nowhere else (the
+    impaired preset leaves reading further back to what grows)."""
+    config = TransformerHostConfig(vocab_size=13, context=12, width=16, heads=0, n_blocks=2, mlp_expansion=1)
+    host = TransformerHost.create(config, torch.Generator().manual_seed(0))
+    assert all(block.attn is None for block in host.blocks)
+    assert _count(host) == _expected_params(config)
+    tokens = _tokens()
+    changed = tokens.clone()
+    changed[:, 6] = (changed[:, 6] + 1) % 13
+    before, after = host(tokens), host(changed)
+    unchanged = [t for t in range(12) if t != 6]
+    torch.testing.assert_close(before[:, unchanged], after[:, unchanged], rtol=0, atol=0)
+    assert not torch.allclose(before[:, 6], after[:, 6])
 
 
 @pytest.mark.parametrize("training", [True, False])

@@ -1,7 +1,8 @@
 """The transformer host: a small decoder-only (causal) language model, and its presets.
 
 Token embedding plus learned positions, ``n_blocks`` pre-norm blocks (``x + attn(LN(x))`` with causal
-multi-head self-attention, then ``x + mlp(LN(x))`` with a GELU MLP), a final LayerNorm and a linear LM head:
+multi-head self-attention, then ``x + mlp(LN(x))`` with a GELU MLP; a host with ``heads = 0`` has no attention,
+so nothing in it mixes tokens), a final LayerNorm and a linear LM head:
 token ids [B, T] (T <= context) -> next-token logits [B, T, vocab_size]. Slot ``r0c{i}`` sits after block i
 (module ``blocks.{i}``, whose output is the residual stream [B, T, width]), exactly as on the CNN hosts; there is
 no row 1. No part of the host looks at a later token, so a slot's input at position t depends on tokens <= t.
@@ -37,16 +38,17 @@ class TransformerHostConfig:
         positive = {
             "context": self.context,
             "width": self.width,
-            "heads": self.heads,
             "n_blocks": self.n_blocks,
             "mlp_expansion": self.mlp_expansion,
         }
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"TransformerHostConfig.{name} must be >= 1, got {value}")
+        if self.heads < 0:
+            raise ConfigError(f"TransformerHostConfig.heads must be >= 0 (0: no attention), got {self.heads}")
         if self.vocab_size < 2:
             raise ConfigError(f"TransformerHostConfig.vocab_size must be >= 2, got {self.vocab_size}")
-        if self.width % self.heads != 0:
+        if self.heads and self.width % self.heads != 0:
             raise ConfigError(f"TransformerHostConfig.width ({self.width}) must be divisible by heads ({self.heads})")
 
     @classmethod
@@ -74,15 +76,16 @@ class TransformerHostConfig:
         return torch.zeros(1, self.context, dtype=torch.int64)
 
 
-#: Byte-level presets (vocabulary 256, context 64). ``bytes_small`` is a small but complete host;
-#: ``bytes_impaired`` is deliberately weak (one head, an MLP no wider than the stream) but keeps a 16-wide stream,
-#: so modules after its blocks have room to add what it lacks (trained with it from the start they lift its
-#: next-token accuracy by about 8 points); grown through the lifecycle on the app's pydoc task they add under a
-#: point so far (docs/results/pydoc-bytes.md). A width-8 stream was tried first: nothing added to it helped.
+#: Byte-level presets (vocabulary 256, context 64). ``bytes_small`` is a small but complete host.
+#: ``bytes_impaired`` is deliberately weak, as the digits CNN host is (its kernel-1 convolutions never mix
+#: neighbouring pixels): no attention at all, so the host predicts each byte from the one before it and its
+#: position, and only a grown seed (an attention seed) can let it read further back; its 16-wide stream and an MLP
+#: no wider than the stream leave room for what grows (docs/results/pydoc-bytes.md). A width-8 stream was tried
+#: first: nothing added to it helped.
 TRANSFORMER_HOST_PRESETS: Mapping[str, TransformerHostConfig] = MappingProxyType(
     {
         "bytes_small": TransformerHostConfig(256, 64, width=32, heads=2, n_blocks=2, mlp_expansion=2),
-        "bytes_impaired": TransformerHostConfig(256, 64, width=16, heads=1, n_blocks=2, mlp_expansion=1),
+        "bytes_impaired": TransformerHostConfig(256, 64, width=16, heads=0, n_blocks=2, mlp_expansion=1),
     }
 )
 
@@ -105,18 +108,22 @@ class CausalSelfAttention(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    """A pre-norm block: ``x + attn(LN(x))``, then ``x + mlp(LN(x))``."""
+    """A pre-norm block: ``x + attn(LN(x))`` (absent when the config has 0 heads), then ``x + mlp(LN(x))``."""
 
     def __init__(self, config: TransformerHostConfig) -> None:
         super().__init__()
         hidden = config.mlp_expansion * config.width
-        self.attn_norm = nn.LayerNorm(config.width)
-        self.attn = CausalSelfAttention(config.width, config.heads)
+        self.attn_norm: nn.LayerNorm | None = None
+        self.attn: CausalSelfAttention | None = None
+        if config.heads:
+            self.attn_norm = nn.LayerNorm(config.width)
+            self.attn = CausalSelfAttention(config.width, config.heads)
         self.mlp_norm = nn.LayerNorm(config.width)
         self.mlp = nn.Sequential(nn.Linear(config.width, hidden), nn.GELU(), nn.Linear(hidden, config.width))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.attn_norm(x))
+        if self.attn is not None and self.attn_norm is not None:
+            x = x + self.attn(self.attn_norm(x))
         out: Tensor = x + self.mlp(self.mlp_norm(x))
         return out
 

@@ -30,6 +30,7 @@ from esper.app.decision_events import log_decision
 from esper.app.epoch_events import EpochLog
 from esper.app.ppo_report import STOP_EVENT, TIME_BUDGET_REACHED, write_ppo_report
 from esper.app.progress import Progress
+from esper.app.reporting import short_metric
 from esper.app.run_config import BACKEND_KEYS, LOGGING_KEYS, RunConfig, check_device, from_dict, override_run
 from esper.app.run_directory import (
     RunDirectory,
@@ -305,9 +306,10 @@ class _TrainingLog:
         run = self.config.run
         if validation_due(report.round_index, run.validate_every, run.rounds):
             self._validate(report.round_index)
+        metric = short_metric(self.config.preset.metric)
         self.progress.note(
-            f"round {report.round_index}: test acc {report.mean_test_accuracy:.1f} %, "
-            f"val acc {report.mean_final_val_accuracy:.1f} %, "
+            f"round {report.round_index}: test {metric} {report.mean_test_accuracy:.1f} %, "
+            f"val {metric} {report.mean_final_val_accuracy:.1f} %, "
             f"return {report.mean_reward:.3f}, EV {report.update.explained_variance:.2f}"
         )
 
