@@ -1085,8 +1085,12 @@ def test_every_command_runs_the_embedded_language_model_task(
     with_bar = [arg for arg in rest if arg != "--quiet"]  # the round's console line is written beside the bar
     result = succeeded(run_cli(cli_env, tmp_path, "train", "ppo", "--rounds", "1", *with_bar, "--out", str(ppo)))
     assert f"round 0: test {BYTES_METRIC} " in result.stderr and f"val {BYTES_METRIC} " in result.stderr
+    assert f"round 0 validation (argmax): val {BYTES_METRIC} " in result.stderr
     assert read_json(ppo / "results.json")["data"]["metric"] == "next-token accuracy"
-    assert "The metric is **next-token accuracy**" in (ppo / "summary.md").read_text()
+    ppo_summary = (ppo / "summary.md").read_text()
+    assert "The metric is **next-token accuracy**" in ppo_summary
+    assert f"| round | mean test {BYTES_METRIC} % | mean val {BYTES_METRIC} % |" in ppo_summary
+    assert f"| round | argmax val {BYTES_METRIC} % |" in ppo_summary
 
     evaluate = tmp_path / "evaluate"
     args = ["evaluate", "--controller", "schedule:mlp", "--episodes", "1", *rest, "--out", str(evaluate)]

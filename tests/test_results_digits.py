@@ -13,6 +13,7 @@ from typing import Any
 import digits_results
 import pytest
 import torch
+from results_records import training_record
 
 from esper.app.cli import main
 
@@ -82,7 +83,7 @@ def test_the_first_round_of_the_documented_command_reproduces(
     request.addfinalizer(lambda: torch.set_num_threads(threads))
     out = tmp_path / "run"
     assert main(["train", "ppo", "--config", config, "--rounds", "1", "--out", str(out), "--quiet"]) == 0
-    rerun = digits_results.training_record(out, wall=None)
+    rerun = training_record(out, wall=None)
     committed = _record("prefix.json")
     # The episodes (every accuracy, parameter count and return) must be identical. The update statistics are
     # sums whose order depends on the learner's torch thread count (the suite's processes run one thread; the

@@ -19,15 +19,35 @@ whether each target of the learned-controller issue is met.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from results_records import (
+    best_validation,
+    commit_text,
+    comparison_record,
+    controller_rows,
+    growth_table,
+    minutes,
+    paired,
+    pick_table,
+    read_json,
+    rounds_table,
+    run_code,
+    run_dir,
+    seed_block,
+    training_record,
+    validations_table,
+    values_of,
+    wall_entry,
+    warm_start_text,
+)
+
 from esper.app.reporting import markdown_table
-from esper.app.statistics import Interval, bootstrap_mean, bootstrap_ratio, paired_difference
+from esper.app.statistics import bootstrap_mean
 from esper.simic.atomic_files import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,87 +56,25 @@ DATA = RESULTS / "digits"
 PAGE = RESULTS / "digits.md"
 #: The margin over the heuristic the issue asks of the learned controller, in points of test accuracy.
 HEURISTIC_MARGIN = 15.0
-_ROUND_COLUMNS = ("mean_test_accuracy", "mean_val_accuracy", "mean_params_added", "mean_return")
+#: The metric's short name in table headings.
+METRIC = "acc"
 
 
 # ------------------------------------------------------------------------------------------------ collect
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _code(run: Path) -> dict[str, Any] | None:
-    code: dict[str, Any] | None = _read(run / "config.json").get("code")
-    return code
-
-
-def _events(run: Path, kind: str) -> list[dict[str, Any]]:
-    lines = (run / "events.jsonl").read_text(encoding="utf-8").splitlines()
-    return [event for line in lines if (event := json.loads(line)).get("event") == kind]
-
-
-def best_validation(training: dict[str, Any]) -> dict[str, Any]:
-    """The validation whose policy is the run's ``checkpoints/best.pt``."""
-    best: dict[str, Any] = max(training["validations"], key=lambda v: v["mean_val_accuracy"])
-    return best
-
-
-def training_record(run: Path, wall: float | None) -> dict[str, Any]:
-    results = _read(run / "results.json")
-    config = _read(run / "config.json")
-    return {
-        "code": config.get("code"),
-        "config": {key: config[key] for key in ("run", "env", "reward", "gates", "ppo", "warm_start", "policy")},
-        "data": config["data"],
-        "status": results["status"],
-        "warm_start": _events(run, "warm_start"),
-        "rounds": results["rounds"],
-        "validations": results["validations"],
-        "wall_seconds": wall,
-    }
-
-
-def germinations(run: Path) -> dict[str, list[dict[str, Any]]]:
-    """Per controller (its event label), every seed germinated: slot, blueprint and the epoch of the decision."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for event in _events(run, "epoch"):
-        for change in event["lifecycle"]:
-            if change["to"] == "GERMINATED":
-                found.setdefault(event["controller"], []).append(
-                    {"slot": change["slot"], "blueprint": change["blueprint"], "epoch": event["epoch"]}
-                )
-    return found
-
-
-def _comparison_record(run: Path, given_as: str, wall: float | None) -> dict[str, Any]:
-    results = _read(run / "results.json")
-    config = _read(run / "config.json")
-    return {
-        "code": config.get("code"),
-        "controllers": config["controllers"],  # labels, in the order the table shows them
-        "given_as": given_as,  # the --controllers argument
-        "seed": config["run"]["seed"],
-        "seeds": results["seeds"],
-        "data": results["data"],
-        "episodes": results["episodes"],
-        "germinations": germinations(run),
-        "wall_seconds": wall,
-    }
-
-
 def collect(args: argparse.Namespace) -> None:
-    walls = dict(_wall(text) for text in args.wall)
+    walls = dict(wall_entry(text) for text in args.wall)
     DATA.mkdir(parents=True, exist_ok=True)
-    pick = _read(args.pick / "results.json")
-    write_json_atomic(DATA / "pick.json", {**pick, "code": _code(args.pick), "wall_seconds": walls.get("pick")})
+    pick = read_json(args.pick / "results.json")
+    write_json_atomic(DATA / "pick.json", {**pick, "code": run_code(args.pick), "wall_seconds": walls.get("pick")})
     write_json_atomic(DATA / "training.json", training_record(args.train, walls.get("train")))
     write_json_atomic(DATA / "prefix.json", training_record(args.prefix, walls.get("prefix")))
     write_json_atomic(DATA / "other_training.json", training_record(args.other_train, walls.get("other_train")))
     write_json_atomic(
-        DATA / "compare.json", _comparison_record(args.compare, args.compare_controllers, walls.get("compare"))
+        DATA / "compare.json", comparison_record(args.compare, args.compare_controllers, walls.get("compare"))
     )
     write_json_atomic(
         DATA / "compare_more.json",
-        _comparison_record(args.compare_more, args.more_controllers, walls.get("compare_more")),
+        comparison_record(args.compare_more, args.more_controllers, walls.get("compare_more")),
     )
     roles = {
         "learned": args.learned,
@@ -132,66 +90,10 @@ def collect(args: argparse.Namespace) -> None:
     render()
 
 
-def _wall(text: str) -> tuple[str, float]:
-    name, _, seconds = text.partition("=")
-    return name, float(seconds)
-
-
 # ------------------------------------------------------------------------------------------------- render
-def _values(episodes: Sequence[dict[str, Any]], key: str) -> list[float]:
-    return [float(e[key]) for e in episodes]
-
-
-def _minutes(seconds: float | None) -> str:
-    return "not measured" if seconds is None else f"{seconds / 60:.1f} min"
-
-
-def _commit(code: dict[str, Any] | None) -> str:
-    if code is None:
-        return "not recorded"
-    return str(code["commit"])[:12] + (" (with local changes)" if code["modified"] else "")
-
-
-def _fmt(interval: Interval | None, digits: int = 2) -> str:
-    return "n/a" if interval is None else interval.format(digits)
-
-
-def _controller_rows(
-    comparison: dict[str, Any], against: Sequence[str], static: list[float] | None
-) -> list[list[object]]:
-    """One row per controller: test and validation accuracy, parameters, gain per 1,000 parameters over the static
-    host, and the paired test-accuracy difference against each controller of ``against``."""
-    rows: list[list[object]] = []
-    episodes = comparison["episodes"]
-    for label in comparison["controllers"]:
-        mine = episodes[label]
-        test = _values(mine, "test_accuracy")
-        params = _values(mine, "params_added")
-        per_1k = None
-        if static is not None:
-            per_1k = bootstrap_ratio([t - s for t, s in zip(test, static, strict=True)], [p / 1000 for p in params])
-        row: list[object] = [
-            label,
-            bootstrap_mean(test).format(2),
-            bootstrap_mean(_values(mine, "val_accuracy")).format(2),
-            bootstrap_mean(params).format(0),
-            _fmt(per_1k, 0),
-        ]
-        for other in against:
-            theirs = _values(episodes[other][: len(mine)], "test_accuracy")
-            row.append("" if other == label else paired_difference(test, theirs).format(2))
-        rows.append(row)
-    return rows
-
-
-def _paired(comparison: dict[str, Any], label: str, other: str) -> Interval:
-    episodes = comparison["episodes"]
-    return paired_difference(_values(episodes[label], "test_accuracy"), _values(episodes[other], "test_accuracy"))
-
-
 def _targets(comparison: dict[str, Any], learned: str, best_schedule: str) -> list[list[object]]:
-    versus_schedule = _paired(comparison, learned, best_schedule)
-    versus_heuristic = _paired(comparison, learned, "heuristic")
+    versus_schedule = paired(comparison, learned, best_schedule)
+    versus_heuristic = paired(comparison, learned, "heuristic")
     return [
         [
             f"beats the best fixed schedule ({best_schedule}), paired 95 % interval above 0",
@@ -204,72 +106,6 @@ def _targets(comparison: dict[str, Any], learned: str, best_schedule: str) -> li
             "met" if versus_heuristic.mean >= HEURISTIC_MARGIN and versus_heuristic.low > 0 else "**not met**",
         ],
     ]
-
-
-def _rounds_table(training: dict[str, Any], every: int) -> str:
-    rounds = training["rounds"]
-    shown = [r for r in rounds if r["round"] % every == 0 or r["round"] == rounds[-1]["round"]]
-    return markdown_table(
-        ["round", "mean test acc %", "mean val acc %", "params added", "mean return", "op entropy", "approx KL"],
-        [
-            [
-                r["round"],
-                *(f"{r[key]:.2f}" for key in _ROUND_COLUMNS),
-                f"{r['update']['heads.op.entropy']:.2f}",
-                f"{r['update']['approx_kl']:.4f}",
-            ]
-            for r in shown
-        ],
-    )
-
-
-def _validations_table(training: dict[str, Any]) -> str:
-    return markdown_table(
-        ["after round", "argmax val acc % (selection seeds)", "params added", "new best"],
-        [
-            [
-                v["round"],
-                f"{v['mean_val_accuracy']:.2f}",
-                f"{v['mean_params_added']:.0f}",
-                "yes" if v["new_best"] else "",
-            ]
-            for v in training["validations"]
-        ],
-    )
-
-
-def _warm_start_text(training: dict[str, Any]) -> str:
-    (event,) = training["warm_start"]
-    return (
-        f"Warm start: `{event['demonstrator']}` played {event['episodes']} training-range episodes "
-        f"({event['transitions']:,} transitions, mean final validation accuracy "
-        f"{event['demonstrator_mean_val_accuracy']:.2f} %); {event['epochs']} epochs of behaviour cloning raised the "
-        f"policy's mean probability of the demonstrated actions from {event['initial_action_probability']:.2f} to "
-        f"{event['final_action_probability']:.2f}."
-    )
-
-
-def _run_dir(label: str) -> str:
-    """``runs/NAME`` of a compare label such as ``learned-deterministic (NAME)``."""
-    return "runs/" + label.partition("(")[2].rstrip(")")
-
-
-def _seed_block(seeds: Sequence[int]) -> str:
-    lines = [" ".join(str(s) for s in seeds[i : i + 8]) for i in range(0, len(seeds), 8)]
-    return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _growth_table(comparison: dict[str, Any], labels: dict[str, str]) -> str:
-    """What each controller grows where, and when: germinations per slot and blueprint over the episodes."""
-    rows: list[list[object]] = []
-    episodes = len(comparison["seeds"])
-    for shown, event_label in labels.items():
-        groups: dict[tuple[str, str], list[int]] = {}
-        for seed in comparison["germinations"][event_label]:
-            groups.setdefault((seed["slot"], seed["blueprint"]), []).append(seed["epoch"])
-        for (slot, blueprint), epochs in sorted(groups.items()):
-            rows.append([shown, slot, blueprint, f"{len(epochs)} / {episodes}", f"{sum(epochs) / len(epochs):.1f}"])
-    return markdown_table(["controller", "slot", "blueprint", "germinated in (episodes)", "mean epoch"], rows)
 
 
 def _headline_section(
@@ -294,12 +130,12 @@ def _headline_section(
                 f"`{config}`",
                 kind,
                 f"{best_validation(record)['mean_val_accuracy']:.2f} (after round {best_validation(record)['round']})",
-                bootstrap_mean(_values(comparison["episodes"][label], "test_accuracy")).format(2),
+                bootstrap_mean(values_of(comparison["episodes"][label], "test_accuracy")).format(2),
             ]
             for kind, (label, config, record) in runs.items()
         ],
     )
-    feed_forward_minus_lstm = _paired(comparison, runs["mlp"][0], runs["lstm"][0])
+    feed_forward_minus_lstm = paired(comparison, runs["mlp"][0], runs["lstm"][0])
     schedule_blueprint = roles["best_schedule"].partition("(")[2].rstrip(")")
     growth_labels = {
         roles["best_schedule"]: f"schedule:{schedule_blueprint}",
@@ -319,7 +155,7 @@ it.
 Feed-forward minus LSTM, paired on the held-out episodes: **{feed_forward_minus_lstm.format(2)} pp** of test
 accuracy. What each grows, slot by slot, on the held-out episodes (from the comparison's lifecycle events):
 
-{_growth_table(comparison, growth_labels)}
+{growth_table(comparison, growth_labels)}
 """
 
 
@@ -329,38 +165,26 @@ def render() -> None:
 
 def page_text() -> str:
     """The page, from the records in docs/results/digits/ alone."""
-    pick = _read(DATA / "pick.json")
-    training = _read(DATA / "training.json")
-    prefix = _read(DATA / "prefix.json")
-    comparison = _read(DATA / "compare.json")
-    more = _read(DATA / "compare_more.json")
-    other = _read(DATA / "other_training.json")
-    roles = _read(DATA / "roles.json")
+    pick = read_json(DATA / "pick.json")
+    training = read_json(DATA / "training.json")
+    prefix = read_json(DATA / "prefix.json")
+    comparison = read_json(DATA / "compare.json")
+    more = read_json(DATA / "compare_more.json")
+    other = read_json(DATA / "other_training.json")
+    roles = read_json(DATA / "roles.json")
     learned, best_schedule = roles["learned"], roles["best_schedule"]
     train_config, other_config = roles["train_config"], roles["other_config"]
     notes = "\n\n".join(roles["notes"])
-    static = _values(comparison["episodes"]["static"], "test_accuracy")
+    static = values_of(comparison["episodes"]["static"], "test_accuracy")
     against = [best_schedule, "heuristic"]
     header = ["controller", "test acc %", "val acc %", "params added", "gain per 1k params (pp)"]
     main_table = markdown_table(
-        [*header, f"vs {best_schedule} (pp)", "vs heuristic (pp)"], _controller_rows(comparison, against, static)
+        [*header, f"vs {best_schedule} (pp)", "vs heuristic (pp)"], controller_rows(comparison, against, static)
     )
-    more_static = _values(comparison["episodes"]["static"][: len(more["seeds"])], "test_accuracy")
+    more_static = values_of(comparison["episodes"]["static"][: len(more["seeds"])], "test_accuracy")
     more_with_best = {**more, "episodes": {**more["episodes"], best_schedule: comparison["episodes"][best_schedule]}}
     more_table = markdown_table(
-        [*header, f"vs {best_schedule} (pp)"], _controller_rows(more_with_best, [best_schedule], more_static)
-    )
-    pick_table = markdown_table(
-        ["schedule", "final val acc % (training-range seeds)", "params added", "chosen"],
-        [
-            [
-                label,
-                Interval(**values["val_accuracy"]).format(2),
-                Interval(**values["params_added"]).format(0),
-                "yes" if label == pick["best"] else "",
-            ]
-            for label, values in pick["schedules"].items()
-        ],
+        [*header, f"vs {best_schedule} (pp)"], controller_rows(more_with_best, [best_schedule], more_static)
     )
     data = comparison["data"]
     sizes = data["sizes"]
@@ -368,26 +192,30 @@ def page_text() -> str:
     runs = markdown_table(
         ["run", "commit", "wall time (2-core CPU)"],
         [
-            ["`esper pick-schedule --episodes 16`", _commit(pick["code"]), _minutes(pick["wall_seconds"])],
+            ["`esper pick-schedule --episodes 16`", commit_text(pick["code"]), minutes(pick["wall_seconds"])],
             [
                 f"`esper train ppo --config {train_config}`",
-                _commit(training["code"]),
-                _minutes(training["wall_seconds"]),
+                commit_text(training["code"]),
+                minutes(training["wall_seconds"]),
             ],
-            [f"`esper train ppo --config {other_config}`", _commit(other["code"]), _minutes(other["wall_seconds"])],
-            ["the same command with `--rounds 1`", _commit(prefix["code"]), _minutes(prefix["wall_seconds"])],
+            [f"`esper train ppo --config {other_config}`", commit_text(other["code"]), minutes(other["wall_seconds"])],
+            ["the same command with `--rounds 1`", commit_text(prefix["code"]), minutes(prefix["wall_seconds"])],
             [
                 f"`esper compare` ({len(comparison['seeds'])} episodes)",
-                _commit(comparison["code"]),
-                _minutes(comparison["wall_seconds"]),
+                commit_text(comparison["code"]),
+                minutes(comparison["wall_seconds"]),
             ],
-            [f"`esper compare` ({len(more['seeds'])} episodes)", _commit(more["code"]), _minutes(more["wall_seconds"])],
+            [
+                f"`esper compare` ({len(more['seeds'])} episodes)",
+                commit_text(more["code"]),
+                minutes(more["wall_seconds"]),
+            ],
         ],
     )
     return f"""# The learned controller against every fixed schedule on `digits`
 
 _Generated by `tools/digits_results.py render` from the records in [`digits/`](digits/); do not edit by hand.
-Produced at commit `{_commit(training["code"])}` (each run's commit is listed under "Runs")._
+Produced at commit `{commit_text(training["code"])}` (each run's commit is listed under "Runs")._
 
 ## Targets
 
@@ -411,14 +239,14 @@ differences of final **test** accuracy, 95 % bootstrap intervals.
   rent weight {config["reward"]["rent_weight"]:g}, a warm start by behaviour cloning from the best schedule,
   and a deterministic validation of the argmax policy every {config["run"]["validate_every"]} rounds on
   {config["run"]["validation_episodes"]} training-range selection seeds that keeps the best policy as
-  `checkpoints/best.pt`. {_warm_start_text(training)}
+  `checkpoints/best.pt`. {warm_start_text(training, "accuracy")}
 - Evaluation: `esper compare --seed {comparison["seed"]} --episodes {len(comparison["seeds"])}`; every controller
   faces the same episodes (data order and host initialization per seed). Evaluation seeds have the top bit set
   and training seeds never do; nothing was tuned on them. The other schedules and the random controller ran on
   the first {len(more["seeds"])} of these seeds (`--episodes {len(more["seeds"])}`), paired there with the best
   schedule's episodes on the same seeds.
 
-{_seed_block(comparison["seeds"])}
+{seed_block(comparison["seeds"])}
 
 ## Results ({len(comparison["seeds"])} held-out episodes)
 
@@ -443,18 +271,18 @@ update), the ablation that shows what the remaining rounds of PPO add.
 
 ## The schedule choice (training-range seeds only)
 
-{pick_table}
+{pick_table(pick, METRIC)}
 
 ## Training
 
 ![learning curves](digits/learning_curves.png)
 
-{_rounds_table(training, 5)}
+{rounds_table(training, 5, METRIC)}
 
 Deterministic validation (the argmax policy on the run's selection seeds; the best score's policy is
 `checkpoints/best.pt`):
 
-{_validations_table(training)}
+{validations_table(training, METRIC)}
 
 ## Runs
 
@@ -464,15 +292,15 @@ Deterministic validation (the argmax policy on the run's selection seeds; the be
 
 ```bash
 uv run esper pick-schedule --episodes 16 --out runs/digits-pick          # optional: gives the committed choice
-uv run esper train ppo --config {train_config} --out {_run_dir(learned)}
-uv run esper train ppo --config {train_config} --rounds 1 --out {_run_dir(learned)}-1
-uv run esper train ppo --config {other_config} --out {_run_dir(roles["other_learned"])}
+uv run esper train ppo --config {train_config} --out {run_dir(learned)}
+uv run esper train ppo --config {train_config} --rounds 1 --out {run_dir(learned)}-1
+uv run esper train ppo --config {other_config} --out {run_dir(roles["other_learned"])}
 uv run esper compare --episodes {len(comparison["seeds"])} --seed {comparison["seed"]} --out runs/digits-compare \\
     --controllers '{comparison["given_as"]}'
 uv run esper compare --episodes {len(more["seeds"])} --seed {more["seed"]} --out runs/digits-compare-more \\
     --controllers '{more["given_as"]}'
-uv run python tools/digits_results.py collect --pick runs/digits-pick --train {_run_dir(learned)} \\
-    --prefix {_run_dir(learned)}-1 --other-train {_run_dir(roles["other_learned"])} \\
+uv run python tools/digits_results.py collect --pick runs/digits-pick --train {run_dir(learned)} \\
+    --prefix {run_dir(learned)}-1 --other-train {run_dir(roles["other_learned"])} \\
     --compare runs/digits-compare --compare-more runs/digits-compare-more \\
     --compare-controllers '{comparison["given_as"]}' \\
     --more-controllers '{more["given_as"]}' --learned '{learned}' --train-config {train_config} \\

@@ -210,6 +210,16 @@ def test_an_episode_run_shows_each_controller_and_the_decisions(tmp_path: Path) 
     assert "op" in text and "0.40" in text  # the op head's mean entropy over the recorded decisions
 
 
+def test_the_curves_name_the_task_s_metric(tmp_path: Path) -> None:
+    config = {"task": "pydoc-bytes", "command": "evaluate", "controllers": ["static"], "episode_seeds": [1]}
+    events = [{"event": "episode", "controller": "static", "episode": 0, "test_accuracy": 41.5, "total_reward": 0.3}]
+    text = frame(RunWatcher(run_dir(tmp_path, config, events)), width=220)
+    assert "static test next-token acc %" in text and "41.50" in text
+    (tmp_path / "ppo").mkdir()
+    ppo = frame(RunWatcher(run_dir(tmp_path / "ppo", {**PPO_CONFIG, "task": "pydoc-bytes"}, [round_event(0, 30.0)])))
+    assert "test next-token acc % (round mean)" in ppo and "val next-token acc % (round mean)" in ppo
+
+
 def test_a_compare_keeps_each_policy_s_head_entropies_apart(tmp_path: Path) -> None:
     """Two learned controllers in one compare: the heads panel shows the one that decided last, under its name,
     averaged over its own decisions only; a rule's germination names its blueprint; a policy's decision line

@@ -20,6 +20,7 @@ from esper.app.reporting import (
     episodes_table,
     markdown_table,
     paired_table,
+    short_metric,
 )
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, read_run_config, write_results, write_summary
@@ -94,7 +95,8 @@ def write_controller_report(
         plot_title = f"{label} on {config.task} (held-out seeds)"
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    lifecycle_timeline(summaries, config.preset.slots.names(), plots / "lifecycle.png", plot_title)
+    metric = short_metric(config.preset.metric)
+    lifecycle_timeline(summaries, config.preset.slots.names(), plots / "lifecycle.png", plot_title, metric)
     sections = [
         title,
         scope,
@@ -129,6 +131,7 @@ def write_comparison_report(
             config.preset.slots.names(),
             plots / f"lifecycle-{slug(label)}.png",
             f"{label} on {config.task}",
+            short_metric(config.preset.metric),
         )
     static = episodes.get("static")
     stats = [controller_stats(label, episodes[label], static) for label in labels]
@@ -193,7 +196,7 @@ def write_schedule_pick_report(
         scores={label: scores[label].mean for label in labels},
     )
     table = markdown_table(
-        ["schedule", "final val acc % [95% CI]", "params added", "chosen"],
+        ["schedule", f"final val {short_metric(config.preset.metric)} % [95% CI]", "params added", "chosen"],
         [[label, scores[label].format(2), params[label].format(0), "yes" if label == best else ""] for label in labels],
     )
     results = {

@@ -28,9 +28,11 @@ STAGE_COLORS = {
 }
 
 
-def learning_curves(rounds: Sequence[dict[str, Any]], validations: Sequence[dict[str, Any]], path: Path) -> None:
-    """Mean final test and validation accuracy per round (validation with its min-max band) beside the argmax
-    policy's periodic validation, mean return, per-head entropy, explained variance."""
+def learning_curves(
+    rounds: Sequence[dict[str, Any]], validations: Sequence[dict[str, Any]], path: Path, metric_name: str
+) -> None:
+    """Mean final test and validation ``metric_name`` (the task's accuracy) per round (validation with its min-max
+    band) beside the argmax policy's periodic validation, mean return, per-head entropy, explained variance."""
     x = [r["round"] for r in rounds]
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     ax = axes[0][0]
@@ -45,7 +47,7 @@ def learning_curves(rounds: Sequence[dict[str, Any]], validations: Sequence[dict
             color="C2",
             label="argmax policy, selection seeds",
         )
-    ax.set(title="final accuracy per episode (training seeds)", xlabel="round", ylabel="accuracy (%)")
+    ax.set(title=f"final {metric_name} per episode (training seeds)", xlabel="round", ylabel=f"{metric_name} (%)")
     ax.legend(fontsize=8)
     ax = axes[0][1]
     ax.plot(x, [r["mean_return"] for r in rounds], color="C1")
@@ -86,10 +88,15 @@ def _segments(summary: EpisodeSummary, slot: str) -> list[tuple[float, float, Se
 
 
 def lifecycle_timeline(
-    episodes: Sequence[EpisodeSummary], slots: Sequence[str], path: Path, title: str, max_episodes: int = 6
+    episodes: Sequence[EpisodeSummary],
+    slots: Sequence[str],
+    path: Path,
+    title: str,
+    metric: str,
+    max_episodes: int = 6,
 ) -> None:
-    """One panel per episode: each slot's stages over the epochs, the validation accuracy curve on top, and the
-    final test accuracy in the title."""
+    """One panel per episode: each slot's stages over the epochs, the validation ``metric`` curve on top (the
+    task's accuracy as headings abbreviate it), and the final test value in the title."""
     shown = list(episodes)[:max_episodes]
     fig, axes = plt.subplots(len(shown), 1, figsize=(11, 1.0 + 1.3 * len(shown)), squeeze=False)
     for ax, summary in zip(axes[:, 0], shown, strict=True):
@@ -102,7 +109,7 @@ def lifecycle_timeline(
         curve = summary.val_accuracy_curve
         accuracy.plot(range(len(curve)), curve, color="black", linewidth=1)
         accuracy.set_ylim(0, 100)
-        accuracy.set_ylabel("val acc %", fontsize=8)
+        accuracy.set_ylabel(f"val {metric} %", fontsize=8)
         ax.set_title(
             f"seed {summary.seed}: test {summary.test_accuracy:.1f} %, final val {summary.final_val_accuracy:.1f} %, "
             f"+{summary.params_added} params" + (" (rolled back)" if summary.rolled_back else ""),

@@ -12,7 +12,14 @@ from typing import Any
 from esper.app.blueprint_outcomes import blueprint_outcomes, prune_rules
 from esper.app.evaluation import episode_row
 from esper.app.plots import learning_curves, lifecycle_timeline
-from esper.app.reporting import BLUEPRINTS_NOTE, accuracy_note, blueprints_table, episodes_table, markdown_table
+from esper.app.reporting import (
+    BLUEPRINTS_NOTE,
+    accuracy_note,
+    blueprints_table,
+    episodes_table,
+    markdown_table,
+    short_metric,
+)
 from esper.app.run_config import RunConfig
 from esper.app.run_directory import read_events, write_results, write_summary
 from esper.leyline import HEAD_ORDER
@@ -40,7 +47,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
     status = _status(len(rounds), config.run.rounds, stop_reason)
     plots = run_dir / "plots"
     plots.mkdir(exist_ok=True)
-    learning_curves(rounds, validations, plots / "learning_curves.png")
+    learning_curves(rounds, validations, plots / "learning_curves.png", config.preset.metric)
     sections = _round_sections(run_dir, config, data, rounds, validations, status)
     outcomes = _training_outcomes(events, config, {r["round"] for r in rounds})
     sections += [
@@ -64,6 +71,7 @@ def write_ppo_report(run_dir: Path, config: RunConfig, data: dict[str, Any]) -> 
             config.preset.slots.names(),
             plots / "lifecycle.png",
             f"round {last} episodes (training seeds)",
+            short_metric(config.preset.metric),
         )
         sections += [
             f"## Episodes of the last round ({last})",
@@ -148,7 +156,7 @@ def _round_sections(
         *sections,
         "## Learning curves\n\n![learning curves](plots/learning_curves.png)",
         "## Rounds",
-        _rounds_table(rounds),
+        _rounds_table(rounds, short_metric(config.preset.metric)),
         "## Deterministic validation",
         _validation_text(config, validations, rounds),
         "## Per-head health in the last round",
@@ -163,14 +171,20 @@ def _validation_text(config: RunConfig, validations: list[dict[str, Any]], round
     intro = (
         f"The argmax policy on {config.run.validation_episodes} training-range selection seeds (never evaluation "
         f"seeds; the same at every validation), after every {config.run.validate_every} rounds and after the last; "
-        "the score is the mean final validation accuracy. `checkpoints/best.pt` holds the policy of the best score "
-        "(the first one on a tie), `checkpoints/latest.pt` the last update's."
+        f"the score is the mean final validation {config.preset.metric}. `checkpoints/best.pt` holds the policy of "
+        "the best score (the first one on a tie), `checkpoints/latest.pt` the last update's."
     )
     if not validations:
         return intro + "\n\nNo validation has run yet."
     updates = {r["round"]: r["update"] for r in rounds}
     table = markdown_table(
-        ["round", "argmax val acc %", "params added", "best so far %", *[f"{h.value} entropy" for h in HEAD_ORDER]],
+        [
+            "round",
+            f"argmax val {short_metric(config.preset.metric)} %",
+            "params added",
+            "best so far %",
+            *[f"{h.value} entropy" for h in HEAD_ORDER],
+        ],
         [
             [
                 f"{v['round']}{' (best)' if v['new_best'] else ''}",
@@ -185,12 +199,12 @@ def _validation_text(config: RunConfig, validations: list[dict[str, Any]], round
     return intro + "\n\n" + table
 
 
-def _rounds_table(rounds: list[dict[str, Any]]) -> str:
+def _rounds_table(rounds: list[dict[str, Any]], metric: str) -> str:
     return markdown_table(
         [
             "round",
-            "mean test acc %",
-            "mean val acc %",
+            f"mean test {metric} %",
+            f"mean val {metric} %",
             "min val",
             "max val",
             "mean return",

@@ -194,8 +194,9 @@ _CIFAR_ENV = EnvConfig(
 )
 #: The byte-level tasks: Adam (a small transformer learns many times faster with it than with SGD), batches of 8
 #: windows and 160 sampled windows per epoch, so an epoch is 20 optimizer steps like a digits epoch (1,259 images in
-#: batches of 64) and costs about 1.2x one (docs/performance.md). Twice the windows cost twice as much and grew
-#: no more (docs/results/pydoc-bytes.md).
+#: batches of 64). It costs about twice a digits epoch (docs/performance.md): at this size a step's cost is mostly
+#: per-operator overhead, so halving the windows (from 320 in batches of 16) saved only about a quarter of the
+#: training time, with as much growth on the selection seeds (docs/results/pydoc-bytes.md).
 _BYTES_ENV = EnvConfig(
     max_epochs=BYTES_EPISODE_EPOCHS,
     batch_size=8,

@@ -12,6 +12,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from esper.app.reporting import short_metric
 from esper.app.tasks import TASKS
 
 #: How many decisions and host signals the view keeps (newest last).
@@ -51,6 +52,8 @@ class RunState:
 
     config: dict[str, Any]
     slots: tuple[str, ...]
+    #: The task's metric as headings abbreviate it (``acc``, ``next-token acc``).
+    metric: str = "acc"
     steps_done: int = 0
     group: object = None
     tracks: dict[object, EpisodeTrack] = field(default_factory=dict)
@@ -66,7 +69,9 @@ class RunState:
     @classmethod
     def start(cls, config: dict[str, Any]) -> RunState:
         preset = TASKS.get(str(config.get("task")))
-        return cls(config=config, slots=preset.slots.names() if preset is not None else ())
+        if preset is None:
+            return cls(config=config, slots=())
+        return cls(config=config, slots=preset.slots.names(), metric=short_metric(preset.metric))
 
     # ------------------------------------------------------------------------------------------- the run
     @property

@@ -96,14 +96,15 @@ def _curves(state: RunState) -> Panel:
     for column in ("", "", "last", "range"):
         table.add_column(column)
     if state.is_ppo:
-        _curve_row(table, "test acc % (round mean)", [float(r["mean_test_accuracy"]) for r in state.rounds])
-        _curve_row(table, "val acc % (round mean)", [float(r["mean_val_accuracy"]) for r in state.rounds])
+        metric = state.metric
+        _curve_row(table, f"test {metric} % (round mean)", [float(r["mean_test_accuracy"]) for r in state.rounds])
+        _curve_row(table, f"val {metric} % (round mean)", [float(r["mean_val_accuracy"]) for r in state.rounds])
         _curve_row(table, "return (round mean)", [float(r["mean_return"]) for r in state.rounds], 3)
         _curve_row(table, "argmax validation %", [float(v["mean_val_accuracy"]) for v in state.validations])
         title = "curves, one point per round"
     else:
         for name, results in state.controllers.items():
-            _curve_row(table, f"{name} test acc %", results.test_accuracy)
+            _curve_row(table, f"{name} test {state.metric} %", results.test_accuracy)
             _curve_row(table, f"{name} return", results.returns, 3)
         title = "curves, one point per finished episode"
     if not table.rows:
@@ -124,7 +125,7 @@ def _lifecycles(state: RunState) -> Panel:
     table.add_column("", no_wrap=True)
     table.add_column("slot", no_wrap=True)
     table.add_column("stage by epoch", no_wrap=True, overflow="crop")
-    table.add_column("val acc", justify="right", no_wrap=True)
+    table.add_column(f"val {state.metric}", justify="right", no_wrap=True)
     table.add_column("last action", no_wrap=True)
     tracks: list[EpisodeTrack] = state.shown_tracks()
     for track in tracks:

@@ -323,8 +323,8 @@ class _TrainingLog:
             self.best = result.mean_val_accuracy
         _log_validation(self.directory, result, improved, self.best)
         self.progress.note(
-            f"round {round_index} validation (argmax): val acc {result.mean_val_accuracy:.1f} %"
-            + (" (new best)" if improved else "")
+            f"round {round_index} validation (argmax): val {short_metric(self.config.preset.metric)} "
+            f"{result.mean_val_accuracy:.1f} %" + (" (new best)" if improved else "")
         )
 
 
