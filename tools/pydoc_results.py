@@ -120,7 +120,7 @@ def page_text() -> str:
     header = ["controller", f"test {METRIC} %", f"val {METRIC} %", "params added", "gain per 1k params (pp)"]
     main_table = markdown_table(
         [*header, "vs static (pp)", f"vs {best_schedule} (pp)"],
-        controller_rows(comparison, ["static", best_schedule], static),
+        controller_rows(comparison, ["static", best_schedule], static, per_1k_digits=2),
     )
     data, config = comparison["data"], training["config"]
     sizes, env = data["sizes"], config["env"]

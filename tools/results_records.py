@@ -110,10 +110,10 @@ def interval_text(interval: Interval | None, digits: int = 2) -> str:
 
 
 def controller_rows(
-    comparison: dict[str, Any], against: Sequence[str], static: list[float] | None
+    comparison: dict[str, Any], against: Sequence[str], static: list[float] | None, per_1k_digits: int = 0
 ) -> list[list[object]]:
     """One row per controller: test and validation metric, parameters, gain per 1,000 parameters over the static
-    host, and the paired test difference against each controller of ``against``."""
+    host (to ``per_1k_digits`` decimals), and the paired test difference against each controller of ``against``."""
     rows: list[list[object]] = []
     episodes = comparison["episodes"]
     for label in comparison["controllers"]:
@@ -128,7 +128,7 @@ def controller_rows(
             bootstrap_mean(test).format(2),
             bootstrap_mean(values_of(mine, "val_accuracy")).format(2),
             bootstrap_mean(params).format(0),
-            interval_text(per_1k, 0),
+            interval_text(per_1k, per_1k_digits),
         ]
         for other in against:
             theirs = values_of(episodes[other][: len(mine)], "test_accuracy")
