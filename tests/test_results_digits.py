@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import digits_results
 import pytest
 import torch
+from _results_checks import assert_clean_commit_of_this_history
 from results_records import training_record
 
 from esper.app.cli import main
@@ -55,12 +55,7 @@ def test_the_page_is_what_its_records_give() -> None:
 @pytest.mark.subprocess
 @pytest.mark.parametrize("record", ["training.json", "other_training.json", "compare.json"])
 def test_the_page_names_clean_commits_of_this_history(record: str) -> None:
-    code = _record(record)["code"]
-    assert code is not None and not code["modified"]
-    ancestry = subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "--is-ancestor", code["commit"], "HEAD"], check=False
-    )
-    assert ancestry.returncode == 0, f"commit {code['commit']} is not an ancestor of HEAD"
+    assert_clean_commit_of_this_history(_record(record)["code"])
 
 
 def test_the_one_round_run_is_the_first_round_of_the_documented_run() -> None:

@@ -5,12 +5,12 @@ committed numbers."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pydoc_results
 import pytest
+from _results_checks import assert_clean_commit_of_this_history
 from results_records import read_json
 
 from esper.app.cli import main
@@ -30,12 +30,7 @@ def test_the_page_is_what_its_records_give() -> None:
 @pytest.mark.subprocess
 @pytest.mark.parametrize("record", ["training.json", "compare.json"])
 def test_the_page_names_clean_commits_of_this_history(record: str) -> None:
-    code = _record(record)["code"]
-    assert code is not None and not code["modified"]
-    ancestry = subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "--is-ancestor", code["commit"], "HEAD"], check=False
-    )
-    assert ancestry.returncode == 0, f"commit {code['commit']} is not an ancestor of HEAD"
+    assert_clean_commit_of_this_history(_record(record)["code"])
 
 
 def test_every_controller_played_the_same_held_out_episodes() -> None:

@@ -32,15 +32,15 @@ from results_records import (
     controller_rows,
     growth_table,
     minutes,
+    page_command,
     paired,
     pick_table,
     read_json,
-    rounds_table,
     run_code,
     run_dir,
     seed_block,
     training_record,
-    validations_table,
+    training_section,
     values_of,
     wall_entry,
     warm_start_text,
@@ -87,7 +87,6 @@ def collect(args: argparse.Namespace) -> None:
     write_json_atomic(DATA / "roles.json", roles)
     shutil.copyfile(args.train / "plots" / "learning_curves.png", DATA / "learning_curves.png")
     shutil.copyfile(args.compare / "plots" / "comparison.png", DATA / "comparison.png")
-    render()
 
 
 # ------------------------------------------------------------------------------------------------- render
@@ -159,8 +158,9 @@ accuracy. What each grows, slot by slot, on the held-out episodes (from the comp
 """
 
 
-def render() -> None:
+def render() -> Path:
     write_text_atomic(PAGE, page_text())
+    return PAGE
 
 
 def page_text() -> str:
@@ -273,17 +273,7 @@ update), the ablation that shows what the remaining rounds of PPO add.
 
 {pick_table(pick, METRIC)}
 
-## Training
-
-![learning curves](digits/learning_curves.png)
-
-{rounds_table(training, 5, METRIC)}
-
-Deterministic validation (the argmax policy on the run's selection seeds; the best score's policy is
-`checkpoints/best.pt`):
-
-{validations_table(training, METRIC)}
-
+{training_section(training, "digits", METRIC)}
 ## Runs
 
 {runs}
@@ -311,10 +301,7 @@ All of it is deterministic on CPU: the same commands give the same numbers at th
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    gather = commands.add_parser("collect", help="copy the runs' records into docs/results/digits/, then render")
+def _collect_arguments(gather: argparse.ArgumentParser) -> None:
     for name in ("pick", "train", "prefix", "other-train", "compare", "compare-more"):
         gather.add_argument(f"--{name}", type=Path, required=True)
     gather.add_argument("--compare-controllers", required=True, help="the --controllers argument of --compare")
@@ -324,16 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gather.add_argument("--other-learned", required=True, help="the compare label of --other-train's policy")
     gather.add_argument("--other-config", required=True, help="the --config file of --other-train")
     gather.add_argument("--best-schedule", required=True, help="the compare label of the best fixed schedule")
-    gather.add_argument("--note", action="append", default=[], help="a paragraph under the results table")
-    gather.add_argument("--wall", action="append", default=[], help="NAME=SECONDS of wall time, as measured")
-    commands.add_parser("render", help="write docs/results/digits.md from docs/results/digits/")
-    args = parser.parse_args(argv)
-    if args.command == "collect":
-        collect(args)
-    else:
-        render()
-    print(f"wrote {PAGE.relative_to(ROOT)}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return page_command(argv, __doc__.splitlines()[0], "digits", _collect_arguments, collect, render)
 
 
 if __name__ == "__main__":

@@ -30,15 +30,15 @@ from results_records import (
     controller_rows,
     growth_table,
     minutes,
+    page_command,
     paired,
     pick_table,
     read_json,
-    rounds_table,
     run_code,
     run_dir,
     seed_block,
     training_record,
-    validations_table,
+    training_section,
     values_of,
     wall_entry,
     warm_start_text,
@@ -77,7 +77,6 @@ def collect(args: argparse.Namespace) -> None:
     write_json_atomic(DATA / "roles.json", roles)
     shutil.copyfile(args.train / "plots" / "learning_curves.png", DATA / "learning_curves.png")
     shutil.copyfile(args.compare / "plots" / "comparison.png", DATA / "comparison.png")
-    render()
 
 
 # ------------------------------------------------------------------------------------------------- render
@@ -104,8 +103,9 @@ def _claims(comparison: dict[str, Any], learned: str, best_schedule: str) -> lis
     return rows
 
 
-def render() -> None:
+def render() -> Path:
     write_text_atomic(PAGE, page_text())
+    return PAGE
 
 
 def page_text() -> str:
@@ -215,17 +215,7 @@ lifecycle events):
 
 {pick_table(pick, METRIC)}
 
-## Training
-
-![learning curves]({TASK}/learning_curves.png)
-
-{rounds_table(training, 5, METRIC)}
-
-Deterministic validation (the argmax policy on the run's selection seeds; the best score's policy is
-`checkpoints/best.pt`):
-
-{validations_table(training, METRIC)}
-
+{training_section(training, TASK, METRIC)}
 ## Runs
 
 {runs}
@@ -248,26 +238,17 @@ stops on its time budget, so how many rounds it reaches depends on the machine; 
 """
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    gather = commands.add_parser("collect", help=f"copy the runs' records into docs/results/{TASK}/, then render")
+def _collect_arguments(gather: argparse.ArgumentParser) -> None:
     for name in ("pick", "train", "compare"):
         gather.add_argument(f"--{name}", type=Path, required=True)
     gather.add_argument("--compare-controllers", required=True, help="the --controllers argument of --compare")
     gather.add_argument("--learned", required=True, help="the compare label of the learned controller")
     gather.add_argument("--train-config", required=True, help="the --config file of --train")
     gather.add_argument("--best-schedule", required=True, help="the compare label of the best fixed schedule")
-    gather.add_argument("--note", action="append", default=[], help="a paragraph under the results table")
-    gather.add_argument("--wall", action="append", default=[], help="NAME=SECONDS of wall time, as measured")
-    commands.add_parser("render", help=f"write docs/results/{TASK}.md from docs/results/{TASK}/")
-    args = parser.parse_args(argv)
-    if args.command == "collect":
-        collect(args)
-    else:
-        render()
-    print(f"wrote {PAGE.relative_to(ROOT)}")
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return page_command(argv, __doc__.splitlines()[0], TASK, _collect_arguments, collect, render)
 
 
 if __name__ == "__main__":

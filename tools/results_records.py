@@ -8,8 +8,9 @@ what its records give. ``metric`` below is the short name of the task's metric a
 
 from __future__ import annotations
 
+import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,44 @@ def pick_table(pick: dict[str, Any], metric: str) -> str:
             for label, values in pick["schedules"].items()
         ],
     )
+
+
+def training_section(training: dict[str, Any], records: str, metric: str) -> str:
+    """The "Training" section: learning curves (``records``/learning_curves.png), a row per 5 rounds and the
+    deterministic validations."""
+    return f"""## Training
+
+![learning curves]({records}/learning_curves.png)
+
+{rounds_table(training, 5, metric)}
+
+Deterministic validation (the argmax policy on the run's selection seeds; the best score's policy is
+`checkpoints/best.pt`):
+
+{validations_table(training, metric)}
+"""
+
+
+# ------------------------------------------------------------------------------------------------ command
+def page_command(
+    argv: Sequence[str] | None,
+    description: str,
+    records: str,
+    add_collect_arguments: Callable[[argparse.ArgumentParser], None],
+    collect: Callable[[argparse.Namespace], None],
+    render: Callable[[], Path],
+) -> int:
+    """``collect`` (the page's own run arguments, then ``--note`` and ``--wall``) or ``render``, for the page whose
+    records are in docs/results/``records``/; ``render`` returns the page it wrote."""
+    parser = argparse.ArgumentParser(description=description)
+    commands = parser.add_subparsers(dest="command", required=True)
+    gather = commands.add_parser("collect", help=f"copy the runs' records into docs/results/{records}/, then render")
+    add_collect_arguments(gather)
+    gather.add_argument("--note", action="append", default=[], help="a paragraph under the results table")
+    gather.add_argument("--wall", action="append", default=[], help="NAME=SECONDS of wall time, as measured")
+    commands.add_parser("render", help=f"write the page from docs/results/{records}/")
+    args = parser.parse_args(argv)
+    if args.command == "collect":
+        collect(args)
+    print(f"wrote {render().relative_to(Path(__file__).resolve().parent.parent)}")
+    return 0
