@@ -36,7 +36,7 @@ import torch
 from esper.app.cli import main
 from esper.app.controllers import load_policy
 from esper.app.evaluation import interval_text
-from esper.app.tasks import TASKS
+from esper.app.tasks import BYTES_VALIDATION_WINDOWS, TASKS
 from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig
 from esper.simic.checkpoints import TrainingCheckpoint, load_checkpoint, restore_rng_states, save_checkpoint
 from esper.simic.envs.episode_seeds import (
@@ -1076,7 +1076,7 @@ def test_every_command_runs_the_embedded_language_model_task(
     succeeded(run_cli(cli_env, tmp_path, "train", "heuristic", "--episodes", "2", *rest, "--out", str(heuristic)))
     data = read_json(heuristic / "config.json")["data"]
     assert data["metric"] == "next-token accuracy" and data["examples"] == "windows of 64 bytes"
-    assert data["sizes"]["validation"] == 192 and data["split_seed"] is None
+    assert data["sizes"]["validation"] == BYTES_VALIDATION_WINDOWS and data["split_seed"] is None
     assert f"| seed | test {BYTES_METRIC} % | val {BYTES_METRIC} % |" in (heuristic / "summary.md").read_text()
     epochs = of_kind(heuristic, "epoch")
     assert len(epochs) == 2 * 2 and all(0.0 <= e["val_accuracy"] <= 100.0 for e in epochs)
@@ -1128,7 +1128,8 @@ def test_tinystories_runs_from_a_data_directory(cli_env: dict[str, str], tmp_pat
     rest = ["--config", str(bytes_config), "--envs", "1", "--backend", "inprocess", "--quiet", "--out", str(out)]
     succeeded(run_cli(cli_env, tmp_path, *args, *rest))
     data = read_json(out / "config.json")["data"]
-    assert data["split"].startswith("TinyStories: the first") and data["sizes"]["validation"] == 192
+    assert data["split"].startswith("TinyStories: the first")
+    assert data["sizes"]["validation"] == BYTES_VALIDATION_WINDOWS
     assert len(of_kind(out, "episode")) == 1
 
     missing = run_cli(cli_env, tmp_path, "train", "heuristic", "--task", "tinystories-bytes", "--quiet")

@@ -54,7 +54,9 @@ class BareTransformerLoop:
         self.config = config
         host_config = _preset()[1].config
         self.host = TransformerHost.create(host_config, torch.Generator().manual_seed(seed)).to(config.device)
-        self.optimizer = torch.optim.Adam(self.host.parameters(), lr=config.host_lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.Adam(
+            self.host.parameters(), lr=config.host_lr, weight_decay=config.weight_decay, fused=True
+        )
         self.parameters = list(self.host.parameters())
         self.data_generator = torch.Generator().manual_seed(seed)
         self.epoch = 0

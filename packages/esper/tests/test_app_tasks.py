@@ -16,7 +16,7 @@ from esper.app.datasets.digits import (
     load_digits_task,
 )
 from esper.app.datasets.splits import standardized_task, stratified_split
-from esper.app.tasks import DEFAULT_TASK, TASKS, CNNTaskHost, get_task
+from esper.app.tasks import BYTES_VALIDATION_WINDOWS, DEFAULT_TASK, TASKS, CNNTaskHost, get_task
 from esper.leyline import ConfigError, Topology
 
 
@@ -55,7 +55,8 @@ def test_byte_tasks_name_the_transformer_topology_and_load_token_windows() -> No
     assert task.num_classes == 256 and task.targets_per_example == 64
     assert task.train_inputs.dtype == task.train_targets.dtype == torch.int64
     assert task.train_inputs.shape == task.train_targets.shape == (loaded.split.train, 64)
-    assert task.val_inputs.shape == (192, 64) and loaded.split.validation == 192
+    windows = BYTES_VALIDATION_WINDOWS
+    assert task.val_inputs.shape == (windows, 64) and loaded.split.validation == windows
     assert loaded.record()["examples"] == "windows of 64 bytes"
     assert loaded.record()["sizes"] == {
         "train": loaded.split.train,

@@ -78,6 +78,7 @@ def test_an_epoch_trains_on_epoch_examples_windows_with_adam() -> None:
     env = HostTrainingEnv(task, factory(), CONFIG)
     env.reset(3)
     assert isinstance(env._host_optimizer, torch.optim.Adam)
+    assert env._host_optimizer.defaults["fused"]  # one kernel per parameter, not a Python loop of operators
     trained: list[int] = []
     handle = env.model.host.register_forward_hook(
         lambda module, args, _: trained.append(args[0].shape[0]) if module.training else None

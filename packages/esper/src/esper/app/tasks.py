@@ -192,24 +192,24 @@ _DIGITS_ENV = EnvConfig(max_epochs=DIGITS_EPISODE_EPOCHS, batch_size=64, host_lr
 _CIFAR_ENV = EnvConfig(
     max_epochs=CIFAR_EPISODE_EPOCHS, batch_size=128, host_lr=0.05, seed_lr=0.05, weight_decay=5e-4, val_batch_size=1000
 )
-#: The byte-level tasks: Adam (a small transformer learns many times faster with it than with SGD), batches of 8
-#: windows and 160 sampled windows per epoch, so an epoch is 20 optimizer steps like a digits epoch (1,259 images in
-#: batches of 64). It costs about twice a digits epoch (docs/performance.md): at this size a step's cost is mostly
-#: per-operator overhead, so halving the windows (from 320 in batches of 16) saved only about a quarter of the
-#: training time, with as much growth on the selection seeds (docs/results/pydoc-bytes.md).
+#: The byte-level tasks: Adam (a small transformer learns many times faster with it than with SGD), 128 sampled
+#: windows per epoch in batches of 8 (16 optimizer steps) and validation over 128 windows in batches of 64, so an
+#: epoch costs about what a digits epoch does (docs/performance.md). At this size a step's cost is mostly
+#: per-operator overhead, not arithmetic: the sizes were chosen on training-range selection seeds among variants of
+#: 10-20 steps and 128-192 validation windows, trading growth's gain against epoch time (docs/results/pydoc-bytes.md).
 _BYTES_ENV = EnvConfig(
     max_epochs=BYTES_EPISODE_EPOCHS,
     batch_size=8,
-    epoch_examples=160,
+    epoch_examples=128,
     optimizer="adam",
     host_lr=0.01,
     seed_lr=0.01,
-    val_batch_size=256,
+    val_batch_size=64,
 )
 BYTES_CONTEXT = 64
-#: Validation windows of the byte-level tasks (12,288 bytes): validation runs every epoch once per counterfactual
-#: configuration, and the whole pydoc validation block (728 windows) would cost more than the epoch's training.
-BYTES_VALIDATION_WINDOWS = 192
+#: Validation windows of the byte-level tasks (8,192 bytes): validation runs every epoch once per counterfactual
+#: configuration, and the whole pydoc validation block (728 windows) would cost several times the epoch's training.
+BYTES_VALIDATION_WINDOWS = 128
 #: Bytes of TinyStories' validation file read for each of validation and test (whole stories): about the size of
 #: the pydoc test block; validation then keeps its first ``BYTES_VALIDATION_WINDOWS`` windows.
 TINYSTORIES_EVAL_BYTES = 50_000
