@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from benchmarks.context import BenchContext
 from benchmarks.counting import module_calls, torch_operators
 from benchmarks.report import BenchmarkResult, Better, Metric, Table
-from benchmarks.timing import THREAD_CLOCK, Case, Work, measure, synchronizer
+from benchmarks.timing import THREAD_CLOCK, Case, measure, synchronizer
 from benchmarks.workloads import (
     BENCH_BLUEPRINT,
     DIGITS,
@@ -27,6 +27,7 @@ from benchmarks.workloads import (
     digits_factory,
     digits_host,
     digits_task,
+    running_env_case,
 )
 from esper.kasmina import CNNHost, CounterfactualBatching
 from esper.leyline import FactoredAction, SeedStage
@@ -109,23 +110,6 @@ class BareLoop:
         return float(loss_sum) / n, float(correct) * 100.0 / n
 
 
-def _env_case(name: str, task: TaskData, factory: ModelFactory, config: EnvConfig) -> tuple[Case, Work]:
-    """A running env; an episode that ends (after ``max_epochs`` or a rollback) restarts outside the clock."""
-    env = HostTrainingEnv(task, factory, config)
-    env.reset(EPISODE_SEED)
-    wait = FactoredAction.wait()
-
-    def step() -> object:
-        return env.step(wait)
-
-    def prepare() -> Work:
-        if env.done:
-            env.reset(EPISODE_SEED)
-        return step
-
-    return Case(name, prepare), step
-
-
 def count_work(task: TaskData, config: EnvConfig) -> tuple[tuple[Metric, Metric], Table]:
     """The CI gates: host forwards per env step (every variant and the bare loop) against the expected count,
     and the torch operators of env steps against bare epochs, over ``COUNT_STEPS`` steps of fresh envs."""
@@ -202,7 +186,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
     count_metrics, count_table = count_work(task, config)
     bare = BareLoop(task, config, EPISODE_SEED)
     (empty, empty_work), (training, _), (fossil, _) = (
-        _env_case(name, task, factory, config) for name, factory in _factories()
+        running_env_case(name, task, factory, config, EPISODE_SEED) for name, factory in _factories()
     )
     cases = [Case.of("bare PyTorch loop", bare.run_epoch), empty, training, fossil]
     timings = measure(

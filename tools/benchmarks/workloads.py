@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from benchmarks.timing import Case, Work
 from esper.app.tasks import CNNTaskHost, TaskPreset, get_task
 from esper.kasmina import GateConfig, MorphogeneticModel, RowKind
 from esper.leyline import (
@@ -26,7 +27,7 @@ from esper.leyline import (
 )
 from esper.simic.envs.env_config import EnvConfig
 from esper.simic.envs.host_training_env import HostTrainingEnv
-from esper.simic.envs.model_factories import CNNModelFactory
+from esper.simic.envs.model_factories import CNNModelFactory, ModelFactory
 from esper.simic.envs.task_data import TaskData
 from esper.tamiyo import RandomValidController
 
@@ -61,6 +62,26 @@ def digits_env_config(device: torch.device) -> EnvConfig:
 def digits_factory() -> CNNModelFactory:
     """The model factory ``esper train`` uses for the digits task."""
     return digits_host().factory(DIGITS.slots, DIGITS.gates.gate_config(DIGITS.episode_epochs))
+
+
+def running_env_case(
+    name: str, task: TaskData, factory: ModelFactory, config: EnvConfig, seed: int
+) -> tuple[Case, Work]:
+    """A timed case stepping a running env with WAIT; an episode that ends (after ``max_epochs`` or a rollback)
+    restarts outside the clock. Also returns the bare step."""
+    env = HostTrainingEnv(task, factory, config)
+    env.reset(seed)
+    wait = FactoredAction.wait()
+
+    def step() -> object:
+        return env.step(wait)
+
+    def prepare() -> Work:
+        if env.done:
+            env.reset(seed)
+        return step
+
+    return Case(name, prepare), step
 
 
 class BenchError(EsperError):
