@@ -42,6 +42,7 @@ from esper.leyline import (
 )
 from esper.simic.envs.env_config import EnvConfig
 from esper.simic.envs.episode_records import EpisodeSummary, LifecycleEvent, SeedAtEnd, StepResult
+from esper.simic.envs.heap_buffers import keep_large_buffers_in_heap
 from esper.simic.envs.model_factories import ModelFactory
 from esper.simic.envs.rewards import rollback_reward, step_reward
 from esper.simic.envs.task_data import TaskData
@@ -54,6 +55,7 @@ class HostTrainingEnv:
     def __init__(self, task: TaskData, model_factory: ModelFactory, config: EnvConfig) -> None:
         self.config = config
         self.device = torch.device(config.device)
+        keep_large_buffers_in_heap()
         placed = task.train_inputs.device
         if placed.type != self.device.type or self.device.index not in (None, placed.index):
             raise ConfigError(f"the task's tensors are on {placed}, the env runs on {self.device}: move it first")
