@@ -196,7 +196,7 @@ _CIFAR_ENV = EnvConfig(
 #: windows per epoch in batches of 8 (16 optimizer steps) and validation over 128 windows in batches of 64, so an
 #: epoch costs about what a digits epoch does (docs/performance.md). At this size a step's cost is mostly
 #: per-operator overhead, not arithmetic: the sizes were chosen on training-range selection seeds among variants of
-#: 10-20 steps and 128-192 validation windows, trading growth's gain against epoch time (docs/results/pydoc-bytes.md).
+#: 12-20 steps and 128-192 validation windows, trading growth's gain against epoch time (docs/performance.md).
 _BYTES_ENV = EnvConfig(
     max_epochs=BYTES_EPISODE_EPOCHS,
     batch_size=8,

@@ -3,8 +3,8 @@
 glibc serves every allocation above its mmap threshold (128 KiB at start, then the largest buffer freed so far) from
 a new memory map and unmaps it on free, and it gives the heap's free top back to the kernel above its trim
 threshold. PyTorch has no caching allocator on the CPU, so a transformer host whose logits take 0.5-4 MiB per batch
-paid a page fault per touched page on every training step and validation batch: a sixth of a `pydoc-bytes` epoch
-(docs/performance.md). Fixed thresholds keep such buffers in the heap, where a freed buffer is reused. Nothing
+paid a page fault per touched page on every training step and validation batch: about a seventh of a `pydoc-bytes`
+epoch (docs/performance.md). Fixed thresholds keep such buffers in the heap, where a freed buffer is reused. Nothing
 computed changes; the process keeps up to ``TRIM_THRESHOLD_BYTES`` of freed heap for reuse.
 """
 

@@ -279,7 +279,7 @@ class HostTrainingEnv:
     def _optimizer(self, params: list[torch.nn.Parameter], lr: float) -> torch.optim.Optimizer:
         if self.config.optimizer == "adam":
             # fused: one kernel per parameter; PyTorch's default Adam on the CPU is a Python loop of about ten
-            # operators per parameter, a fifth of a small transformer's epoch (docs/performance.md).
+            # operators per parameter, a tenth or more of a small transformer's epoch (docs/performance.md).
             return torch.optim.Adam(params, lr=lr, weight_decay=self.config.weight_decay, fused=True)
         return torch.optim.SGD(params, lr=lr, momentum=self.config.momentum, weight_decay=self.config.weight_decay)
 
