@@ -27,6 +27,7 @@ print(faults_per_allocation(), keep_large_buffers_in_heap(), faults_per_allocati
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's")
 def test_a_freed_large_buffer_is_reused_without_page_faults() -> None:
     result = subprocess.run(
