@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 import torch
-from benchmarks import act_latency, host_overhead, transformer_overhead
+from benchmarks import act_latency, act_parts, host_overhead, transformer_overhead
 from benchmarks.counting import module_calls, python_calls, torch_operators
 from benchmarks.report import BenchmarkResult, BenchReport, Metric
+from benchmarks.timing import Case
 from benchmarks.workloads import DIGITS, digits_env_config, digits_task
 
+import esper.tamiyo.policy.lstm_bundle as bundle_module
 from esper.leyline import EnvObservation
 from esper.simic.envs.host_training_env import HostTrainingEnv
 from esper.tamiyo import LSTMPolicyBundle, create_policy, register_builtin_policies
@@ -134,3 +136,22 @@ def test_act_gate_catches_the_act_path_done_three_times(
     monkeypatch.setattr(LSTMPolicyBundle, "get_action", act_thrice)
     metrics = act_latency.count_work(_bundle(), observations)
     assert _gate(metrics) == ["act_latency.torch_ops", "act_latency.python_calls"]
+
+
+@pytest.mark.slow
+def test_act_parts_replace_one_part_per_call_and_restore_it(observations: list[EnvObservation]) -> None:
+    bundle = _bundle()
+    originals = {name: getattr(bundle_module, name) for name in act_parts.PARTS}
+    cases = {case.name: case.prepare for case in act_parts.part_cases(bundle, observations[:8], Case.of)}
+    assert list(cases) == [act_parts.replaced(name) for name in ("", *act_parts.PARTS, "all")]
+    counted = {}
+    for name, prepare in cases.items():
+        counted[name] = torch_operators(prepare())
+        # Each replacement lasts one call: the bundle calls its real functions again right after.
+        assert {part: getattr(bundle_module, part) for part in act_parts.PARTS} == originals
+    whole = counted[act_parts.replaced("")]
+    # A replaced part does none of its work: sampling is most of the torch operators outside the network, the
+    # numpy-only parts (reading, features, masks) drop the few tensors they wrap.
+    assert counted[act_parts.replaced("sample_actions")] < whole - 10
+    assert counted[act_parts.replaced("all")] < counted[act_parts.replaced("sample_actions")]
+    assert counted[act_parts.replaced("read_columns")] <= whole

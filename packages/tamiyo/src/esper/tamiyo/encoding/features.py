@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from functools import cache
 from typing import NamedTuple
 
 import numpy as np
@@ -86,6 +87,7 @@ def _base_range(name: str) -> list[int]:
 
 
 _HISTORY = list(range(HISTORY_LENGTH))
+_HISTORY_COLUMNS = np.arange(HISTORY_LENGTH)
 #: Env columns scaled into [-1, 1] (``safe(x, 0, bound) / bound``), where they go, and their bounds. Epoch
 #: progress is divided by ``max_epochs`` first; the accuracy history comes last (its unseen epochs get the
 #: sentinel).
@@ -198,7 +200,7 @@ def _guarded(values: FloatArray) -> FloatArray:
 
 def _unseen(seen: IntArray) -> npt.NDArray[np.bool_]:
     """``[envs, HISTORY_LENGTH]``: the history columns left of a history of ``seen`` values."""
-    return np.arange(HISTORY_LENGTH) < (HISTORY_LENGTH - seen)[:, None]
+    return _HISTORY_COLUMNS < (HISTORY_LENGTH - seen)[:, None]
 
 
 def _fill_base(features: Float32Array, columns: ObservationColumns) -> None:
@@ -224,10 +226,25 @@ def _fill_base(features: Float32Array, columns: ObservationColumns) -> None:
 def _stage_shares(columns: ObservationColumns) -> Float32Array:
     """``[envs, stages]``: each slot adds ``1 / num_slots`` (in float32, as a running sum would) to its stage."""
     envs, num_slots, stages = columns.envs, columns.num_slots, len(SeedStage)
+    cells = _stage_cells(envs, num_slots) + columns.stage_and_dwell[:, 0]
+    return _shares(num_slots)[np.bincount(cells, minlength=envs * stages).reshape(envs, stages)]
+
+
+@cache
+def _shares(num_slots: int) -> Float32Array:
+    """``[num_slots + 1]``: the float32 running sum of ``k`` times ``1 / num_slots``, for every count ``k``."""
     shares = np.zeros(num_slots + 1, dtype=np.float32)
     shares[1:] = np.cumsum(np.full(num_slots, 1.0 / num_slots, dtype=np.float32), dtype=np.float32)
-    cells = np.repeat(np.arange(envs) * stages, num_slots) + columns.stage_and_dwell[:, 0]
-    return shares[np.bincount(cells, minlength=envs * stages).reshape(envs, stages)]
+    shares.flags.writeable = False
+    return shares
+
+
+@cache
+def _stage_cells(envs: int, num_slots: int) -> IntArray:
+    """``[envs * num_slots]``: the first cell of each slot's env in a flat ``[envs, stages]`` table."""
+    cells = np.repeat(np.arange(envs) * len(SeedStage), num_slots)
+    cells.flags.writeable = False
+    return cells
 
 
 def _fill_slots(slots: Float32Array, columns: ObservationColumns) -> None:

@@ -3,8 +3,9 @@
 Masks encode physical impossibility only; timing is learned from reward. Which action is legal where is decided
 by ``esper.leyline.legality`` and nowhere else (kasmina and simic refuse exactly what it forbids). This module
 codes each slot's ``SlotCondition`` as a small integer, looks each env's combination of codes up in a table of
-leyline's ``legal_slots_by_op`` rows (a row is asked of leyline the first time its combination is seen) and takes
-the whole batch's masks from that table with one indexing operation.
+whole mask rows (leyline's ``legal_slots_by_op`` asked the first time a combination is seen, with the op mask it
+implies and the static heads' rows beside it) and takes the whole batch's masks from that table with one indexing
+operation; every mask of the batch is a view of that one array.
 """
 
 from __future__ import annotations
@@ -69,38 +70,62 @@ class MaskArrays:
         )
 
 
-class _LegalityTable:
-    """Leyline's ``legal_slots_by_op`` rows for the combinations of slot conditions seen so far, keyed by the
-    bytes of an env's condition codes and its "can germinate" flag."""
+class _MaskTable:
+    """The whole mask row of every combination of slot conditions seen so far, keyed by the bytes of an env's
+    condition codes and its "can germinate" flag. A row is laid side by side: the op mask, leyline's
+    ``legal_slots_by_op`` flattened, then every static head's row, so a batch's masks are one indexing operation
+    and every part of them is a view of its result."""
 
-    def __init__(self, num_slots: int) -> None:
-        self._num_slots = num_slots
+    def __init__(self, num_slots: int, topology: Topology) -> None:
+        self._ops, self._slots = len(LifecycleOp), num_slots
+        statics = static_head_rows(topology)
+        self._static = np.concatenate([statics[head] for head in STATIC_HEADS])
+        start = self._ops * (1 + num_slots)
+        self._static_columns = {}
+        for head in STATIC_HEADS:
+            self._static_columns[head] = slice(start, start + statics[head].size)
+            start += statics[head].size
         self._index: dict[bytes, int] = {}
-        self._rows: BoolArray = np.zeros((0, len(LifecycleOp), num_slots), dtype=np.bool_)
+        self._rows: BoolArray = np.zeros((0, start), dtype=np.bool_)
 
-    def rows(self, keys: npt.NDArray[np.uint8]) -> BoolArray:
-        """``[envs, op, slot]`` legality for ``keys`` ``[envs, num_slots + 1]`` (codes, then can-germinate)."""
+    def masks(self, keys: npt.NDArray[np.uint8]) -> MaskArrays:
+        """The masks of envs with ``keys`` ``[envs, num_slots + 1]`` (codes, then can-germinate); raises
+        ``InvalidStateMachineError`` naming the batch rows whose state allows no op."""
         packed = cast(list[bytes], np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel().tolist())
         found = list(map(self._index.get, packed))
         if None in found:
-            self._add({key for key, index in zip(packed, found, strict=True) if index is None})
+            self._add(packed, found)
             found = list(map(self._index.get, packed))
-        return self._rows[np.array(found, dtype=np.intp)]
+        rows = self._rows[np.array(found, dtype=np.intp)]
+        ops, slots = self._ops, self._slots
+        heads = {head: rows[:, columns] for head, columns in self._static_columns.items()}
+        return MaskArrays(
+            rows[:, :ops], rows[:, ops : ops * (1 + slots)].reshape(-1, ops, slots), MappingProxyType(heads)
+        )
 
-    def _add(self, keys: set[bytes]) -> None:
-        added = []
-        for key in keys:
+    def _add(self, packed: list[bytes], found: list[int | None]) -> None:
+        """Ask leyline for the rows of the keys not seen yet; a key whose state allows no op is never stored."""
+        new = list(dict.fromkeys(key for key, index in zip(packed, found, strict=True) if index is None))
+        added, impossible = [], set()
+        for key in new:
             *codes, can_germinate = key
             conditions = tuple(SlotCondition(SeedStage(code // 4), bool(code & 2), bool(code & 1)) for code in codes)
-            added.append(legal_slots_by_op(conditions, bool(can_germinate)))
+            slot_by_op = np.array(legal_slots_by_op(conditions, bool(can_germinate)), dtype=np.bool_)
+            op = slot_by_op.any(axis=1)
+            if not op.any():
+                impossible.add(key)
+            added.append(np.concatenate((op, slot_by_op.ravel(), self._static)))
+        if impossible:
+            rows = [index for index, key in enumerate(packed) if key in impossible]
+            raise InvalidStateMachineError(f"all-false op mask at batch rows {rows}: no action is possible")
         start = self._rows.shape[0]
         self._rows = np.concatenate((self._rows, np.array(added, dtype=np.bool_)))
-        self._index.update({key: start + offset for offset, key in enumerate(keys)})
+        self._index.update({key: start + offset for offset, key in enumerate(new)})
 
 
 @cache
-def _legality_table(num_slots: int) -> _LegalityTable:
-    return _LegalityTable(num_slots)
+def _mask_table(num_slots: int, topology: Topology) -> _MaskTable:
+    return _MaskTable(num_slots, topology)
 
 
 def condition_keys(columns: ObservationColumns) -> npt.NDArray[np.uint8]:
@@ -117,11 +142,6 @@ def condition_keys(columns: ObservationColumns) -> npt.NDArray[np.uint8]:
     return keys
 
 
-def slot_by_op_rows(columns: ObservationColumns) -> BoolArray:
-    """``[batch, op, slot]`` legality of every env, from leyline's rule."""
-    return _legality_table(columns.num_slots).rows(condition_keys(columns))
-
-
 @cache
 def static_head_rows(topology: Topology) -> Mapping[ActionHead, BoolArray]:
     """One read-only mask row per head that does not depend on the env: every style, tempo and alpha choice is
@@ -135,15 +155,6 @@ def static_head_rows(topology: Topology) -> Mapping[ActionHead, BoolArray]:
     return MappingProxyType(rows)
 
 
-def compute_mask_arrays(slot_by_op: BoolArray, topology: Topology) -> MaskArrays:
-    """Masks of a batch from its ``[batch, op, slot]`` legality; raise on an all-false row."""
-    batch = slot_by_op.shape[0]
-    op = np.asarray(slot_by_op.any(axis=2))
-    require_nonempty_rows(op, ActionHead.OP.value)
-    heads = {head: row[None].repeat(batch, axis=0) for head, row in static_head_rows(topology).items()}
-    return MaskArrays(op, slot_by_op, MappingProxyType(heads))
-
-
 def require_nonempty_rows(mask: BoolArray, name: str) -> None:
     """An all-false row means the lifecycle reached a state the contracts call impossible."""
     empty = ~mask.any(axis=-1)
@@ -153,7 +164,8 @@ def require_nonempty_rows(mask: BoolArray, name: str) -> None:
 
 
 def masks_of_columns(columns: ObservationColumns, topology: Topology) -> MaskArrays:
-    return compute_mask_arrays(slot_by_op_rows(columns), topology)
+    """Masks of a batch already read into columns, from leyline's rule; raises on a state that allows no op."""
+    return _mask_table(columns.num_slots, topology).masks(condition_keys(columns))
 
 
 def build_mask_arrays(

@@ -10,11 +10,12 @@ right-aligned while being read (a padding tuple chosen by length is prepended). 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from itertools import chain, compress, repeat
 from operator import add, attrgetter, is_not
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -140,7 +141,7 @@ def read_columns(observations: Sequence[EnvObservation], slot_config: SlotConfig
     seed_rows = list(map(_SEED_FIELDS, compress(seeds, seeded)))
     last_actions = list(map(_LAST_ACTION, observations))
     acted = list(map(is_not, last_actions, repeat(None)))
-    last = np.array(list(map(_LAST_ACTION_FIELDS, compress(last_actions, acted))), dtype=np.int64)
+    last = _numbers(map(_LAST_ACTION_FIELDS, compress(last_actions, acted)), np.int64, 2)
     last_op = np.full(envs, -1, dtype=np.int64)
     last_success = np.zeros(envs, dtype=np.bool_)
     if last.size:
@@ -149,18 +150,23 @@ def read_columns(observations: Sequence[EnvObservation], slot_config: SlotConfig
     seeded_array = np.array(seeded, dtype=np.bool_)
     return ObservationColumns(
         num_slots=slot_config.num_slots,
-        env=np.array(list(env_rows), dtype=np.float64).reshape(envs, ACCURACY_HISTORY.stop),
+        env=_numbers(env_rows, np.float64, ACCURACY_HISTORY.stop),
         loss_seen=np.array(loss_seen, dtype=np.int64),
         accuracy_seen=np.array(accuracy_seen, dtype=np.int64),
         last_op=last_op,
         last_success=last_success,
-        stage_and_dwell=np.fromiter(
-            chain.from_iterable(map(_STAGE_AND_DWELL, reports)), dtype=np.int64, count=2 * len(reports)
-        ).reshape(len(reports), 2),
+        stage_and_dwell=_numbers(map(_STAGE_AND_DWELL, reports), np.int64, 2),
         seeded=seeded_array,
         seed_slots=np.flatnonzero(seeded_array),
-        seeds=np.array(seed_rows, dtype=np.float64).reshape(len(seed_rows), STYLE + 1),
+        seeds=_numbers(seed_rows, np.float64, STYLE + 1),
     )
+
+
+def _numbers(rows: Iterable[tuple[object, ...]], dtype: type[np.generic], width: int) -> npt.NDArray[Any]:
+    """``[rows, width]`` from tuples of ``width`` numbers (``None`` becomes NaN): one ``np.fromiter`` over the
+    chained values, which converts several times faster than ``np.array`` of a list of tuples."""
+    flat = np.fromiter(chain.from_iterable(rows), dtype=dtype)
+    return flat.reshape(-1, width)
 
 
 @cache

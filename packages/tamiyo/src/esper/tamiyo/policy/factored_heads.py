@@ -68,35 +68,42 @@ def sample_actions(
     other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit.
     ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn).
 
-    The op, then all other heads together, are each one Gumbel-max draw over padded log-probs; the masks are
-    padded and canonicalized on the host for the whole batch at once."""
+    One masked log-softmax scores every head and the slot head under every op's slot mask (``candidates``);
+    the op is drawn from its row, then every other head from its row for that op, each by Gumbel-max over
+    padded log-probs. The noise is one draw from ``generator``: the op's ``[batch, width]`` values, then the
+    heads' ``[batch, H, width]``. An irrelevant head gets its one-hot canonical mask, hence its placeholder with
+    log-prob exactly 0, as it would if it were scored under that mask."""
     device = logits.device
     batch, heads, width = logits.shape
-    op_noise = head_noise = None
-    if not deterministic:  # drawn in this order: the op's noise first, then every head's
-        op_noise = host(log_noise((batch, width), device, generator))
-        head_noise = host(log_noise((batch, heads, width), device, generator))
-    side_by_side = layout.side_by_side(masks)
-    op_mask = layout.op_mask(side_by_side)
-    op_log_probs = MaskedCategorical(logits[:, _OP], on_device(op_mask, device)).log_probs
-    ops = draw(host(op_log_probs), op_mask, op_noise)
-    canonical = canonical_masks(ops, layout.pad_for_ops(side_by_side, ops))
-    require_sound(canonical)
     require_finite(host(logits))
-    distribution = MaskedCategorical(logits, on_device(canonical, device))
-    log_probs = host(distribution.log_probs)
-    actions = draw(log_probs, canonical, head_noise)
+    candidates = layout.candidates(layout.side_by_side(masks))
+    scored = MaskedCategorical(logits.index_select(1, layout.candidate_heads.to(device)), on_device(candidates, device))
+    log_probs = host(scored.log_probs)
+    op_noise = head_noise = None
+    if not deterministic:
+        noise = host(log_noise((batch * width * (1 + heads),), device, generator))
+        op_noise = noise[: batch * width].reshape(batch, width)
+        head_noise = noise[batch * width :].reshape(batch, heads, width)
+    ops = draw(log_probs[:, _OP], candidates[:, _OP], op_noise)
+    rows = np.arange(batch)[:, None]
+    chosen = layout.rows_for_ops[ops]  # [batch, H]: the candidate row each head is drawn from, given the op
+    canonical = canonical_masks(ops, candidates[rows, chosen])
+    require_sound(canonical)
+    for_ops = log_probs[rows, chosen]
+    actions = draw(for_ops, canonical, head_noise)
     actions[:, _OP] = ops
-    picked = log_probs[np.arange(batch)[:, None], _HEADS, actions]
+    relevant = relevance(ops)
+    picked = np.where(relevant, for_ops[rows, _HEADS, actions], np.float32(0.0))
     explanation = None
     if explain:
-        op_probabilities = op_log_probs[:, : layout.sizes[_OP]].exp()
+        distribution = MaskedCategorical(logits, on_device(canonical, device))
+        op_probabilities = scored.log_probs[:, _OP, : layout.sizes[_OP]].exp()
         explanation = ActionExplanation(op_probabilities, layout.columns(distribution.entropy()))
     return SampledActions(
         actions=layout.columns(on_device(actions, device)),
         log_probs=layout.columns(on_device(picked, device)),
         masks=layout.split(on_device(canonical, device)),
-        relevant=layout.columns(on_device(relevance(ops), device)),
+        relevant=layout.columns(on_device(relevant, device)),
         explanation=explanation,
     )
 

@@ -27,6 +27,7 @@ IntArray = npt.NDArray[np.int64]
 
 #: Column of each head in the padded layout.
 HEAD_INDEX: Mapping[ActionHead, int] = MappingProxyType({head: index for index, head in enumerate(HEAD_ORDER)})
+_SLOT = HEAD_INDEX[ActionHead.SLOT]
 #: The heads whose step mask does not depend on the op (``ActionMasks.heads``), in HEAD_ORDER.
 _STATIC_HEADS = tuple(head for head in HEAD_ORDER if head not in (ActionHead.OP, ActionHead.SLOT))
 
@@ -42,9 +43,15 @@ class HeadLayout:
         self.sizes: tuple[int, ...] = tuple(head_sizes[head] for head in HEAD_ORDER)
         self.width = max(self.sizes)
         self._pad = self._gather(list(zip(_starts(self.sizes), self.sizes, strict=True)))
-        per_op = self._gather(self._per_op_runs(head_sizes))
-        self._per_op = _Gather(per_op.source.reshape(len(LifecycleOp), -1), per_op.real.reshape(len(LifecycleOp), -1))
-        self._num_ops = len(LifecycleOp)
+        self._candidates = self._gather(self._candidate_runs(head_sizes))
+        num_ops = len(LifecycleOp)
+        #: ``[num_ops, H]``: the row of ``candidates`` each head is drawn from once the op is known (its own row,
+        #: except the slot head: op 0's slot mask is in the slot head's row, the other ops' after the heads).
+        self.rows_for_ops: IntArray = np.tile(np.arange(len(HEAD_ORDER)), (num_ops, 1))
+        self.rows_for_ops[1:, _SLOT] = np.arange(len(HEAD_ORDER), len(HEAD_ORDER) + num_ops - 1)
+        self.rows_for_ops.flags.writeable = False
+        #: Head of each candidate row (which logits it is scored with).
+        self.candidate_heads = torch.tensor([*range(len(HEAD_ORDER)), *[_SLOT] * (num_ops - 1)])
 
     def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> BoolArray:
         """``[..., H, width]`` on the host; padding columns are False (never allowed)."""
@@ -55,22 +62,16 @@ class HeadLayout:
     @staticmethod
     def side_by_side(masks: ActionMasks) -> BoolArray:
         """One step's masks on the host, laid side by side: ``[batch, op | slot_by_op flattened | other heads]``
-        (the layout ``op_mask`` and ``pad_for_ops`` read)."""
+        (the layout ``candidates`` reads)."""
         parts = (masks.op, masks.slot_by_op.flatten(1), *(masks.heads[head] for head in _STATIC_HEADS))
         return host(torch.cat(parts, dim=-1))
 
-    def op_mask(self, side_by_side: BoolArray) -> BoolArray:
-        """``[batch, width]``: the op mask padded with False."""
-        padded = np.zeros((side_by_side.shape[0], self.width), dtype=np.bool_)
-        padded[:, : self._num_ops] = side_by_side[:, : self._num_ops]
-        return padded
-
-    def pad_for_ops(self, side_by_side: BoolArray, ops: IntArray) -> BoolArray:
-        """``[batch, H, width]``: every head's step mask with the slot row of each row's op (``slot_by_op[row,
-        ops[row]]``); padding columns are False."""
-        rows = np.arange(ops.size)[:, None]
-        padded = side_by_side[rows, self._per_op.source[ops]] & self._per_op.real[ops]
-        return padded.reshape(ops.size, len(HEAD_ORDER), self.width)
+    def candidates(self, side_by_side: BoolArray) -> BoolArray:
+        """``[batch, H + num_ops - 1, width]``: every head's step mask (HEAD_ORDER; the slot row is op 0's), then
+        the slot mask of every other op (``rows_for_ops``); padding columns are False. Scoring these rows once
+        gives every log-prob any op could need, so the op and the heads it implies come from one pass."""
+        padded = self._candidates.read(side_by_side)
+        return padded.reshape(side_by_side.shape[0], -1, self.width)
 
     def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""
@@ -84,21 +85,17 @@ class HeadLayout:
         """``[..., H]`` -> ``{head: [...]}`` (views)."""
         return dict(zip(HEAD_ORDER, per_head_values.unbind(-1), strict=True))
 
-    def _per_op_runs(self, head_sizes: Mapping[ActionHead, int]) -> list[tuple[int, int]]:
-        """Where each padded row of ``pad_for_ops`` (for every op) reads from the masks side by side."""
+    def _candidate_runs(self, head_sizes: Mapping[ActionHead, int]) -> list[tuple[int, int]]:
+        """Where each row of ``candidates`` reads from the masks side by side."""
         ops, slots = len(LifecycleOp), head_sizes[ActionHead.SLOT]
         static_starts = _starts(tuple(head_sizes[head] for head in _STATIC_HEADS))
-        static = {head: ops + ops * slots + start for head, start in zip(_STATIC_HEADS, static_starts, strict=True)}
-        runs = []
-        for op in range(ops):
-            for head in HEAD_ORDER:
-                if head is ActionHead.OP:
-                    runs.append((0, ops))
-                elif head is ActionHead.SLOT:
-                    runs.append((ops + op * slots, slots))
-                else:
-                    runs.append((static[head], head_sizes[head]))
-        return runs
+        starts: dict[ActionHead, int] = {
+            head: ops + ops * slots + start for head, start in zip(_STATIC_HEADS, static_starts, strict=True)
+        }
+        starts[ActionHead.OP] = 0
+        starts[ActionHead.SLOT] = ops  # op 0's slot row
+        heads = [(starts[head], head_sizes[head]) for head in HEAD_ORDER]
+        return heads + [(ops + op * slots, slots) for op in range(1, ops)]
 
     def _gather(self, runs: list[tuple[int, int]]) -> _Gather:
         """Padded rows where row ``r`` reads the ``runs[r] = (start, size)`` columns of the masks laid side by
