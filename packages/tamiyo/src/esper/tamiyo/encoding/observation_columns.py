@@ -164,7 +164,7 @@ def read_columns(observations: Sequence[EnvObservation], slot_config: SlotConfig
 
 def _numbers(rows: Iterable[tuple[object, ...]], dtype: type[np.generic], width: int) -> npt.NDArray[Any]:
     """``[rows, width]`` from tuples of ``width`` numbers (``None`` becomes NaN): one ``np.fromiter`` over the
-    chained values, which converts several times faster than ``np.array`` of a list of tuples."""
+    chained values, which converts faster than ``np.array`` of a list of tuples (61 seed rows: 60 -> 37 us)."""
     flat = np.fromiter(chain.from_iterable(rows), dtype=dtype)
     return flat.reshape(-1, width)
 
