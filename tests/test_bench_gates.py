@@ -143,15 +143,15 @@ def test_act_parts_replace_one_part_per_call_and_restore_it(observations: list[E
     bundle = _bundle()
     originals = {name: getattr(bundle_module, name) for name in act_parts.PARTS}
     cases = {case.name: case.prepare for case in act_parts.part_cases(bundle, observations[:8], Case.of)}
-    assert list(cases) == [act_parts.replaced(name) for name in ("", *act_parts.PARTS, "all")]
+    assert list(cases) == [act_parts.replaced(name, 8) for name in ("", *act_parts.PARTS, "all")]
     counted = {}
     for name, prepare in cases.items():
         counted[name] = torch_operators(prepare())
         # Each replacement lasts one call: the bundle calls its real functions again right after.
         assert {part: getattr(bundle_module, part) for part in act_parts.PARTS} == originals
-    whole = counted[act_parts.replaced("")]
+    whole = counted[act_parts.replaced("", 8)]
     # A replaced part does none of its work: sampling is most of the torch operators outside the network, the
     # numpy-only parts (reading, features, masks) drop the few tensors they wrap.
-    assert counted[act_parts.replaced("sample_actions")] < whole - 10
-    assert counted[act_parts.replaced("all")] < counted[act_parts.replaced("sample_actions")]
-    assert counted[act_parts.replaced("read_columns")] <= whole
+    assert counted[act_parts.replaced("sample_actions", 8)] < whole - 10
+    assert counted[act_parts.replaced("all", 8)] < counted[act_parts.replaced("sample_actions", 8)]
+    assert counted[act_parts.replaced("read_columns", 8)] <= whole

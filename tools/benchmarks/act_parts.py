@@ -33,9 +33,9 @@ PARTS: dict[str, str] = {
 }
 
 
-def replaced(name: str) -> str:
-    """The case name of the act call with part ``name`` replaced ("" = nothing replaced)."""
-    return f"act, {name or 'nothing'} replaced"
+def replaced(name: str, envs: int) -> str:
+    """The case name of the act call for ``envs`` envs with part ``name`` replaced ("" = nothing replaced)."""
+    return f"act, {name or 'nothing'} replaced, {envs} envs"
 
 
 def part_cases(
@@ -56,9 +56,10 @@ def part_cases(
 
         return work
 
-    cases = [steady(replaced(""), act)]
-    cases += [steady(replaced(name), without((name,))) for name in PARTS]
-    cases.append(steady(replaced("all"), without(tuple(PARTS))))
+    envs = len(batch)
+    cases = [steady(replaced("", envs), act)]
+    cases += [steady(replaced(name, envs), without((name,))) for name in PARTS]
+    cases.append(steady(replaced("all", envs), without(tuple(PARTS))))
     return cases
 
 

@@ -77,7 +77,7 @@ def sample_actions(
     batch, heads, width = logits.shape
     require_finite(host(logits))
     candidates = layout.candidates(layout.side_by_side(masks))
-    scored = MaskedCategorical(logits.index_select(1, layout.candidate_heads.to(device)), on_device(candidates, device))
+    scored = MaskedCategorical(layout.candidate_logits(logits), on_device(candidates, device))
     log_probs = host(scored.log_probs)
     op_noise = head_noise = None
     if not deterministic:

@@ -50,8 +50,8 @@ class HeadLayout:
         self.rows_for_ops: IntArray = np.tile(np.arange(len(HEAD_ORDER)), (num_ops, 1))
         self.rows_for_ops[1:, _SLOT] = np.arange(len(HEAD_ORDER), len(HEAD_ORDER) + num_ops - 1)
         self.rows_for_ops.flags.writeable = False
-        #: Head of each candidate row (which logits it is scored with).
-        self.candidate_heads = torch.tensor([*range(len(HEAD_ORDER)), *[_SLOT] * (num_ops - 1)])
+        self._candidate_heads = [*range(len(HEAD_ORDER)), *[_SLOT] * (num_ops - 1)]
+        self._candidate_index: dict[torch.device, torch.Tensor] = {}
 
     def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> BoolArray:
         """``[..., H, width]`` on the host; padding columns are False (never allowed)."""
@@ -72,6 +72,15 @@ class HeadLayout:
         gives every log-prob any op could need, so the op and the heads it implies come from one pass."""
         padded = self._candidates.read(side_by_side)
         return padded.reshape(side_by_side.shape[0], -1, self.width)
+
+    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[batch, H + num_ops - 1, width]``: the logits each row of ``candidates`` is scored with (the slot
+        head's for every slot row). The index lives on the logits' device, made once per device."""
+        index = self._candidate_index.get(logits.device)
+        if index is None:
+            index = torch.tensor(self._candidate_heads, device=logits.device)
+            self._candidate_index[logits.device] = index
+        return logits.index_select(1, index)
 
     def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""
