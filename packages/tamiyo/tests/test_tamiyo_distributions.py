@@ -17,6 +17,7 @@ from esper.tamiyo.policy.distributions import (
     MaskedCategorical,
     draw,
     log_noise,
+    log_softmax_of_short_rows,
     require_finite,
     require_sound,
 )
@@ -118,3 +119,27 @@ def test_sampling_follows_the_probabilities() -> None:
     distribution = MaskedCategorical(logits.expand(20000, 4), mask.expand(20000, 4))
     counts = np.bincount(_sample(distribution, torch.Generator().manual_seed(0)), minlength=4) / 20000
     np.testing.assert_allclose(counts, [0.7, 0.2, 0.1, 0.0], atol=0.015)
+
+
+def test_the_noise_is_exponential_draws_value_for_value_and_leaves_the_generator_alike() -> None:
+    """Pinned actions and results were recorded with ``exponential_``: ``log_noise`` must be its log exactly."""
+    count = 10_000_000
+    ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    noise = log_noise((count,), torch.device("cpu"), ours)
+    reference = torch.empty(count).exponential_(generator=theirs).log()
+    assert noise.dtype == torch.float32
+    assert torch.equal(noise, reference)
+    assert torch.equal(torch.rand(4, generator=ours), torch.rand(4, generator=theirs))
+
+
+def test_log_softmax_of_short_rows_is_the_last_dimension_log_softmax_with_its_gradient() -> None:
+    generator = torch.Generator().manual_seed(3)
+    values = (torch.randn(5, 7, 13, 8, generator=generator) * 20).requires_grad_()
+    ours = log_softmax_of_short_rows(values)
+    reference = torch.log_softmax(values, dim=-1)
+    assert ours.shape == values.shape
+    torch.testing.assert_close(ours, reference, rtol=0.0, atol=1e-6)
+    weights = torch.randn(values.shape, generator=generator)
+    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), values)
+    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), values)
+    torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-5, atol=1e-6)
