@@ -297,7 +297,11 @@ uv run python tools/digits_results.py collect --pick runs/digits-pick --train {r
     --other-learned '{roles["other_learned"]}' --other-config {other_config} --best-schedule '{best_schedule}'
 ```
 
-All of it is deterministic on CPU: the same commands give the same numbers at the same commit.
+All of it is deterministic on CPU: the same commands give the same numbers at the same commit, on a CPU whose
+kernels are the recorded ones. These runs were made where torch, oneDNN and MKL dispatch to AVX2 code; on an
+AVX-512 CPU they take other kernels whose sums round differently and the episodes drift, so there, prefix the
+commands with `ATEN_CPU_CAPABILITY=avx2 DNNL_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2` (the rerun test does;
+`python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"` tells which a machine uses).
 """
 
 

@@ -34,6 +34,7 @@ from esper.leyline import (
     is_relevant,
 )
 from esper.tamiyo import LSTMPolicyBundle
+from esper.tamiyo.policy.canonical import canonical_masks
 from esper.tamiyo.policy.lstm import LSTMLayer, StepwiseLSTM
 
 
@@ -116,6 +117,21 @@ def test_irrelevant_heads_are_canonical_with_zero_log_prob_and_entropy() -> None
             assert (rollout.actions[head][irrelevant] == HEAD_PLACEHOLDERS[head]).all()
     waits = ops == LifecycleOp.WAIT
     assert (rollout.actions[ActionHead.SLOT][waits] == 0).all()  # first slot WAIT "allows"
+
+
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_the_sampler_draws_under_the_updates_canonical_masks(deterministic: bool) -> None:
+    """The compiled sampler applies the canonical rule itself: every mask it returns is what the update's
+    ``canonical_masks`` makes of it for the drawn op, and every action is allowed by its mask."""
+    bundle = perturbed_bundle()
+    rollout = _rollout(bundle, steps=6, deterministic=deterministic)
+    layout = bundle.network.layout
+    padded = layout.pad_masks(rollout.masks)
+    ops = rollout.actions[ActionHead.OP].numpy()
+    assert len(set(ops.flatten().tolist())) > 1
+    assert np.array_equal(canonical_masks(ops, padded), padded)
+    actions = torch.stack([rollout.actions[head] for head in HEAD_ORDER], dim=-1).numpy()
+    assert np.take_along_axis(padded, actions[..., None], axis=-1).all()
 
 
 def _joint_actions(masks: ActionMasks) -> tuple[dict[ActionHead, torch.Tensor], dict[ActionHead, torch.Tensor]]:

@@ -15,21 +15,29 @@ from esper.leyline import HEAD_ORDER, ActionHead, InvalidStateMachineError, NonF
 from esper.tamiyo.policy.distributions import (
     MASKED_LOGIT_VALUE,
     MaskedCategorical,
-    draw,
     log_noise,
-    log_softmax_of_short_rows,
+    masked_log_softmax_row,
+    pick,
     require_finite,
     require_sound,
 )
 
 
+def _picks(distribution: MaskedCategorical, noise: np.ndarray) -> np.ndarray:
+    """``pick`` on every row of the distribution (row ``r``'s noise starts at ``r * width``)."""
+    log_probs = np.ascontiguousarray(distribution.log_probs.numpy())
+    mask = np.ascontiguousarray(distribution.mask.expand(log_probs.shape).numpy())
+    width = log_probs.shape[-1]
+    return np.array([pick(log_probs[r], mask[r], noise, r * width) for r in range(log_probs.shape[0])])
+
+
 def _sample(distribution: MaskedCategorical, generator: torch.Generator) -> np.ndarray:
-    noise = log_noise(tuple(distribution.log_probs.shape), distribution.log_probs.device, generator)
-    return draw(distribution.log_probs.numpy(), distribution.mask.numpy(), noise.numpy())
+    noise = log_noise((distribution.log_probs.numel(),), distribution.log_probs.device, generator)
+    return _picks(distribution, noise.numpy())
 
 
 def _mode(distribution: MaskedCategorical) -> np.ndarray:
-    return draw(distribution.log_probs.numpy(), distribution.mask.numpy(), None)
+    return _picks(distribution, np.empty(0, dtype=np.float32))
 
 
 @st.composite
@@ -132,14 +140,24 @@ def test_the_noise_is_exponential_draws_value_for_value_and_leaves_the_generator
     assert torch.equal(torch.rand(4, generator=ours), torch.rand(4, generator=theirs))
 
 
-def test_log_softmax_of_short_rows_is_the_last_dimension_log_softmax_with_its_gradient() -> None:
-    generator = torch.Generator().manual_seed(3)
-    values = (torch.randn(5, 7, 13, 8, generator=generator) * 20).requires_grad_()
-    ours = log_softmax_of_short_rows(values)
-    reference = torch.log_softmax(values, dim=-1)
-    assert ours.shape == values.shape
-    torch.testing.assert_close(ours, reference, rtol=0.0, atol=1e-6)
-    weights = torch.randn(values.shape, generator=generator)
-    (ours_grad,) = torch.autograd.grad((ours * weights).sum(), values)
-    (reference_grad,) = torch.autograd.grad((reference * weights).sum(), values)
-    torch.testing.assert_close(ours_grad, reference_grad, rtol=1e-5, atol=1e-6)
+@settings(max_examples=60, deadline=None)
+@given(logits_and_masks())
+def test_the_compiled_row_log_softmax_is_masked_categoricals(case: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The rollout's row form reads its mask through a gather index (here: two rows side by side, read
+    crosswise) and agrees with ``MaskedCategorical`` up to the last bits of ``exp``."""
+    logits, mask = case
+    reference = MaskedCategorical(logits, mask).log_probs.numpy()
+    width = logits.shape[1]
+    side_by_side = np.concatenate((np.zeros(width, dtype=np.bool_), np.ones(width, dtype=np.bool_)))
+    for row in range(logits.shape[0]):
+        side_by_side[:width] = mask[row].numpy()
+        source = np.arange(width, dtype=np.intp)
+        real = np.ones(width, dtype=np.bool_)
+        out, allowed = np.empty(width, dtype=np.float32), np.empty(width, dtype=np.bool_)
+        masked_log_softmax_row(logits[row].numpy(), source, real, side_by_side, out, allowed)
+        assert np.array_equal(allowed, mask[row].numpy())
+        np.testing.assert_allclose(out, reference[row], rtol=1e-6, atol=1e-6)
+        real[0] = False  # a padding position: never allowed, whatever it reads
+        source[0] = width  # reads an allowed column of the second row
+        masked_log_softmax_row(logits[row].numpy(), source, real, side_by_side, out, allowed)
+        assert not allowed[0]

@@ -40,11 +40,11 @@ from esper.tamiyo import (
     slot_block,
 )
 from esper.tamiyo.encoding.feature_layout import BASE_FIELDS, HISTORY_SENTINEL, NUM_BLUEPRINT_EMBEDDINGS, SLOT_FIELDS
-from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH, symlog
+from esper.tamiyo.encoding.features import NONFINITE_LOSS, UNMEASURED_HEALTH
 
 
 def _symlog(value: float) -> float:
-    return float(symlog(np.array([value]))[0])
+    return math.copysign(math.log1p(abs(value)), value)
 
 
 def _row(obs_features: torch.Tensor, field: str) -> np.ndarray:

@@ -1,16 +1,19 @@
 """Batch encoding of observations into the policy's input tensors (layout in ``feature_layout``).
 
-The batch is read once into columns (``observation_columns``); the features are then a fixed number of array
-operations over all envs, slots or seeds together (fields that share a transform are transformed as one block),
-written into one float32 array that becomes the tensor. Every value follows leyline's ``safe()``: a NaN, an
-infinity or a missing value becomes a documented default and can never poison the features or the running
-normalizer. A loss is the exception to "default": a NaN/inf loss means the model diverged, so it encodes as
-``NONFINITE_LOSS``, above every finite loss, never as the 0 of a perfect one (and ``val_loss_finite`` flags the
-current one).
+The batch is read once into columns (``observation_columns``); one compiled kernel (``esper.tamiyo.compiled``)
+then walks every env, its slots and their seeds and writes one float32 row per env, which becomes the tensor.
+Written as numpy array operations, the same formulas took some 80 calls per batch, each paying microseconds of
+dispatch for a few hundred values: at 8 envs, more than the policy network's whole forward (issue 19).
 
-The arithmetic is float64 in the order the scalar definitions use, and ``symlog`` calls ``math.log1p`` itself, so
-the features are bit for bit those of the scalar definitions (``safe(x, d, b) / b`` is computed as ``x / b``
-clipped to [-1, 1], which is the same number: division is monotonic and ``b / b`` is exactly 1).
+Every value follows leyline's ``safe()``: a NaN, an infinity or a missing value becomes a documented default and
+can never poison the features or the running normalizer. A loss is the exception to "default": a NaN/inf loss
+means the model diverged, so it encodes as ``NONFINITE_LOSS``, above every finite loss, never as the 0 of a
+perfect one (and ``val_loss_finite`` flags the current one).
+
+The arithmetic is float64 in the order the scalar definitions use, with the C library's ``log1p`` (the one
+``math.log1p`` calls), so the features are bit for bit those of the scalar definitions (``safe(x, d, b) / b`` is
+computed as ``x / b`` clipped to [-1, 1], which is the same number: division is monotonic and ``b / b`` is
+exactly 1). ``_larger`` and ``_smaller`` keep numpy's rule that a NaN wins, where Python's ``max`` would not.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from esper.leyline import (
     SlotConfig,
     safe,
 )
+from esper.tamiyo.compiled import compiled
 from esper.tamiyo.encoding import observation_columns as col
 from esper.tamiyo.encoding.feature_layout import (
     BASE_FEATURES,
@@ -82,64 +86,58 @@ def _slot(name: str) -> int:
     return int(SLOT_LAYOUT[name].start)
 
 
-def _base_range(name: str) -> list[int]:
-    return list(range(BASE_LAYOUT[name].start, BASE_LAYOUT[name].stop))
-
-
-_HISTORY = list(range(HISTORY_LENGTH))
-_HISTORY_COLUMNS = np.arange(HISTORY_LENGTH)
-#: Env columns scaled into [-1, 1] (``safe(x, 0, bound) / bound``), where they go, and their bounds. Epoch
-#: progress is divided by ``max_epochs`` first; the accuracy history comes last (its unseen epochs get the
-#: sentinel).
-_BOUNDED_ENV = [
-    col.EPOCH,
-    col.GERMINATIONS_REMAINING,
-    col.VAL_ACCURACY,
-    *(col.ACCURACY_HISTORY.start + i for i in _HISTORY),
-]
-_BOUNDED_ENV_FEATURES = [
-    _base("epoch_progress"),
-    _base("germinations_remaining"),
-    _base("val_accuracy"),
-    *_base_range("accuracy_history"),
-]
-_BOUNDED_ENV_SCALE = np.array([1.0, GERMINATION_SCALE, 100.0, *[100.0] * HISTORY_LENGTH])
-#: The current loss and the loss history, and where they go.
-_LOSSES = [col.VAL_LOSS, *(col.LOSS_HISTORY.start + i for i in _HISTORY)]
-_LOSS_FEATURES = [_base("val_loss"), *_base_range("loss_history")]
-
-#: Seed columns ``ALPHA_VALUE`` ... ``ACCURACY_AT_GERMINATION`` scaled into [-1, 1], where they go, their bounds
-#: and the encoding of a non-finite value (after the ramp, tempo, age and accuracy columns are derived in place).
-_BOUNDED_SEED_FEATURES = [
-    _slot(name)
-    for name in (
-        "alpha",
-        "alpha_target",
-        "alpha_progress",
-        "alpha_steps_remaining",
-        "tempo",
-        "contribution",
-        "contribution_at_full_alpha",
-        "contribution_velocity",
-        "gradient_health",
-        "epochs_in_stage",
-        "seed_age",
-        "gate_blocked",
-        "accuracy_since_stage_entry",
-        "accuracy_since_germination",
-    )
-]
+_STAGES = len(SeedStage)
+#: Columns of the base block the kernel writes (constants compiled into it).
+_EPOCH_PROGRESS, _VAL_LOSS, _VAL_ACCURACY = _base("epoch_progress"), _base("val_loss"), _base("val_accuracy")
+_LOSS_HISTORY, _ACCURACY_HISTORY = _base("loss_history"), _base("accuracy_history")
+_STAGE_COUNTS, _GERMINATION_AVAILABLE = _base("stage_counts"), _base("germination_available")
+_GERMINATIONS_REMAINING, _LAST_ACTION_SUCCESS = _base("germinations_remaining"), _base("last_action_success")
+_LAST_OP, _VAL_LOSS_FINITE = _base("last_op"), _base("val_loss_finite")
+#: Columns within a slot block.
+_PRESENT, _STAGE, _ALPHA_MODE, _BLEND_OPERATOR_COLUMN = (
+    _slot("present"),
+    _slot("stage"),
+    _slot("alpha_mode"),
+    _slot("blend_operator"),
+)
+_DWELL_REMAINING, _FRESHNESS, _GRADIENT_NORM = (
+    _slot("dwell_remaining"),
+    _slot("counterfactual_freshness"),
+    _slot("gradient_norm"),
+)
+_PARAM_RATIO, _CAN_PRUNE = _slot("param_ratio"), _slot("can_prune")
+#: Where the histories start among the env columns.
+_ENV_LOSS_HISTORY, _ENV_ACCURACY_HISTORY = col.LOSS_HISTORY.start, col.ACCURACY_HISTORY.start
+#: Seed columns ``ALPHA_VALUE`` ... ``ACCURACY_AT_GERMINATION`` are scaled into [-1, 1] after the ramp, tempo, age
+#: and accuracy columns are derived in place: where each goes, its bound and the encoding of a non-finite value.
+_BOUNDED_SEED_COLUMNS = col.ACCURACY_AT_GERMINATION + 1
+_BOUNDED_SEED_FEATURES = np.array(
+    [
+        _slot(name)
+        for name in (
+            "alpha",
+            "alpha_target",
+            "alpha_progress",
+            "alpha_steps_remaining",
+            "tempo",
+            "contribution",
+            "contribution_at_full_alpha",
+            "contribution_velocity",
+            "gradient_health",
+            "epochs_in_stage",
+            "seed_age",
+            "gate_blocked",
+            "accuracy_since_stage_entry",
+            "accuracy_since_germination",
+        )
+    ],
+    dtype=np.int64,
+)
 _BOUNDED_SEED_SCALE = np.array(
     [1.0, 1.0, 1.0, _LONGEST_RAMP, _LONGEST_TEMPO, *[POINTS_SCALE] * 3, 1.0, 1.0, 1.0, 1.0, *[POINTS_SCALE] * 2]
 )
-_BOUNDED_SEED_FALLBACK = np.zeros(len(_BOUNDED_SEED_FEATURES))
+_BOUNDED_SEED_FALLBACK = np.zeros(_BOUNDED_SEED_COLUMNS)
 _BOUNDED_SEED_FALLBACK[col.GRADIENT_HEALTH] = UNMEASURED_HEALTH
-_AGES = slice(col.EPOCHS_IN_STAGE, col.GATE_BLOCKED_EPOCHS + 1)
-_REFERENCES = slice(col.ACCURACY_AT_STAGE_ENTRY, col.ACCURACY_AT_GERMINATION + 1)
-#: The other per-seed features, in the order ``_fill_seeds`` computes them.
-_OTHER_SEED_FEATURES = [
-    _slot(name) for name in ("present", "can_prune", "counterfactual_freshness", "gradient_norm", "param_ratio")
-]
 
 
 class FeatureBatch(NamedTuple):
@@ -163,130 +161,153 @@ def encode_columns(columns: ObservationColumns) -> FeatureBatch:
     """Features and blueprint indices of a batch already read into columns."""
     envs, num_slots = columns.envs, columns.num_slots
     features = np.zeros((envs, feature_dim(num_slots)), dtype=np.float32)
-    _fill_base(features, columns)
-    slots = np.zeros((envs * num_slots, SLOT_FEATURES), dtype=np.float32)
-    _fill_slots(slots, columns)
-    features[:, BASE_FEATURES:] = slots.reshape(envs, num_slots * SLOT_FEATURES)
-    blueprints = np.zeros(envs * num_slots, dtype=np.int64)
-    blueprints[columns.seed_slots] = columns.seeds[:, col.BLUEPRINT]
-    return FeatureBatch(torch.from_numpy(features), torch.from_numpy(blueprints.reshape(envs, num_slots)))
-
-
-def scaled(values: FloatArray, bounds: FloatArray | float, fallback: FloatArray | float = 0.0) -> FloatArray:
-    """``safe(x, default, bound) / bound`` elementwise for positive finite ``bounds``: ``x / bound`` clipped to
-    [-1, 1], and ``fallback`` (the encoded default) where ``x`` is NaN or infinite."""
-    ratios = values / bounds
-    finite = np.isfinite(ratios)
-    np.minimum(ratios, 1.0, out=ratios)
-    np.maximum(ratios, -1.0, out=ratios)
-    return np.where(finite, ratios, fallback)
-
-
-def symlog(values: FloatArray) -> FloatArray:
-    """sign(x) * log(1 + |x|): compresses large magnitudes, keeps sign and small values (``math.log1p`` per
-    value, driven from C)."""
-    magnitudes = np.fromiter(map(math.log1p, np.abs(values).ravel().tolist()), dtype=np.float64, count=values.size)
-    return np.copysign(magnitudes.reshape(values.shape), values)
-
-
-def _clipped(values: FloatArray, bound: float) -> FloatArray:
-    return np.minimum(np.maximum(values, -bound), bound)
-
-
-def _guarded(values: FloatArray) -> FloatArray:
-    """``safe(x)``: non-finite values become 0, the rest is clipped to ``SAFE_BOUND``."""
-    return np.where(np.isfinite(values), _clipped(values, SAFE_BOUND), 0.0)
-
-
-def _unseen(seen: IntArray) -> npt.NDArray[np.bool_]:
-    """``[envs, HISTORY_LENGTH]``: the history columns left of a history of ``seen`` values."""
-    return _HISTORY_COLUMNS < (HISTORY_LENGTH - seen)[:, None]
-
-
-def _fill_base(features: Float32Array, columns: ObservationColumns) -> None:
-    env = columns.env
-    bounded = env[:, _BOUNDED_ENV]
-    bounded[:, 0] /= env[:, col.MAX_EPOCHS]
-    encoded = scaled(bounded, _BOUNDED_ENV_SCALE)
-    encoded[:, 3:][_unseen(columns.accuracy_seen)] = HISTORY_SENTINEL
-    features[:, _BOUNDED_ENV_FEATURES] = encoded
-    losses = env[:, _LOSSES]
-    finite = np.isfinite(losses)
-    encoded = np.where(finite, symlog(_guarded(losses)) / LOG_SCALE, NONFINITE_LOSS)
-    encoded[:, 1:][_unseen(columns.loss_seen)] = HISTORY_SENTINEL
-    features[:, _LOSS_FEATURES] = encoded
-    features[:, _base("val_loss_finite")] = finite[:, 0]
-    features[:, _base("germination_available")] = env[:, col.GERMINATIONS_REMAINING] > 0
-    features[:, BASE_LAYOUT["stage_counts"]] = _stage_shares(columns)
-    acted = np.flatnonzero(columns.last_op >= 0)
-    features[acted, _base("last_action_success")] = columns.last_success[acted]
-    features[acted, _base("last_op") + columns.last_op[acted]] = 1.0
-
-
-def _stage_shares(columns: ObservationColumns) -> Float32Array:
-    """``[envs, stages]``: each slot adds ``1 / num_slots`` (in float32, as a running sum would) to its stage."""
-    envs, num_slots, stages = columns.envs, columns.num_slots, len(SeedStage)
-    cells = _stage_cells(envs, num_slots) + columns.stage_and_dwell[:, 0]
-    return _shares(num_slots)[np.bincount(cells, minlength=envs * stages).reshape(envs, stages)]
+    blueprints = np.zeros((envs, num_slots), dtype=np.int64)
+    _encode(
+        columns.env,
+        columns.loss_seen,
+        columns.accuracy_seen,
+        columns.last_op,
+        columns.last_success,
+        columns.stage_and_dwell,
+        columns.seed_slots,
+        columns.seeds,
+        _shares(num_slots),
+        features,
+        blueprints,
+    )
+    return FeatureBatch(torch.from_numpy(features), torch.from_numpy(blueprints))
 
 
 @cache
 def _shares(num_slots: int) -> Float32Array:
-    """``[num_slots + 1]``: the float32 running sum of ``k`` times ``1 / num_slots``, for every count ``k``."""
+    """``[num_slots + 1]``: the float32 running sum of ``k`` times ``1 / num_slots``, for every count ``k`` (a
+    stage's share of the slots, as a running sum would add it up)."""
     shares = np.zeros(num_slots + 1, dtype=np.float32)
     shares[1:] = np.cumsum(np.full(num_slots, 1.0 / num_slots, dtype=np.float32), dtype=np.float32)
     shares.flags.writeable = False
     return shares
 
 
-@cache
-def _stage_cells(envs: int, num_slots: int) -> IntArray:
-    """``[envs * num_slots]``: the first cell of each slot's env in a flat ``[envs, stages]`` table."""
-    cells = np.repeat(np.arange(envs) * len(SeedStage), num_slots)
-    cells.flags.writeable = False
-    return cells
+@compiled
+def _larger(a: float, b: float) -> float:
+    """``np.maximum(a, b)``: a NaN on either side wins."""
+    return a if (a >= b or a != a) else b
 
 
-def _fill_slots(slots: Float32Array, columns: ObservationColumns) -> None:
-    stage, dwell = columns.stage_and_dwell[:, 0], columns.stage_and_dwell[:, 1]
-    slots[:, _slot("dwell_remaining")] = scaled(dwell.astype(np.float64), _LONGEST_DWELL)
-    seeded = columns.seed_slots
-    seeds = columns.seeds
-    every = np.arange(stage.size)
-    rows = np.concatenate((every, seeded, seeded))
-    one_hot = np.concatenate(
-        (
-            _slot("stage") + stage,
-            _slot("alpha_mode") + seeds[:, col.ALPHA_MODE].astype(np.int64),
-            _slot("blend_operator") + _BLEND_OPERATOR[seeds[:, col.STYLE].astype(np.int64)],
+@compiled
+def _smaller(a: float, b: float) -> float:
+    """``np.minimum(a, b)``: a NaN on either side wins."""
+    return a if (a <= b or a != a) else b
+
+
+@compiled
+def _clipped(value: float, bound: float) -> float:
+    return _smaller(_larger(value, -bound), bound)
+
+
+@compiled
+def _scaled(value: float, bound: float, fallback: float) -> float:
+    """``safe(x, default, bound) / bound`` for a positive finite ``bound``: ``x / bound`` clipped to [-1, 1], and
+    ``fallback`` (the encoded default) when that is NaN or infinite."""
+    ratio = value / bound
+    if not math.isfinite(ratio):
+        return fallback
+    return _larger(_smaller(ratio, 1.0), -1.0)
+
+
+@compiled
+def _log_scaled(value: float) -> float:
+    """``symlog(safe(x)) / LOG_SCALE``: a non-finite value counts as 0, the rest is clipped to ``SAFE_BOUND``;
+    symlog is sign(x) * log(1 + |x|)."""
+    guarded = _clipped(value, SAFE_BOUND) if math.isfinite(value) else 0.0
+    return math.copysign(math.log1p(abs(guarded)), guarded) / LOG_SCALE
+
+
+@compiled
+def _encode(
+    env: FloatArray,
+    loss_seen: IntArray,
+    accuracy_seen: IntArray,
+    last_op: IntArray,
+    last_success: npt.NDArray[np.bool_],
+    stage_and_dwell: IntArray,
+    seed_slots: IntArray,
+    seeds: FloatArray,
+    shares: Float32Array,
+    features: Float32Array,
+    blueprints: IntArray,
+) -> None:
+    """Write every env's base block and slot blocks into the zeroed ``features`` and each seed's blueprint into
+    ``blueprints`` (the columns of ``ObservationColumns``; histories are right-aligned, unseen entries NaN)."""
+    num_slots = blueprints.shape[1]
+    counts = np.zeros(_STAGES, dtype=np.int64)
+    for env_index in range(env.shape[0]):
+        row = features[env_index]
+        numbers = env[env_index]
+        row[_EPOCH_PROGRESS] = _scaled(numbers[col.EPOCH] / numbers[col.MAX_EPOCHS], 1.0, 0.0)
+        row[_GERMINATIONS_REMAINING] = _scaled(numbers[col.GERMINATIONS_REMAINING], float(GERMINATION_SCALE), 0.0)
+        row[_GERMINATION_AVAILABLE] = 1.0 if numbers[col.GERMINATIONS_REMAINING] > 0 else 0.0
+        row[_VAL_ACCURACY] = _scaled(numbers[col.VAL_ACCURACY], 100.0, 0.0)
+        loss = numbers[col.VAL_LOSS]
+        row[_VAL_LOSS] = _log_scaled(loss) if math.isfinite(loss) else NONFINITE_LOSS
+        row[_VAL_LOSS_FINITE] = 1.0 if math.isfinite(loss) else 0.0
+        unseen_losses = HISTORY_LENGTH - loss_seen[env_index]
+        unseen_accuracies = HISTORY_LENGTH - accuracy_seen[env_index]
+        for epoch in range(HISTORY_LENGTH):
+            loss = numbers[_ENV_LOSS_HISTORY + epoch]
+            if epoch < unseen_losses:
+                row[_LOSS_HISTORY + epoch] = HISTORY_SENTINEL
+            else:
+                row[_LOSS_HISTORY + epoch] = _log_scaled(loss) if math.isfinite(loss) else NONFINITE_LOSS
+            accuracy = numbers[_ENV_ACCURACY_HISTORY + epoch]
+            row[_ACCURACY_HISTORY + epoch] = (
+                HISTORY_SENTINEL if epoch < unseen_accuracies else _scaled(accuracy, 100.0, 0.0)
+            )
+        if last_op[env_index] >= 0:
+            row[_LAST_ACTION_SUCCESS] = 1.0 if last_success[env_index] else 0.0
+            row[_LAST_OP + last_op[env_index]] = 1.0
+        counts[:] = 0
+        for slot in range(num_slots):
+            stage = stage_and_dwell[env_index * num_slots + slot, 0]
+            dwell = stage_and_dwell[env_index * num_slots + slot, 1]
+            counts[stage] += 1
+            block = BASE_FEATURES + slot * SLOT_FEATURES
+            row[block + _STAGE + stage] = 1.0
+            row[block + _DWELL_REMAINING] = _scaled(float(dwell), _LONGEST_DWELL, 0.0)
+        for stage in range(_STAGES):
+            row[_STAGE_COUNTS + stage] = shares[counts[stage]]
+    bounded = np.empty(_BOUNDED_SEED_COLUMNS)
+    for seed_index in range(seed_slots.shape[0]):
+        flat_slot = seed_slots[seed_index]
+        env_index, slot = flat_slot // num_slots, flat_slot % num_slots
+        seed, numbers = seeds[seed_index], env[env_index]
+        row = features[env_index]
+        block = BASE_FEATURES + slot * SLOT_FEATURES
+        blueprints[env_index, slot] = np.int64(seed[col.BLUEPRINT])
+        row[block + _PRESENT] = 1.0
+        row[block + _ALPHA_MODE + np.int64(seed[col.ALPHA_MODE])] = 1.0
+        row[block + _BLEND_OPERATOR_COLUMN + _BLEND_OPERATOR[np.int64(seed[col.STYLE])]] = 1.0
+        bounded[:] = seed[:_BOUNDED_SEED_COLUMNS]
+        done, total = seed[col.ALPHA_STEPS_DONE], seed[col.ALPHA_STEPS_TOTAL]
+        if total > 0:  # no ramp (0 of 0 steps): progress stays what was done, 0
+            bounded[col.ALPHA_STEPS_DONE] = done / total
+        bounded[col.ALPHA_STEPS_TOTAL] = total - done
+        bounded[col.TEMPO] = _TEMPO_EPOCHS[np.int64(seed[col.TEMPO])]
+        for age in range(col.EPOCHS_IN_STAGE, col.GATE_BLOCKED_EPOCHS + 1):
+            bounded[age] = bounded[age] / numbers[col.MAX_EPOCHS]
+        accuracy = numbers[col.VAL_ACCURACY]
+        accuracy = _clipped(accuracy, 100.0) if math.isfinite(accuracy) else 0.0
+        for reference in range(col.ACCURACY_AT_STAGE_ENTRY, col.ACCURACY_AT_GERMINATION + 1):
+            then = bounded[reference]
+            bounded[reference] = accuracy - (_clipped(then, 100.0) if math.isfinite(then) else accuracy)
+        for column in range(_BOUNDED_SEED_COLUMNS):
+            row[block + _BOUNDED_SEED_FEATURES[column]] = _scaled(
+                bounded[column], _BOUNDED_SEED_SCALE[column], _BOUNDED_SEED_FALLBACK[column]
+            )
+        row[block + _CAN_PRUNE] = 1.0 if seed[col.AGE_EPOCHS] >= MIN_PRUNE_AGE else 0.0
+        staleness = seed[col.EPOCHS_SINCE_MEASUREMENT]
+        row[block + _FRESHNESS] = (
+            1.0 / (1.0 + _larger(0.0, _clipped(staleness, SAFE_BOUND))) if math.isfinite(staleness) else 0.0
         )
-    )
-    slots[rows, one_hot] = 1.0
-    if seeded.size:
-        _fill_seeds(slots, columns)
-
-
-def _fill_seeds(slots: Float32Array, columns: ObservationColumns) -> None:
-    seeds, seeded = columns.seeds, columns.seed_slots
-    env = columns.env[seeded // columns.num_slots]
-    bounded = seeds[:, : col.ACCURACY_AT_GERMINATION + 1].copy()
-    done, total = bounded[:, col.ALPHA_STEPS_DONE], bounded[:, col.ALPHA_STEPS_TOTAL]
-    remaining = total - done
-    np.divide(done, total, out=done, where=total > 0)  # no ramp (0 of 0 steps): progress stays 0
-    bounded[:, col.ALPHA_STEPS_TOTAL] = remaining
-    bounded[:, col.TEMPO] = _TEMPO_EPOCHS[bounded[:, col.TEMPO].astype(np.int64)]
-    bounded[:, _AGES] /= env[:, col.MAX_EPOCHS, None]
-    accuracy = np.where(np.isfinite(env[:, col.VAL_ACCURACY]), _clipped(env[:, col.VAL_ACCURACY], 100.0), 0.0)
-    references = bounded[:, _REFERENCES]
-    references = np.where(np.isfinite(references), _clipped(references, 100.0), accuracy[:, None])
-    bounded[:, _REFERENCES] = accuracy[:, None] - references
-    slots[seeded[:, None], _BOUNDED_SEED_FEATURES] = scaled(bounded, _BOUNDED_SEED_SCALE, _BOUNDED_SEED_FALLBACK)
-    others = np.empty((seeded.size, len(_OTHER_SEED_FEATURES)))
-    others[:, 0] = 1.0
-    others[:, 1] = seeds[:, col.AGE_EPOCHS] >= MIN_PRUNE_AGE
-    staleness = seeds[:, col.EPOCHS_SINCE_MEASUREMENT]
-    others[:, 2] = np.where(np.isfinite(staleness), 1.0 / (1.0 + np.maximum(0.0, _clipped(staleness, SAFE_BOUND))), 0.0)
-    logged = seeds[:, [col.GRADIENT_NORM, col.PARAM_COUNT]]
-    logged[:, 1] /= np.maximum(1.0, env[:, col.HOST_PARAM_COUNT])
-    others[:, 3:] = symlog(_guarded(logged)) / LOG_SCALE
-    slots[seeded[:, None], _OTHER_SEED_FEATURES] = others
+        row[block + _GRADIENT_NORM] = _log_scaled(seed[col.GRADIENT_NORM])
+        row[block + _PARAM_RATIO] = _log_scaled(seed[col.PARAM_COUNT] / _larger(1.0, numbers[col.HOST_PARAM_COUNT]))

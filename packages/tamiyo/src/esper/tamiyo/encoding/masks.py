@@ -36,6 +36,7 @@ from esper.leyline import (
     legal_blueprints,
     legal_slots_by_op,
 )
+from esper.tamiyo.compiled import compiled
 from esper.tamiyo.encoding import observation_columns as col
 from esper.tamiyo.encoding.observation_columns import ObservationColumns, read_columns
 
@@ -43,8 +44,8 @@ BoolArray = npt.NDArray[np.bool_]
 
 #: Heads whose mask does not depend on the env (the same row for every env of a topology).
 STATIC_HEADS: tuple[ActionHead, ...] = tuple(h for h in ActionHead if h not in (ActionHead.SLOT, ActionHead.OP))
-#: A slot condition's code is ``stage * 4 + prune_age_reached * 2 + ramping``.
-_CONDITION_CODES = len(SeedStage) * 4
+#: ``AlphaMode.HOLD`` as the seed columns hold it: any other mode is ramping.
+_HOLD = float(AlphaMode.HOLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,16 +131,30 @@ def _mask_table(num_slots: int, topology: Topology) -> _MaskTable:
 
 def condition_keys(columns: ObservationColumns) -> npt.NDArray[np.uint8]:
     """``[envs, num_slots + 1]``: each slot's ``SlotCondition`` code, then whether germinations remain."""
-    envs, num_slots = columns.envs, columns.num_slots
-    codes = columns.stage_and_dwell[:, 0] * 4
-    seeds = columns.seeds
-    codes[columns.seed_slots] += (seeds[:, col.AGE_EPOCHS] >= MIN_PRUNE_AGE) * 2 + (
-        seeds[:, col.ALPHA_MODE] != AlphaMode.HOLD
-    )
-    keys = np.empty((envs, num_slots + 1), dtype=np.uint8)
-    keys[:, :num_slots] = codes.reshape(envs, num_slots)
-    keys[:, num_slots] = columns.env[:, col.GERMINATIONS_REMAINING] > 0
+    keys = np.empty((columns.envs, columns.num_slots + 1), dtype=np.uint8)
+    _condition_codes(columns.env, columns.stage_and_dwell, columns.seed_slots, columns.seeds, keys)
     return keys
+
+
+@compiled
+def _condition_codes(
+    env: npt.NDArray[np.float64],
+    stage_and_dwell: npt.NDArray[np.int64],
+    seed_slots: npt.NDArray[np.int64],
+    seeds: npt.NDArray[np.float64],
+    keys: npt.NDArray[np.uint8],
+) -> None:
+    """Fill ``keys``: a slot's code is ``stage * 4 + prune_age_reached * 2 + ramping`` (both 0 without a seed)."""
+    num_slots = keys.shape[1] - 1
+    for env_index in range(keys.shape[0]):
+        for slot in range(num_slots):
+            keys[env_index, slot] = stage_and_dwell[env_index * num_slots + slot, 0] * 4
+        keys[env_index, num_slots] = 1 if env[env_index, col.GERMINATIONS_REMAINING] > 0 else 0
+    for seed_index in range(seed_slots.shape[0]):
+        seed, flat_slot = seeds[seed_index], seed_slots[seed_index]
+        prune_age_reached = 2 if seed[col.AGE_EPOCHS] >= MIN_PRUNE_AGE else 0
+        ramping = 1 if seed[col.ALPHA_MODE] != _HOLD else 0
+        keys[flat_slot // num_slots, flat_slot % num_slots] += prune_age_reached + ramping
 
 
 @cache

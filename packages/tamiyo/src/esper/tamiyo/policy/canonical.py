@@ -6,7 +6,9 @@ slot its (op-conditioned) mask allows. Such a head then has log-prob exactly 0 a
 time and at update time alike, so it contributes nothing to the ratio, the KL or the entropy bonus.
 
 Masks are boolean tables that never need gradients, so this runs on host numpy arrays (a few array operations
-whatever the batch), at rollout for the sampled ops and at update for the stored ones.
+whatever the batch) at update time for the stored ops. The rollout's compiled sampler applies the same rule
+row by row with the same tables (``relevance_table``, ``placeholder_rows``); the tests hold the two to each other
+(every stored mask is canonical for its stored op).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ _RELEVANCE.flags.writeable = False
 
 
 @cache
-def _placeholder_rows(width: int) -> BoolArray:
+def placeholder_rows(width: int) -> BoolArray:
     """``[H, width]`` one-hot rows at ``HEAD_PLACEHOLDERS`` (slot and op rows all False: the slot placeholder
     depends on the mask, and op is always relevant)."""
     rows = np.zeros((len(HEAD_ORDER), width), dtype=np.bool_)
@@ -37,6 +39,11 @@ def _placeholder_rows(width: int) -> BoolArray:
         rows[HEAD_INDEX[head], placeholder] = True
     rows.flags.writeable = False
     return rows
+
+
+def relevance_table() -> BoolArray:
+    """``[num_ops, H]``: leyline's relevance table (HEAD_ORDER columns), read-only."""
+    return _RELEVANCE
 
 
 def relevance(ops: IntArray) -> BoolArray:
@@ -57,7 +64,7 @@ def canonical_masks(ops: IntArray, masks: BoolArray) -> BoolArray:
     """
     width = masks.shape[-1]
     placeholders = np.empty_like(masks)
-    placeholders[...] = _placeholder_rows(width)
+    placeholders[...] = placeholder_rows(width)
     first_slot = masks[..., _SLOT, :].argmax(axis=-1)  # argmax of booleans: the first allowed slot
     placeholders[..., _SLOT, :] = np.arange(width) == first_slot[..., None]
     return np.where(relevance(ops)[..., None], masks, placeholders)

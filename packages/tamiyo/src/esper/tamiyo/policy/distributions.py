@@ -4,14 +4,16 @@ Masked logits are set to ``MASKED_LOGIT_VALUE`` (-1e4, finite in fp16/bf16, so a
 never turn into NaN) and everything after that runs in float32 with autocast off, whatever precision the
 network ran in. Masked actions are excluded structurally from sampling and argmax (never merely improbable).
 
-Log-probabilities, entropies and the sampling noise are torch (the update differentiates them; the noise comes
-from the caller's generator on the policy's device). Picking an action from them (Gumbel-max: subtract, mask,
-argmax) and checking the masks are exact IEEE operations done on host numpy arrays, where each costs a fraction
-of a torch operator: the sampled actions are bit for bit those of the same operations in torch.
+The update's log-probabilities and entropies are torch (it differentiates them), and so is the sampling noise
+(from the caller's generator on the policy's device). The rollout differentiates nothing: its log-softmax and
+its pick (Gumbel-max: subtract, mask, argmax) are compiled row functions (``esper.tamiyo.compiled``) called once
+per head and env by the sampler's single pass, where a torch or numpy call per step would cost more than the
+arithmetic. Checking masks and logits happens on host numpy arrays.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 
 import numpy as np
@@ -19,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionHead, InvalidStateMachineError, NonFiniteError
+from esper.tamiyo.compiled import compiled
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float32]
@@ -27,6 +30,7 @@ IntArray = npt.NDArray[np.int64]
 #: Logit given to masked actions. -1e4 is representable in fp16 and bf16 and underflows to probability 0 after
 #: softmax; ``-inf`` would turn an all-masked row into NaN.
 MASKED_LOGIT_VALUE = -1e4
+_MASKED_LOGIT = np.float32(MASKED_LOGIT_VALUE)
 
 
 class MaskedCategorical:
@@ -44,7 +48,7 @@ class MaskedCategorical:
         # Autocast must not lower the log-softmax; entering the context only when it is on keeps the act path short.
         with torch.autocast(device, enabled=False) if torch.is_autocast_enabled(device) else nullcontext():
             #: ``[..., n]`` float32 normalized log-probabilities (masked entries underflow to probability 0).
-            self.log_probs = log_softmax_of_short_rows(masked)
+            self.log_probs = torch.log_softmax(masked, dim=-1)
         self.mask = mask
 
     def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
@@ -61,17 +65,6 @@ class MaskedCategorical:
         return torch.where(allowed > 1, entropy / normalizer, 0.0)
 
 
-def log_softmax_of_short_rows(values: torch.Tensor) -> torch.Tensor:
-    """``log_softmax`` over the last dimension, computed with that dimension moved to the front.
-
-    A head has at most a dozen actions, and torch's CPU kernel for the last dimension pays per row: moved to the
-    front, the same reduction runs across all rows at once (on the act path's 64 envs x 13 candidate rows, 112 ->
-    20 us, docs/performance.md). The result is a view in the original order; an entry may differ from
-    ``log_softmax(dim=-1)`` in its last bit (another vectorization of ``exp``), and rollout and update both come
-    here, so a stored log-prob and its re-score agree."""
-    return torch.log_softmax(values.movedim(-1, 0), dim=0).movedim(0, -1)
-
-
 def log_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
     """``log E`` with ``E ~ Exp(1)`` (float32, from ``generator`` when given): ``log p - log E`` is Gumbel-max.
 
@@ -85,13 +78,48 @@ def log_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Gen
     return uniform.neg_().log1p_().neg_().to(torch.float32).log_()
 
 
-def draw(log_probs: FloatArray, mask: BoolArray, noise: FloatArray | None) -> IntArray:
-    """``[...]`` one allowed action per row of ``log_probs`` ``[..., n]``: with ``noise`` (``log_noise``) a sample
-    (argmax of ``log p - log E`` over the allowed actions), without it the most probable allowed action (the
-    first one on ties)."""
-    scores = log_probs if noise is None else log_probs - noise
-    choice: IntArray = np.where(mask, scores, -np.inf).argmax(axis=-1)
-    return choice
+@compiled
+def masked_log_softmax_row(
+    logits: npt.NDArray[np.float32],
+    mask_source: npt.NDArray[np.intp],
+    mask_real: BoolArray,
+    side_by_side: BoolArray,
+    out: npt.NDArray[np.float32],
+    allowed: BoolArray,
+) -> None:
+    """The rollout's ``MaskedCategorical`` for one row, compiled: the row's mask (``allowed``, read from a batch
+    row of masks laid side by side through the row's gather index: ``mask_source`` and ``mask_real``) and the
+    float32 log-softmax of its masked logits into ``out`` (the same formula in the same order; ``exp`` may
+    differ from torch's in the last bit, a rounding the update's re-score then sees as a ratio of 1 +- 1e-7)."""
+    width = logits.shape[0]
+    largest = _MASKED_LOGIT
+    for column in range(width):
+        allowed[column] = mask_real[column] and side_by_side[mask_source[column]]
+        out[column] = logits[column] if allowed[column] else _MASKED_LOGIT
+        if column == 0 or out[column] > largest:
+            largest = out[column]
+    total = np.float32(0.0)
+    for column in range(width):
+        out[column] = out[column] - largest
+        total += np.float32(math.exp(out[column]))
+    log_total = np.float32(math.log(total))
+    for column in range(width):
+        out[column] = out[column] - log_total
+
+
+@compiled
+def pick(log_probs: npt.NDArray[np.float32], allowed: BoolArray, noise: npt.NDArray[np.float32], start: int) -> int:
+    """One action from one row of ``log_probs``: with ``noise`` (``log_noise`` values, this row's from
+    ``start``) a sample, the allowed column with the largest ``log p - log E`` (Gumbel-max); with an empty
+    ``noise`` the most probable allowed column. The first one on ties, 0 when nothing is allowed."""
+    best, best_score, found = 0, np.float32(0.0), False
+    for column in range(log_probs.shape[0]):
+        if not allowed[column]:
+            continue
+        score = log_probs[column] - noise[start + column] if noise.shape[0] else log_probs[column]
+        if not found or score > best_score:
+            best, best_score, found = column, score, True
+    return best
 
 
 def require_sound(masks: BoolArray) -> None:

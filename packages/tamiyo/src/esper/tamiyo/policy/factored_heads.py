@@ -1,13 +1,16 @@
 """The factored action distribution: op first, then every other head under its canonical mask.
 
 ``sample_actions`` is the rollout side (one step per env), ``score_actions`` the update side (whole sequences).
-Both score all heads through the same padded ``canonical_masks`` and the same ``MaskedCategorical``, so a stored
-action gets exactly the log-prob it was sampled with. The joint log-prob of an action is the sum over heads
-(irrelevant heads add exactly 0).
+The update scores all heads through ``canonical_masks`` and the torch ``MaskedCategorical`` (it needs gradients).
+The rollout needs none, and is one compiled pass over the batch (``_draw_factored``): the same canonical rule,
+the row form of the same masked log-softmax (``masked_log_softmax_row``) and Gumbel-max (``pick``), so a
+stored action gets the log-prob it is re-scored with, up to the last bits of ``exp`` (tests: seam parity within
+1e-5). The joint log-prob of an action is the sum over heads (irrelevant heads add exactly 0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -17,11 +20,13 @@ import numpy.typing as npt
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
-from esper.tamiyo.policy.canonical import canonical_masks, relevance
+from esper.tamiyo.compiled import compiled
+from esper.tamiyo.policy.canonical import canonical_masks, placeholder_rows, relevance_table
 from esper.tamiyo.policy.distributions import (
     MaskedCategorical,
-    draw,
     log_noise,
+    masked_log_softmax_row,
+    pick,
     require_finite,
     require_sound,
 )
@@ -31,7 +36,7 @@ BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 
 _OP = HEAD_INDEX[ActionHead.OP]
-_HEADS = np.arange(len(HEAD_ORDER))
+_SLOT = HEAD_INDEX[ActionHead.SLOT]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,36 +73,42 @@ def sample_actions(
     other head under the masks that op implies. Raises on an all-false mask row or a non-finite logit.
     ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn).
 
-    One masked log-softmax scores every head and the slot head under every op's slot mask (``candidates``);
-    the op is drawn from its row, then every other head from its row for that op, each by Gumbel-max over
-    padded log-probs. The noise is one draw from ``generator``: the op's ``[batch, width]`` values, then the
-    heads' ``[batch, H, width]``. An irrelevant head gets its one-hot canonical mask, hence its placeholder with
-    log-prob exactly 0, as it would if it were scored under that mask."""
+    The noise is one draw from ``generator`` (the op's ``[batch, width]`` values, then the heads'
+    ``[batch, H, width]``); everything after it is one compiled pass over the batch (``_draw_factored``). An
+    irrelevant head gets its one-hot canonical mask, hence its placeholder with log-prob exactly 0, as it would
+    if it were scored under that mask."""
     device = logits.device
     batch, heads, width = logits.shape
-    require_finite(host(logits))
-    candidates = layout.candidates(layout.side_by_side(masks))
-    scored = MaskedCategorical(layout.candidate_logits(logits), on_device(candidates, device))
-    log_probs = host(scored.log_probs)
-    op_noise = head_noise = None
+    side_by_side = layout.side_by_side(masks)
+    noise = _NO_NOISE
     if not deterministic:
         noise = host(log_noise((batch * width * (1 + heads),), device, generator))
-        op_noise = noise[: batch * width].reshape(batch, width)
-        head_noise = noise[batch * width :].reshape(batch, heads, width)
-    ops = draw(log_probs[:, _OP], candidates[:, _OP], op_noise)
-    rows = np.arange(batch)[:, None]
-    chosen = layout.rows_for_ops[ops]  # [batch, H]: the candidate row each head is drawn from, given the op
-    canonical = canonical_masks(ops, candidates[rows, chosen])
-    require_sound(canonical)
-    for_ops = log_probs[rows, chosen]
-    actions = draw(for_ops, canonical, head_noise)
-    actions[:, _OP] = ops
-    relevant = relevance(ops)
-    picked = np.where(relevant, for_ops[rows, _HEADS, actions], np.float32(0.0))
+    actions = np.empty((batch, heads), dtype=np.int64)
+    picked = np.empty((batch, heads), dtype=np.float32)
+    canonical = np.empty((batch, heads, width), dtype=np.bool_)
+    relevant = np.empty((batch, heads), dtype=np.bool_)
+    status = _draw_factored(
+        np.ascontiguousarray(host(logits.float())),
+        side_by_side,
+        layout.candidate_source,
+        layout.candidate_real,
+        layout.rows_for_ops,
+        relevance_table(),
+        placeholder_rows(width),
+        noise,
+        actions,
+        picked,
+        canonical,
+        relevant,
+    )
+    if status == _NONFINITE:
+        require_finite(host(logits.float()))
+    if status == _UNSOUND:
+        require_sound(canonical)
     explanation = None
     if explain:
         distribution = MaskedCategorical(logits, on_device(canonical, device))
-        op_probabilities = scored.log_probs[:, _OP, : layout.sizes[_OP]].exp()
+        op_probabilities = distribution.log_probs[:, _OP, : layout.sizes[_OP]].exp()
         explanation = ActionExplanation(op_probabilities, layout.columns(distribution.entropy()))
     return SampledActions(
         actions=layout.columns(on_device(actions, device)),
@@ -106,6 +117,76 @@ def sample_actions(
         relevant=layout.columns(on_device(relevant, device)),
         explanation=explanation,
     )
+
+
+#: ``_draw_factored``'s outcomes: every row drawn, a non-finite logit, a canonical mask row that allows nothing.
+_DRAWN, _NONFINITE, _UNSOUND = 0, 1, 2
+#: The noise argument of a deterministic draw.
+_NO_NOISE = np.empty(0, dtype=np.float32)
+
+
+@compiled
+def _draw_factored(
+    logits: npt.NDArray[np.float32],
+    side_by_side: BoolArray,
+    candidate_source: npt.NDArray[np.intp],
+    candidate_real: BoolArray,
+    rows_for_ops: IntArray,
+    relevance: BoolArray,
+    placeholders: BoolArray,
+    noise: npt.NDArray[np.float32],
+    actions: IntArray,
+    picked: npt.NDArray[np.float32],
+    canonical: BoolArray,
+    relevant: BoolArray,
+) -> int:
+    """Every row of the batch: the op from its candidate row, then each head from the row ``rows_for_ops`` names
+    for that op, under its canonical mask (``canonical_masks``'s rule: relevant heads keep their row, the others
+    get their placeholder, the slot head's being the first slot its op allows). Fills the outputs and returns
+    ``_DRAWN``, or ``_NONFINITE`` before drawing anything, or ``_UNSOUND`` after filling every mask."""
+    batch, heads, width = logits.shape
+    for value in logits.ravel():
+        if not math.isfinite(value):
+            return _NONFINITE
+    status = _DRAWN
+    op_log_probs, log_probs = np.empty(width, dtype=np.float32), np.empty(width, dtype=np.float32)
+    op_allowed = np.empty(width, dtype=np.bool_)
+    for row in range(batch):
+        start = _OP * width
+        gather, real = candidate_source[start : start + width], candidate_real[start : start + width]
+        masked_log_softmax_row(logits[row, _OP], gather, real, side_by_side[row], op_log_probs, op_allowed)
+        op = pick(op_log_probs, op_allowed, noise, row * width)
+        for head in range(heads):
+            is_relevant = relevance[op, head]
+            relevant[row, head] = is_relevant
+            mask = canonical[row, head]
+            if head == _OP:
+                mask[:] = op_allowed
+                actions[row, head] = op
+                picked[row, head] = op_log_probs[op]
+            elif is_relevant:
+                start = rows_for_ops[op, head] * width
+                gather, real = candidate_source[start : start + width], candidate_real[start : start + width]
+                masked_log_softmax_row(logits[row, head], gather, real, side_by_side[row], log_probs, mask)
+                action = pick(log_probs, mask, noise, (batch + row * heads + head) * width)
+                actions[row, head] = action
+                picked[row, head] = log_probs[action]
+            else:  # its placeholder; the slot head's is the first slot the op allows (0 if none)
+                mask[:] = placeholders[head]
+                if head == _SLOT:
+                    start = rows_for_ops[op, head] * width
+                    mask[:] = False
+                    for column in range(width):
+                        if candidate_real[start + column] and side_by_side[row, candidate_source[start + column]]:
+                            mask[column] = True
+                            break
+                    if not mask.any():
+                        mask[0] = True
+                actions[row, head] = np.argmax(mask)
+                picked[row, head] = np.float32(0.0)
+            if not mask.any():
+                status = _UNSOUND
+    return status
 
 
 def score_actions(

@@ -6,7 +6,8 @@ head is exactly the same categorical distribution as the unpadded one. Head ``i`
 
 Masks are padded on the host as numpy arrays, whatever the number of heads, with one concatenation (torch, on
 the masks' device) and one gather through a precomputed index: every padded position reads its head's column or
-is padding, cleared by a fixed mask.
+is padding, cleared by a fixed mask. The rollout's candidate rows (``candidate_source``, ``candidate_real``) are
+such an index too, read row by row by the compiled sampler.
 """
 
 from __future__ import annotations
@@ -43,15 +44,21 @@ class HeadLayout:
         self.sizes: tuple[int, ...] = tuple(head_sizes[head] for head in HEAD_ORDER)
         self.width = max(self.sizes)
         self._pad = self._gather(list(zip(_starts(self.sizes), self.sizes, strict=True)))
-        self._candidates = self._gather(self._candidate_runs(head_sizes))
+        candidates = self._gather(self._candidate_runs(head_sizes))
+        #: The candidate rows, ``[H + num_ops - 1]`` rows of ``width`` positions, flattened: which column of the
+        #: masks laid side by side (``side_by_side``) each position reads, and whether it is a real column (padding
+        #: reads column 0 and is never allowed). Rows: every head's step mask (HEAD_ORDER; the slot row is op 0's),
+        #: then the slot mask of every other op. Scoring these rows gives every log-prob any op could need, so the
+        #: op and the heads it implies come from one pass.
+        self.candidate_source: IndexArray = candidates.source
+        self.candidate_real: BoolArray = candidates.real
         num_ops = len(LifecycleOp)
-        #: ``[num_ops, H]``: the row of ``candidates`` each head is drawn from once the op is known (its own row,
-        #: except the slot head: op 0's slot mask is in the slot head's row, the other ops' after the heads).
+        #: ``[num_ops, H]``: the candidate row each head is drawn from once the op is known (its own row, except
+        #: the slot head: op 0's slot mask is in the slot head's row, the other ops' after the heads).
         self.rows_for_ops: IntArray = np.tile(np.arange(len(HEAD_ORDER)), (num_ops, 1))
         self.rows_for_ops[1:, _SLOT] = np.arange(len(HEAD_ORDER), len(HEAD_ORDER) + num_ops - 1)
-        self.rows_for_ops.flags.writeable = False
-        self._candidate_heads = [*range(len(HEAD_ORDER)), *[_SLOT] * (num_ops - 1)]
-        self._candidate_index: dict[torch.device, torch.Tensor] = {}
+        for table in (self.candidate_source, self.candidate_real, self.rows_for_ops):
+            table.flags.writeable = False
 
     def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> BoolArray:
         """``[..., H, width]`` on the host; padding columns are False (never allowed)."""
@@ -62,25 +69,9 @@ class HeadLayout:
     @staticmethod
     def side_by_side(masks: ActionMasks) -> BoolArray:
         """One step's masks on the host, laid side by side: ``[batch, op | slot_by_op flattened | other heads]``
-        (the layout ``candidates`` reads)."""
+        (the layout the candidate rows read)."""
         parts = (masks.op, masks.slot_by_op.flatten(1), *(masks.heads[head] for head in _STATIC_HEADS))
         return host(torch.cat(parts, dim=-1))
-
-    def candidates(self, side_by_side: BoolArray) -> BoolArray:
-        """``[batch, H + num_ops - 1, width]``: every head's step mask (HEAD_ORDER; the slot row is op 0's), then
-        the slot mask of every other op (``rows_for_ops``); padding columns are False. Scoring these rows once
-        gives every log-prob any op could need, so the op and the heads it implies come from one pass."""
-        padded = self._candidates.read(side_by_side)
-        return padded.reshape(side_by_side.shape[0], -1, self.width)
-
-    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """``[batch, H + num_ops - 1, width]``: the logits each row of ``candidates`` is scored with (the slot
-        head's for every slot row). The index lives on the logits' device, made once per device."""
-        index = self._candidate_index.get(logits.device)
-        if index is None:
-            index = torch.tensor(self._candidate_heads, device=logits.device)
-            self._candidate_index[logits.device] = index
-        return logits.index_select(1, index)
 
     def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
         """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""
