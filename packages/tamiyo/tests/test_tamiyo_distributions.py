@@ -16,11 +16,10 @@ from esper.tamiyo.policy.distributions import (
     MASKED_LOGIT_VALUE,
     MaskedCategorical,
     log_noise,
-    masked_log_softmax_row,
-    pick,
     require_finite,
     require_sound,
 )
+from esper.tamiyo.policy.factored_heads import masked_log_softmax_row, pick
 
 
 def _picks(distribution: MaskedCategorical, noise: np.ndarray) -> np.ndarray:

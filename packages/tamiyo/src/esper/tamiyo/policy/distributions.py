@@ -1,19 +1,17 @@
-"""The one FP32 seam where a head's logits meet its mask: log-probs, sampling, argmax and normalized entropy.
+"""The one FP32 seam where a head's logits meet its mask: log-probs and normalized entropy, the sampling noise.
 
 Masked logits are set to ``MASKED_LOGIT_VALUE`` (-1e4, finite in fp16/bf16, so an all-masked row can
 never turn into NaN) and everything after that runs in float32 with autocast off, whatever precision the
 network ran in. Masked actions are excluded structurally from sampling and argmax (never merely improbable).
 
 The update's log-probabilities and entropies are torch (it differentiates them), and so is the sampling noise
-(from the caller's generator on the policy's device). The rollout differentiates nothing: its log-softmax and
-its pick (Gumbel-max: subtract, mask, argmax) are compiled row functions (``esper.tamiyo.compiled``) called once
-per head and env by the sampler's single pass, where a torch or numpy call per step would cost more than the
-arithmetic. Checking masks and logits happens on host numpy arrays.
+(from the caller's generator on the policy's device). The rollout differentiates nothing: it takes the same
+formula row by row in compiled code (``factored_heads``), where a torch or numpy call per step would cost more
+than the arithmetic. Checking masks and logits happens on host numpy arrays.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 
 import numpy as np
@@ -21,7 +19,6 @@ import numpy.typing as npt
 import torch
 
 from esper.leyline import HEAD_ORDER, ActionHead, InvalidStateMachineError, NonFiniteError
-from esper.tamiyo.compiled import compiled
 
 BoolArray = npt.NDArray[np.bool_]
 FloatArray = npt.NDArray[np.float32]
@@ -30,7 +27,6 @@ IntArray = npt.NDArray[np.int64]
 #: Logit given to masked actions. -1e4 is representable in fp16 and bf16 and underflows to probability 0 after
 #: softmax; ``-inf`` would turn an all-masked row into NaN.
 MASKED_LOGIT_VALUE = -1e4
-_MASKED_LOGIT = np.float32(MASKED_LOGIT_VALUE)
 
 
 class MaskedCategorical:
@@ -76,50 +72,6 @@ def log_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Gen
         return torch.empty(shape, dtype=torch.float32, device=device).exponential_(generator=generator).log()
     uniform = torch.empty(shape, dtype=torch.float64).uniform_(generator=generator)
     return uniform.neg_().log1p_().neg_().to(torch.float32).log_()
-
-
-@compiled
-def masked_log_softmax_row(
-    logits: npt.NDArray[np.float32],
-    mask_source: npt.NDArray[np.intp],
-    mask_real: BoolArray,
-    side_by_side: BoolArray,
-    out: npt.NDArray[np.float32],
-    allowed: BoolArray,
-) -> None:
-    """The rollout's ``MaskedCategorical`` for one row, compiled: the row's mask (``allowed``, read from a batch
-    row of masks laid side by side through the row's gather index: ``mask_source`` and ``mask_real``) and the
-    float32 log-softmax of its masked logits into ``out`` (the same formula in the same order; ``exp`` may
-    differ from torch's in the last bit, a rounding the update's re-score then sees as a ratio of 1 +- 1e-7)."""
-    width = logits.shape[0]
-    largest = _MASKED_LOGIT
-    for column in range(width):
-        allowed[column] = mask_real[column] and side_by_side[mask_source[column]]
-        out[column] = logits[column] if allowed[column] else _MASKED_LOGIT
-        if column == 0 or out[column] > largest:
-            largest = out[column]
-    total = np.float32(0.0)
-    for column in range(width):
-        out[column] = out[column] - largest
-        total += np.float32(math.exp(out[column]))
-    log_total = np.float32(math.log(total))
-    for column in range(width):
-        out[column] = out[column] - log_total
-
-
-@compiled
-def pick(log_probs: npt.NDArray[np.float32], allowed: BoolArray, noise: npt.NDArray[np.float32], start: int) -> int:
-    """One action from one row of ``log_probs``: with ``noise`` (``log_noise`` values, this row's from
-    ``start``) a sample, the allowed column with the largest ``log p - log E`` (Gumbel-max); with an empty
-    ``noise`` the most probable allowed column. The first one on ties, 0 when nothing is allowed."""
-    best, best_score, found = 0, np.float32(0.0), False
-    for column in range(log_probs.shape[0]):
-        if not allowed[column]:
-            continue
-        score = log_probs[column] - noise[start + column] if noise.shape[0] else log_probs[column]
-        if not found or score > best_score:
-            best, best_score, found = column, score, True
-    return best
 
 
 def require_sound(masks: BoolArray) -> None:

@@ -23,10 +23,9 @@ from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks
 from esper.tamiyo.compiled import compiled
 from esper.tamiyo.policy.canonical import canonical_masks, placeholder_rows, relevance_table
 from esper.tamiyo.policy.distributions import (
+    MASKED_LOGIT_VALUE,
     MaskedCategorical,
     log_noise,
-    masked_log_softmax_row,
-    pick,
     require_finite,
     require_sound,
 )
@@ -123,6 +122,51 @@ def sample_actions(
 _DRAWN, _NONFINITE, _UNSOUND = 0, 1, 2
 #: The noise argument of a deterministic draw.
 _NO_NOISE = np.empty(0, dtype=np.float32)
+_MASKED_LOGIT = np.float32(MASKED_LOGIT_VALUE)
+
+
+@compiled
+def masked_log_softmax_row(
+    logits: npt.NDArray[np.float32],
+    mask_source: npt.NDArray[np.intp],
+    mask_real: BoolArray,
+    side_by_side: BoolArray,
+    out: npt.NDArray[np.float32],
+    allowed: BoolArray,
+) -> None:
+    """The rollout's ``MaskedCategorical`` for one row: the row's mask (``allowed``, read from a batch
+    row of masks laid side by side through the row's gather index: ``mask_source`` and ``mask_real``) and the
+    float32 log-softmax of its masked logits into ``out`` (the same formula in the same order; ``exp`` may
+    differ from torch's in the last bit, a rounding the update's re-score then sees as a ratio of 1 +- 1e-7)."""
+    width = logits.shape[0]
+    largest = _MASKED_LOGIT
+    for column in range(width):
+        allowed[column] = mask_real[column] and side_by_side[mask_source[column]]
+        out[column] = logits[column] if allowed[column] else _MASKED_LOGIT
+        if column == 0 or out[column] > largest:
+            largest = out[column]
+    total = np.float32(0.0)
+    for column in range(width):
+        out[column] = out[column] - largest
+        total += np.float32(math.exp(out[column]))
+    log_total = np.float32(math.log(total))
+    for column in range(width):
+        out[column] = out[column] - log_total
+
+
+@compiled
+def pick(log_probs: npt.NDArray[np.float32], allowed: BoolArray, noise: npt.NDArray[np.float32], start: int) -> int:
+    """One action from one row of ``log_probs``: with ``noise`` (``log_noise`` values, this row's from
+    ``start``) a sample, the allowed column with the largest ``log p - log E`` (Gumbel-max); with an empty
+    ``noise`` the most probable allowed column. The first one on ties, 0 when nothing is allowed."""
+    best, best_score, found = 0, np.float32(0.0), False
+    for column in range(log_probs.shape[0]):
+        if not allowed[column]:
+            continue
+        score = log_probs[column] - noise[start + column] if noise.shape[0] else log_probs[column]
+        if not found or score > best_score:
+            best, best_score, found = column, score, True
+    return best
 
 
 @compiled
