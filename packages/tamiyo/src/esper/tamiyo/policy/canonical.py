@@ -47,9 +47,10 @@ def relevance_table() -> BoolArray:
 
 
 def relevance(ops: IntArray) -> BoolArray:
-    """``[..., H]``: which heads matter for each op of ``ops`` ``[...]`` (columns in HEAD_ORDER). The one array
-    form of leyline's table: the bundle returns it with every action (``ActionResult.relevant``), so simic masks
-    its PPO terms with this very table instead of building its own, and ``canonical_masks`` reads it too."""
+    """``[..., H]``: which heads matter for each op of ``ops`` ``[...]`` (columns in HEAD_ORDER), read from
+    ``relevance_table``: the one array form of leyline's table. The rollout's sampler returns its rows with every
+    action (``ActionResult.relevant``), so simic masks its PPO terms with this very table instead of building
+    its own, and ``canonical_masks`` reads it too."""
     relevant: BoolArray = _RELEVANCE[ops]
     return relevant
 
