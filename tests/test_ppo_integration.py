@@ -20,6 +20,7 @@ import torch
 
 from esper.kasmina import CNNHostConfig, GateConfig
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     ActionHead,
@@ -252,10 +253,7 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
         assert report.update is captured.stats
 
         # Stored old log-probs and values are what a fresh evaluation gives before any optimizer step ...
-        for head in HEAD_ORDER:
-            torch.testing.assert_close(
-                captured.fresh.log_probs[head][valid], buffer.log_probs[head][valid], rtol=1e-5, atol=1e-6
-            )
+        torch.testing.assert_close(captured.fresh.log_probs[valid], buffer.log_probs[valid], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(captured.fresh.values[valid], buffer.values[valid], rtol=1e-5, atol=1e-6)
         # ... so the first minibatch's ratio is 1.
         assert report.update.first_ratio_deviation < 1e-5
@@ -265,16 +263,16 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
         relevant = torch.tensor(
             [
                 [[is_relevant(LifecycleOp(op), head) for head in HEAD_ORDER] for op in row]
-                for row in buffer.actions[ActionHead.OP].tolist()
+                for row in buffer.actions[..., HEAD_INDEX[ActionHead.OP]].tolist()
             ]
         )  # [env, time, head]
+        assert torch.equal(buffer.relevant[valid], relevant[valid])
         for index, head in enumerate(HEAD_ORDER):
-            assert torch.equal(buffer.relevant[head][valid], relevant[..., index][valid]), head
             ignored = valid & ~relevant[..., index]
-            assert (buffer.log_probs[head][ignored] == 0.0).all(), head
-            assert (captured.fresh.log_probs[head][ignored] == 0.0).all(), head
-            assert (captured.fresh.entropy[head][ignored] == 0.0).all(), head
-        assert relevant[..., HEAD_ORDER.index(ActionHead.OP)][valid].all()
+            assert (buffer.log_probs[..., index][ignored] == 0.0).all(), head
+            assert (captured.fresh.log_probs[..., index][ignored] == 0.0).all(), head
+            assert (captured.fresh.entropy[..., index][ignored] == 0.0).all(), head
+        assert relevant[..., HEAD_INDEX[ActionHead.OP]][valid].all()
 
         # The masks stored are the canonical masks of what the policy saw, and no masked action is stored.
         step_of_env = [0] * N_ENVS
@@ -285,12 +283,13 @@ def test_two_rounds_store_exactly_what_the_update_scores(monkeypatch: pytest.Mon
                 assert buffer.inputs.keys() == encoded.inputs.keys()
                 for name, value in encoded.inputs.items():
                     assert torch.equal(buffer.inputs[name][env, t], value[row].cpu()), name
-                op = int(buffer.actions[ActionHead.OP][env, t])
+                op = int(buffer.actions[env, t, HEAD_INDEX[ActionHead.OP]])
                 assert bool(encoded.masks.op[row, op]), "an op the observation masks was stored"
-                for head in HEAD_ORDER:
-                    stored = buffer.masks[head][env, t]
-                    assert torch.equal(stored, expected_mask(encoded, row, head, op)), (env, t, head)
-                    assert bool(stored[buffer.actions[head][env, t]]), (env, t, head)
+                for column, head in enumerate(HEAD_ORDER):
+                    stored, expected = buffer.masks[env, t, column], expected_mask(encoded, row, head, op)
+                    size = expected.shape[0]
+                    assert torch.equal(stored[:size], expected) and not stored[size:].any(), (env, t, head)
+                    assert bool(stored[buffer.actions[env, t, column]]), (env, t, head)
         for env, length in enumerate(step_of_env):
             assert valid[env, :length].all() and not valid[env, length:].any()
 

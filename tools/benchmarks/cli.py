@@ -49,7 +49,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)} (default: all)"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="add cProfile top frames of the Esper side when a target is missed"
+        "--profile",
+        action="store_true",
+        help="add cProfile top frames of the Esper side when a target is missed, and the act path's per-part breakdown",
     )
     return parser.parse_args(argv)
 

@@ -69,7 +69,7 @@ def run(ctx: BenchContext) -> BenchmarkResult:
     sizes = head_sizes(bundle.slot_config, bundle.topology)
     rollout = SyntheticRollout(
         features=buffer.inputs["features"].numpy().astype(np.float32),
-        actions=torch.stack([buffer.actions[head] for head in HEAD_ORDER], dim=-1).numpy(),
+        actions=buffer.actions.numpy(),
         rewards=buffer.rewards.numpy().astype(np.float32),
     )
     settings = MatchedSettings(

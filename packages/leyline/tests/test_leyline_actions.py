@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from esper.leyline import (
     ALPHA_SPEED_TICKS,
     CAUSAL_RELEVANCE,
+    HEAD_INDEX,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     STYLE_TABLE,
@@ -30,6 +31,7 @@ from esper.leyline import (
     blueprint_from_name,
     head_sizes,
     is_relevant,
+    mask_width,
     relevance_rows,
 )
 
@@ -47,6 +49,7 @@ def test_head_order_is_fixed() -> None:
         "alpha_curve",
         "op",
     ]
+    assert [HEAD_INDEX[h] for h in HEAD_ORDER] == list(range(len(HEAD_ORDER)))  # column i is HEAD_ORDER[i]
 
 
 def test_head_sizes() -> None:
@@ -63,6 +66,8 @@ def test_head_sizes() -> None:
         H.OP: 6,
     }
     assert head_sizes(SlotConfig.from_ids(["r0c0", "r1c0"]), Topology.TRANSFORMER)[H.BLUEPRINT] == 7
+    assert mask_width(sizes) == 8  # the largest head (blueprint)
+    assert mask_width(head_sizes(SlotConfig.after_blocks(12), Topology.CNN)) == 12  # the slot head, with 12 slots
 
 
 def test_value_tables() -> None:

@@ -7,7 +7,7 @@ simic's tests prove that the buffer and PPO carry a policy's inputs without know
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -32,6 +32,7 @@ from esper.leyline import (
     Tempo,
     Topology,
     head_sizes,
+    mask_width,
     relevance_rows,
 )
 from esper.leyline.protocols import HiddenState, PolicyInputs
@@ -81,7 +82,7 @@ class TinyBundle:
         n_ops = self.sizes[ActionHead.OP]
         heads = {h: torch.ones(batch, self.sizes[h], dtype=torch.bool) for h in HEAD_ORDER[1:-1]}
         heads[ActionHead.BLUEPRINT][:, 0] = False
-        masks = ActionMasks(
+        masks = ActionMasks.of(
             op=torch.ones(batch, n_ops, dtype=torch.bool),
             slot_by_op=torch.ones(batch, n_ops, self._slot_config.num_slots, dtype=torch.bool),
             heads=heads,
@@ -130,25 +131,26 @@ class TinyBundle:
                 mask = torch.where(relevant[:, index : index + 1], full, only)
                 masks[head] = mask
                 actions[head] = _choose(logits[head][:, 0], mask, deterministic, generator)
-            log_probs = {h: _log_prob(logits[h][:, 0], masks[h], actions[h]) for h in HEAD_ORDER}
+            log_probs = _stacked(_log_prob(logits[h][:, 0], masks[h], actions[h]) for h in HEAD_ORDER)
             explanation = None
             if explain:
                 op_probabilities = _masked(logits[ActionHead.OP][:, 0], masks[ActionHead.OP]).exp()
-                entropy = {h: _normalized_entropy(logits[h][:, 0], masks[h]) for h in HEAD_ORDER}
+                entropy = _stacked(_normalized_entropy(logits[h][:, 0], masks[h]) for h in HEAD_ORDER)
                 explanation = ActionExplanation(op_probabilities, entropy)
-        relevance = {head: relevant[:, index] for index, head in enumerate(HEAD_ORDER)}
-        return ActionResult(actions, log_probs, masks, relevance, values[:, 0], new_hidden, explanation)
+            padded = torch.zeros(batch, len(HEAD_ORDER), mask_width(self.sizes), dtype=torch.bool)
+            for column, head in enumerate(HEAD_ORDER):
+                padded[:, column, : self.sizes[head]] = masks[head]
+            chosen = _stacked(actions[head] for head in HEAD_ORDER)
+        return ActionResult(chosen, log_probs, padded, relevant, values[:, 0], new_hidden, explanation)
 
     def evaluate_actions(
-        self,
-        inputs: PolicyInputs,
-        actions: Mapping[ActionHead, torch.Tensor],
-        masks: Mapping[ActionHead, torch.Tensor],
-        hidden: HiddenState,
+        self, inputs: PolicyInputs, actions: torch.Tensor, masks: torch.Tensor, hidden: HiddenState
     ) -> EvalResult:
         logits, values, _ = self._forward(inputs, hidden)
-        log_probs = {h: _log_prob(logits[h], masks[h], actions[h]) for h in HEAD_ORDER}
-        entropy = {h: _normalized_entropy(logits[h], masks[h]) for h in HEAD_ORDER}
+        # Each head scored on its own columns of the stacked actions and padded masks.
+        heads = [(logits[h], masks[..., c, : self.sizes[h]], actions[..., c]) for c, h in enumerate(HEAD_ORDER)]
+        log_probs = _stacked(_log_prob(logit, mask, action) for logit, mask, action in heads)
+        entropy = _stacked(_normalized_entropy(logit, mask) for logit, mask, _ in heads)
         return EvalResult(log_probs, entropy, values)
 
     def update_normalizer(self, inputs: PolicyInputs) -> None:
@@ -176,6 +178,11 @@ class TinyBundle:
 
     def build_config(self) -> dict[str, Any]:
         return {"kind": self.kind, "slots": list(self._slot_config.names()), "hidden": self.lstm.hidden_size}
+
+
+def _stacked(per_head: Iterable[torch.Tensor]) -> torch.Tensor:
+    """Per-head tensors in ``HEAD_ORDER`` as the seam's stacked tensor, a column per head (the last dimension)."""
+    return torch.stack(list(per_head), dim=-1)
 
 
 def _masked(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

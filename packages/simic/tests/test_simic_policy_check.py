@@ -13,6 +13,7 @@ import torch
 from _simic_fixtures import TinyBundle
 
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     ActionExplanation,
     ActionHead,
@@ -22,11 +23,15 @@ from esper.leyline import (
     EvalResult,
     PolicyContractError,
     SlotConfig,
+    Topology,
+    head_sizes,
+    mask_width,
 )
 from esper.leyline.protocols import HiddenState, PolicyInputs
 from esper.simic.policy_check import check_policy_bundle
 
 SLOTS = SlotConfig.after_blocks(2)
+WIDTH = mask_width(head_sizes(SLOTS, Topology.CNN))
 
 
 def test_the_test_double_honours_the_protocol_and_is_left_as_it_was() -> None:
@@ -41,25 +46,21 @@ def test_the_test_double_honours_the_protocol_and_is_left_as_it_was() -> None:
 
 class _ForgetsTheHiddenState(TinyBundle):
     def evaluate_actions(
-        self,
-        inputs: PolicyInputs,
-        actions: Mapping[ActionHead, torch.Tensor],
-        masks: Mapping[ActionHead, torch.Tensor],
-        hidden: HiddenState,
+        self, inputs: PolicyInputs, actions: torch.Tensor, masks: torch.Tensor, hidden: HiddenState
     ) -> EvalResult:
         # Scores every step from a zero state: what a bundle that stored the wrong hidden state would do.
         steps = [
             super(_ForgetsTheHiddenState, self).evaluate_actions(
                 {name: value[:, t : t + 1] for name, value in inputs.items()},
-                {head: a[:, t : t + 1] for head, a in actions.items()},
-                {head: m[:, t : t + 1] for head, m in masks.items()},
+                actions[:, t : t + 1],
+                masks[:, t : t + 1],
                 hidden,
             )
-            for t in range(next(iter(inputs.values())).shape[1])
+            for t in range(actions.shape[1])
         ]
         return EvalResult(
-            {h: torch.cat([s.log_probs[h] for s in steps], dim=1) for h in HEAD_ORDER},
-            {h: torch.cat([s.entropy[h] for s in steps], dim=1) for h in HEAD_ORDER},
+            torch.cat([s.log_probs for s in steps], dim=1),
+            torch.cat([s.entropy for s in steps], dim=1),
             torch.cat([s.values for s in steps], dim=1),
         )
 
@@ -88,16 +89,43 @@ class _AltersItsActions(TinyBundle):
         return result
 
 
+def _column(head: ActionHead, value: float) -> torch.Tensor:
+    """``[H]``: ``value`` in the head's column, 0 elsewhere (added to a stacked per-head tensor)."""
+    return torch.nn.functional.one_hot(torch.tensor(HEAD_INDEX[head]), len(HEAD_ORDER)) * value
+
+
 class _ScoresAnIgnoredHead(_AltersItsActions):
     def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
-        log_probs = {**result.log_probs, ActionHead.ALPHA_CURVE: result.log_probs[ActionHead.ALPHA_CURVE] - 0.1}
-        return dataclasses.replace(result, log_probs=log_probs)
+        return dataclasses.replace(result, log_probs=result.log_probs - _column(ActionHead.ALPHA_CURVE, 0.1))
 
 
 class _ClaimsEveryHeadMatters(_AltersItsActions):
     def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
-        everything = {head: torch.ones_like(relevant) for head, relevant in result.relevant.items()}
-        return dataclasses.replace(result, relevant=everything)
+        return dataclasses.replace(result, relevant=torch.ones_like(result.relevant))
+
+
+class _AllowsPaddingColumns(_AltersItsActions):
+    """Every column of the slot head's padded mask allowed: past its size they are no actions at all."""
+
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
+        masks = result.masks.clone()
+        masks[:, HEAD_INDEX[ActionHead.SLOT]] = True
+        return dataclasses.replace(result, masks=masks)
+
+
+class _UnpaddedMasks(_AltersItsActions):
+    """Masks one column narrower than ``mask_width``: the update could not stack them with the stored steps."""
+
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
+        return dataclasses.replace(result, masks=result.masks[..., :-1])
+
+
+class _PerHeadActions(_AltersItsActions):
+    """The seam's old shape: a mapping of per-head actions instead of one stacked tensor."""
+
+    def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
+        per_head = {head: result.actions[:, column] for column, head in enumerate(HEAD_ORDER)}
+        return dataclasses.replace(result, actions=per_head)  # type: ignore[arg-type]  # the planted violation
 
 
 class _UnsavableConfig(TinyBundle):
@@ -124,7 +152,7 @@ class _ExplainsWithUnnormalizedEntropy(_AltersItsActions):
     def alter(self, result: ActionResult, generator: torch.Generator | None, explain: bool) -> ActionResult:
         if result.explanation is None:
             return result
-        entropy = {**result.explanation.entropy, ActionHead.SLOT: result.explanation.entropy[ActionHead.SLOT] + 2.0}
+        entropy = result.explanation.entropy + _column(ActionHead.SLOT, 2.0)
         explanation = ActionExplanation(result.explanation.op_probabilities, entropy)
         return dataclasses.replace(result, explanation=explanation)
 
@@ -138,6 +166,12 @@ class _ExplainsWithUnnormalizedEntropy(_AltersItsActions):
         (_DropsARow, r"encode\(\) input 'stage' has shape \[2, 2\], expected \[3, ...\]"),
         (_ScoresAnIgnoredHead, r"alpha_curve log-probs must be (finite and <= 0|exactly 0 where the op ignores it)"),
         (_ClaimsEveryHeadMatters, r"\w+ relevance differs from leyline's CAUSAL_RELEVANCE for the chosen ops"),
+        (_AllowsPaddingColumns, r"get_action\(\) slot mask allows padding columns past its 2 actions"),
+        (
+            _UnpaddedMasks,
+            rf"masks \[batch, heads, mask_width\] has shape \[3, 8, {WIDTH - 1}\], expected \[3, 8, {WIDTH}\]",
+        ),
+        (_PerHeadActions, r"get_action\(\) actions \[batch, heads\] is a dict, expected a tensor"),
         (_UnsavableConfig, r"build_config\(\) is not JSON-serializable"),
         (_ForgetsItsState, r"state_dict\(\) after load_state_dict\(state\) differs"),
     ],

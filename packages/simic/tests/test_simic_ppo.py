@@ -10,6 +10,7 @@ import torch
 from _simic_fixtures import TinyBundle, empty_observation
 
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     ActionHead,
     CheckpointError,
@@ -51,9 +52,28 @@ def test_stored_log_probs_equal_a_fresh_evaluation() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=3, steps=5, reward=germinate_pays)
     evaluated = bundle.evaluate_actions(buffer.inputs, buffer.actions, buffer.masks, buffer.initial_hidden)
-    for head in HEAD_ORDER:
-        torch.testing.assert_close(evaluated.log_probs[head], buffer.log_probs[head], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(evaluated.log_probs, buffer.log_probs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(evaluated.values, buffer.values, rtol=1e-5, atol=1e-6)
+
+
+def test_the_buffer_stores_each_field_stacked_and_pads_with_every_action_of_each_head() -> None:
+    """A step is one row per field (``[env, time, heads, ...]``, a column per head); a step never written allows
+    every action of each head and none of the padding columns past a head's size."""
+    bundle = TinyBundle(SLOTS)
+    controller = PolicyController(bundle, generator=torch.Generator().manual_seed(0))
+    controller.start_episodes(2)
+    step = controller.step([0, 1], [empty_observation(SLOTS)] * 2)
+    buffer = RolloutBuffer(2, 3, bundle.sizes, bundle.initial_hidden(2))
+    buffer.add([1, 0], step.encoded.inputs, step.result, [0.0, 0.0], [False, False])
+    heads, width = len(HEAD_ORDER), max(bundle.sizes.values())
+    assert buffer.actions.shape == buffer.log_probs.shape == buffer.relevant.shape == (2, 3, heads)
+    assert buffer.masks.shape == (2, 3, heads, width)
+    for field in ("actions", "log_probs", "masks", "relevant"):
+        stored, returned = getattr(buffer, field), getattr(step.result, field)
+        assert torch.equal(stored[1, 0], returned[0]) and torch.equal(stored[0, 0], returned[1]), field
+    for column, head in enumerate(HEAD_ORDER):
+        unwritten = buffer.masks[:, 1:, column]
+        assert unwritten[..., : bundle.sizes[head]].all() and not unwritten[..., bundle.sizes[head] :].any(), head
 
 
 def test_first_minibatch_ratio_is_one_and_clipping_happens_on_a_fixed_batch() -> None:
@@ -82,10 +102,10 @@ def test_kl_early_stop() -> None:
 def test_irrelevant_heads_never_contribute() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=4, steps=6, reward=germinate_pays)
-    ops = buffer.actions[ActionHead.OP]
+    ops = buffer.actions[..., HEAD_INDEX[ActionHead.OP]]
     non_germinate = ops != LifecycleOp.GERMINATE
     # the tempo head only matters for GERMINATE: its stored log-prob is exactly 0 elsewhere
-    assert (buffer.log_probs[ActionHead.TEMPO][non_germinate] == 0).all()
+    assert (buffer.log_probs[..., HEAD_INDEX[ActionHead.TEMPO]][non_germinate] == 0).all()
     stats = PPOUpdater(bundle, PPOConfig()).update(buffer, torch.Generator().manual_seed(0))
     expected = float((ops == LifecycleOp.GERMINATE).float().mean())
     assert stats.heads["tempo"].relevant_fraction == pytest.approx(expected, abs=1e-6)
@@ -97,7 +117,7 @@ def test_ppo_learns_a_rewarded_op() -> None:
 
     def germinate_rate(seed: int) -> float:
         buffer = collect(bundle, n_envs=8, steps=6, reward=germinate_pays, seed=seed)
-        return float((buffer.actions[ActionHead.OP] == LifecycleOp.GERMINATE).float().mean())
+        return float((buffer.actions[..., HEAD_INDEX[ActionHead.OP]] == LifecycleOp.GERMINATE).float().mean())
 
     before = germinate_rate(1000)
     for round_index in range(15):
@@ -143,6 +163,23 @@ def test_buffer_refuses_inputs_unlike_the_first_steps() -> None:
     wider = {**step.encoded.inputs, "progress": torch.zeros(2, 3)}
     with pytest.raises(FeatureWidthError, match="'progress' has rows of shape \\[3\\]"):
         buffer.add([0, 1], wider, step.result, [0.0, 0.0], [False, False])
+
+
+def test_concatenate_refuses_buffers_made_for_other_head_sizes() -> None:
+    """The padded masks of two slot configs can have the same width; their columns still mean other actions."""
+    buffers = []
+    for slots in (SLOTS, SlotConfig.after_blocks(3)):
+        bundle = TinyBundle(slots)
+        controller = PolicyController(bundle)
+        controller.start_episodes(1)
+        step = controller.step([0], [empty_observation(slots)])
+        buffer = RolloutBuffer(1, 1, bundle.sizes, bundle.initial_hidden(1))
+        buffer.add([0], step.encoded.inputs, step.result, [0.0], [True])
+        buffers.append(buffer)
+    assert buffers[0].masks.shape == buffers[1].masks.shape
+    assert RolloutBuffer.concatenate([buffers[0], buffers[0]]).n_envs == 2
+    with pytest.raises(FeatureWidthError, match="differ in length, in the policy's inputs or in the head sizes"):
+        RolloutBuffer.concatenate(buffers)
 
 
 def test_a_policy_with_its_own_inputs_trains_through_the_buffer_and_ppo() -> None:
@@ -200,12 +237,11 @@ def test_head_health_counts_only_steps_with_a_choice() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=8, steps=8, reward=germinate_pays)
     # Pretend the tempo head only ever had one allowed action (the one taken): it mattered but had no choice.
-    tempo = ActionHead.TEMPO
-    forced = torch.nn.functional.one_hot(buffer.actions[tempo], buffer.masks[tempo].shape[-1]).bool()
-    buffer.masks[tempo] = forced
-    buffer.log_probs[tempo] = torch.zeros_like(buffer.log_probs[tempo])  # what sampling from it would store
+    tempo = HEAD_INDEX[ActionHead.TEMPO]
+    buffer.masks[..., tempo, :] = torch.nn.functional.one_hot(buffer.actions[..., tempo], buffer.masks.shape[-1])
+    buffer.log_probs[..., tempo] = 0.0  # what sampling from it would store
     stats = PPOUpdater(bundle, PPOConfig()).update(buffer, torch.Generator().manual_seed(0))
-    germinations = float((buffer.actions[ActionHead.OP] == LifecycleOp.GERMINATE).float().mean())
+    germinations = float((buffer.actions[..., HEAD_INDEX[ActionHead.OP]] == LifecycleOp.GERMINATE).float().mean())
     assert germinations > 0
     assert stats.heads["tempo"].relevant_fraction == pytest.approx(germinations, abs=1e-6)
     assert stats.heads["tempo"].choice_fraction == 0.0
@@ -221,7 +257,7 @@ def _weights(bundle: TinyBundle) -> list[torch.Tensor]:
 def test_a_non_finite_minibatch_is_skipped_without_touching_a_weight() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=4, steps=5, reward=germinate_pays)
-    buffer.log_probs[ActionHead.OP][0, 2] = float("nan")  # one env's minibatch gets a NaN loss
+    buffer.log_probs[0, 2, HEAD_INDEX[ActionHead.OP]] = float("nan")  # one env's minibatch gets a NaN loss
     config = PPOConfig(update_epochs=1, minibatch_envs=1, target_kl=None)
     updater = PPOUpdater(bundle, config)
     stats = updater.update(buffer, torch.Generator().manual_seed(0))
@@ -233,7 +269,7 @@ def test_a_non_finite_minibatch_is_skipped_without_touching_a_weight() -> None:
 def test_non_finite_steps_in_a_row_stop_training_before_any_weight_changes() -> None:
     bundle = TinyBundle(SLOTS)
     buffer = collect(bundle, n_envs=4, steps=5, reward=germinate_pays)
-    buffer.log_probs[ActionHead.OP][:, 0] = float("nan")  # every minibatch
+    buffer.log_probs[:, 0, HEAD_INDEX[ActionHead.OP]] = float("nan")  # every minibatch
     before = _weights(bundle)
     updater = PPOUpdater(bundle, PPOConfig(update_epochs=1, minibatch_envs=1, target_kl=None))
     with pytest.raises(NonFiniteError, match=f"{MAX_CONSECUTIVE_SKIPPED_STEPS} PPO steps in a row"):

@@ -16,6 +16,7 @@ from esper.leyline import (
     InvalidStateMachineError,
     SlotConfig,
     Topology,
+    head_sizes,
 )
 from esper.simic.demonstrations import collect_demonstrations, demonstrated_result
 from esper.simic.envs.env_config import EnvConfig
@@ -27,6 +28,7 @@ from esper.simic.training import PPORunConfig, PPOTraining
 from esper.simic.warm_start import warm_start
 
 SLOTS = SlotConfig.after_blocks(2)
+SIZES = head_sizes(SLOTS, Topology.CNN)
 CONFIG = EnvConfig(max_epochs=8, batch_size=32, host_lr=0.05, seed_lr=0.05)
 
 
@@ -66,10 +68,11 @@ def test_demonstrations_store_the_demonstrators_actions_in_seed_order_under_mask
         steps = int(buffer.valid[row].sum())
         assert steps == len(actions) == CONFIG.max_epochs
         for step, action in enumerate(actions):
-            indices = {head: int(buffer.actions[head][row, step]) for head in HEAD_ORDER}
+            indices = dict(zip(HEAD_ORDER, buffer.actions[row, step].tolist(), strict=True))
             assert FactoredAction.from_head_indices(indices, Topology.CNN).canonical() == action.canonical()
-            for head in HEAD_ORDER:
-                assert bool(buffer.masks[head][row, step, indices[head]])
+            for column, head in enumerate(HEAD_ORDER):
+                mask = buffer.masks[row, step, column]
+                assert bool(mask[indices[head]]) and not mask[SIZES[head] :].any(), (row, step, head)
     assert any(a.op.name == "GERMINATE" for actions in taken for a in actions)
     assert bool(buffer.terminals[:, -1].all())
 

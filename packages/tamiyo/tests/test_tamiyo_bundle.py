@@ -3,7 +3,6 @@ the joint factored distribution, input validation and the observation normalizer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from itertools import product
 from unittest import mock
@@ -16,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     ActionHead,
@@ -32,6 +32,7 @@ from esper.leyline import (
     NonFiniteError,
     SeedStage,
     is_relevant,
+    mask_width,
 )
 from esper.tamiyo import LSTMPolicyBundle
 from esper.tamiyo.policy.canonical import canonical_masks
@@ -41,10 +42,10 @@ from esper.tamiyo.policy.lstm import LSTMLayer, StepwiseLSTM
 @dataclass
 class Rollout:
     inputs: dict[str, torch.Tensor]  # [env, time, ...]: features [.., feature_dim], blueprint_indices [.., slots]
-    actions: dict[ActionHead, torch.Tensor]  # [env, time]
-    masks: dict[ActionHead, torch.Tensor]  # [env, time, n]
-    log_probs: dict[ActionHead, torch.Tensor]  # [env, time]
-    relevant: dict[ActionHead, torch.Tensor]  # [env, time] bool
+    actions: torch.Tensor  # [env, time, H]
+    masks: torch.Tensor  # [env, time, H, width]
+    log_probs: torch.Tensor  # [env, time, H]
+    relevant: torch.Tensor  # [env, time, H] bool
     values: torch.Tensor  # [env, time]
     initial_hidden: tuple[torch.Tensor, torch.Tensor]
 
@@ -65,10 +66,10 @@ def _rollout(bundle: LSTMPolicyBundle, steps: int = 5, deterministic: bool = Fal
 
     return Rollout(
         inputs={name: over_time([e.inputs[name] for e in encoded_steps]) for name in encoded_steps[0].inputs},
-        actions={h: over_time([r.actions[h] for r in results]) for h in HEAD_ORDER},
-        masks={h: over_time([r.masks[h] for r in results]) for h in HEAD_ORDER},
-        log_probs={h: over_time([r.log_probs[h] for r in results]) for h in HEAD_ORDER},
-        relevant={h: over_time([r.relevant[h] for r in results]) for h in HEAD_ORDER},
+        actions=over_time([r.actions for r in results]),
+        masks=over_time([r.masks for r in results]),
+        log_probs=over_time([r.log_probs for r in results]),
+        relevant=over_time([r.relevant for r in results]),
         values=over_time([r.values for r in results]),
         initial_hidden=initial,
     )
@@ -79,10 +80,9 @@ def test_get_action_and_evaluate_actions_agree(layers: int) -> None:
     bundle = perturbed_bundle(num_layers=layers)
     rollout = _rollout(bundle)
     evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
-    for head in HEAD_ORDER:
-        torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(evaluated.log_probs, rollout.log_probs, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(evaluated.values, rollout.values, rtol=1e-5, atol=1e-6)
-    assert any(float(lp.abs().max()) > 0.1 for lp in rollout.log_probs.values())  # a non-trivial policy
+    assert float(rollout.log_probs.abs().max()) > 0.1  # a non-trivial policy
 
 
 def test_seam_parity_under_bf16_autocast() -> None:
@@ -95,58 +95,64 @@ def test_seam_parity_under_bf16_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         rollout = _rollout(bundle)
         evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
-    for head in HEAD_ORDER:
-        assert evaluated.log_probs[head].dtype == torch.float32 and evaluated.entropy[head].dtype == torch.float32
-        torch.testing.assert_close(evaluated.log_probs[head], rollout.log_probs[head], rtol=0.0, atol=5e-2)
-        assert torch.isfinite(evaluated.entropy[head]).all()
+    assert evaluated.log_probs.dtype == torch.float32 and evaluated.entropy.dtype == torch.float32
+    torch.testing.assert_close(evaluated.log_probs, rollout.log_probs, rtol=0.0, atol=5e-2)
+    assert torch.isfinite(evaluated.entropy).all()
 
 
 def test_irrelevant_heads_are_canonical_with_zero_log_prob_and_entropy() -> None:
     bundle = perturbed_bundle()
     rollout = _rollout(bundle, steps=6)
     evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
-    ops = rollout.actions[ActionHead.OP]
+    ops = rollout.actions[..., HEAD_INDEX[ActionHead.OP]]
     assert len(set(ops.flatten().tolist())) > 2
-    for head in HEAD_ORDER:
+    for head, column in HEAD_INDEX.items():
         irrelevant = torch.tensor([[not is_relevant(LifecycleOp(int(op)), head) for op in row] for row in ops])
-        assert torch.equal(rollout.relevant[head], ~irrelevant)  # what the bundle reports with each action
-        assert (rollout.log_probs[head][irrelevant] == 0).all() and (evaluated.entropy[head][irrelevant] == 0).all()
-        assert (evaluated.log_probs[head][irrelevant] == 0).all()
-        assert (rollout.masks[head][irrelevant].sum(dim=-1) == 1).all()
+        assert torch.equal(rollout.relevant[..., column], ~irrelevant)  # what the bundle reports with each action
+        assert (rollout.log_probs[..., column][irrelevant] == 0).all()
+        assert (evaluated.entropy[..., column][irrelevant] == 0).all()
+        assert (evaluated.log_probs[..., column][irrelevant] == 0).all()
+        assert (rollout.masks[..., column, :][irrelevant].sum(dim=-1) == 1).all()
         if head in HEAD_PLACEHOLDERS:
-            assert (rollout.actions[head][irrelevant] == HEAD_PLACEHOLDERS[head]).all()
+            assert (rollout.actions[..., column][irrelevant] == HEAD_PLACEHOLDERS[head]).all()
     waits = ops == LifecycleOp.WAIT
-    assert (rollout.actions[ActionHead.SLOT][waits] == 0).all()  # first slot WAIT "allows"
+    assert (rollout.actions[..., HEAD_INDEX[ActionHead.SLOT]][waits] == 0).all()  # first slot WAIT "allows"
 
 
 @pytest.mark.parametrize("deterministic", [False, True])
 def test_the_sampler_draws_under_the_updates_canonical_masks(deterministic: bool) -> None:
     """The compiled sampler applies the canonical rule itself: every mask it returns is what the update's
-    ``canonical_masks`` makes of it for the drawn op, and every action is allowed by its mask."""
+    ``canonical_masks`` makes of it for the drawn op, every action is allowed by its mask, and no padding column
+    (after a head's own size) is ever allowed."""
     bundle = perturbed_bundle()
     rollout = _rollout(bundle, steps=6, deterministic=deterministic)
-    layout = bundle.network.layout
-    padded = layout.pad_masks(rollout.masks)
-    ops = rollout.actions[ActionHead.OP].numpy()
+    padded = rollout.masks.numpy()
+    ops = rollout.actions[..., HEAD_INDEX[ActionHead.OP]].numpy()
     assert len(set(ops.flatten().tolist())) > 1
     assert np.array_equal(canonical_masks(ops, padded), padded)
-    actions = torch.stack([rollout.actions[head] for head in HEAD_ORDER], dim=-1).numpy()
-    assert np.take_along_axis(padded, actions[..., None], axis=-1).all()
+    assert np.take_along_axis(padded, rollout.actions.numpy()[..., None], axis=-1).all()
+    for column, size in enumerate(bundle.network.layout.sizes):
+        assert not padded[..., column, size:].any()
 
 
-def _joint_actions(masks: ActionMasks) -> tuple[dict[ActionHead, torch.Tensor], dict[ActionHead, torch.Tensor]]:
-    """Every canonical factored action the masks of env 0 allow, with the (op-conditioned) masks to score it."""
-    rows: list[dict[ActionHead, int]] = []
-    mask_rows: list[dict[ActionHead, torch.Tensor]] = []
+def _joint_actions(masks: ActionMasks) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every canonical factored action the masks of env 0 allow (``[count, 1, H]``), with the (op-conditioned)
+    padded masks to score it (``[count, 1, H, width]``)."""
+    rows: list[tuple[int, ...]] = []
+    mask_rows: list[torch.Tensor] = []
     for op in LifecycleOp:
         if not masks.op[0, op]:
             continue
-        slot_mask = masks.slot_by_op[0, op]
+        per_head = {
+            **{h: m[0] for h, m in masks.heads.items()},
+            ActionHead.SLOT: masks.slot_by_op[0, op],
+            ActionHead.OP: masks.op[0],
+        }
+        padded = torch.zeros(len(HEAD_ORDER), mask_width(masks.head_sizes), dtype=torch.bool)
         choices: dict[ActionHead, list[int]] = {}
         for head in HEAD_ORDER:
-            allowed = slot_mask if head is ActionHead.SLOT else masks.heads.get(head, masks.op[0])
-            allowed = allowed[0] if allowed.dim() == 2 else allowed
-            values = torch.nonzero(allowed).flatten().tolist()
+            padded[HEAD_INDEX[head], : per_head[head].shape[0]] = per_head[head]
+            values = torch.nonzero(per_head[head]).flatten().tolist()
             if head is ActionHead.OP:
                 choices[head] = [int(op)]
             elif is_relevant(op, head):
@@ -154,13 +160,9 @@ def _joint_actions(masks: ActionMasks) -> tuple[dict[ActionHead, torch.Tensor], 
             else:
                 choices[head] = [values[0] if head is ActionHead.SLOT else HEAD_PLACEHOLDERS[head]]
         for combination in product(*(choices[head] for head in HEAD_ORDER)):
-            rows.append(dict(zip(HEAD_ORDER, combination, strict=True)))
-            mask_rows.append(
-                {**{h: masks.heads[h][0] for h in masks.heads}, ActionHead.SLOT: slot_mask, ActionHead.OP: masks.op[0]}
-            )
-    actions = {h: torch.tensor([[row[h]] for row in rows]) for h in HEAD_ORDER}
-    stored = {h: torch.stack([m[h] for m in mask_rows]).unsqueeze(1) for h in HEAD_ORDER}
-    return actions, stored
+            rows.append(combination)
+            mask_rows.append(padded)
+    return torch.tensor(rows).unsqueeze(1), torch.stack(mask_rows).unsqueeze(1)
 
 
 def test_joint_probability_of_all_factored_actions_sums_to_one() -> None:
@@ -173,14 +175,14 @@ def test_joint_probability_of_all_factored_actions_sums_to_one() -> None:
     encoded = bundle.encode([busy])
     assert bool(encoded.masks.op.all())  # every op is possible here
     actions, masks = _joint_actions(encoded.masks)
-    count = actions[ActionHead.OP].shape[0]
+    count = actions.shape[0]
     evaluated = bundle.evaluate_actions(
         {name: value.unsqueeze(1).expand(count, 1, -1) for name, value in encoded.inputs.items()},
         actions,
         masks,
         bundle.initial_hidden(count),
     )
-    joint = torch.stack([evaluated.log_probs[h] for h in HEAD_ORDER]).sum(dim=0)
+    joint = evaluated.log_probs.sum(dim=-1)
     assert joint.exp().sum().item() == pytest.approx(1.0, abs=1e-4)
 
 
@@ -188,12 +190,14 @@ def test_gradients_reach_every_head_the_lstm_the_trunk_and_the_embedding() -> No
     bundle = perturbed_bundle(num_layers=2)
     rollout = _rollout(bundle, steps=6)
     relevant_somewhere = {
-        head: any(is_relevant(LifecycleOp(int(op)), head) for op in rollout.actions[ActionHead.OP].flatten())
+        head: any(
+            is_relevant(LifecycleOp(int(op)), head) for op in rollout.actions[..., HEAD_INDEX[ActionHead.OP]].flatten()
+        )
         for head in HEAD_ORDER
     }
     assert all(relevant_somewhere.values())
     evaluated = bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks, rollout.initial_hidden)
-    loss = evaluated.values.sum() + sum((evaluated.log_probs[h] + evaluated.entropy[h]).sum() for h in HEAD_ORDER)
+    loss = evaluated.values.sum() + (evaluated.log_probs + evaluated.entropy).sum()
     loss.backward()  # type: ignore[no-untyped-call]
     network = bundle.network
     heads = network.heads
@@ -219,12 +223,18 @@ def test_get_action_is_inference_only_and_its_hidden_state_can_seed_an_update() 
     bundle = perturbed_bundle()
     encoded = bundle.encode(varied_observations())
     result = bundle.get_action(encoded, bundle.initial_hidden(4))
-    assert result.log_probs[ActionHead.OP].is_inference() and not result.values.requires_grad
+    assert result.log_probs.is_inference() and not result.values.requires_grad
     assert result.values.shape == (4,) and result.values.dtype == torch.float32
-    actions = {h: result.actions[h].unsqueeze(1) for h in HEAD_ORDER}
-    masks = {h: result.masks[h].unsqueeze(1) for h in HEAD_ORDER}
+    heads, width = len(HEAD_ORDER), mask_width(encoded.masks.head_sizes)
+    assert result.actions.shape == (4, heads) and result.actions.dtype == torch.int64
+    assert result.log_probs.shape == (4, heads) and result.log_probs.dtype == torch.float32
+    assert result.masks.shape == (4, heads, width) and result.masks.dtype == torch.bool
+    assert result.relevant.shape == (4, heads) and result.relevant.dtype == torch.bool
     evaluated = bundle.evaluate_actions(
-        {name: value.unsqueeze(1) for name, value in encoded.inputs.items()}, actions, masks, result.hidden
+        {name: value.unsqueeze(1) for name, value in encoded.inputs.items()},
+        result.actions.unsqueeze(1),
+        result.masks.unsqueeze(1),
+        result.hidden,
     )
     assert evaluated.values.requires_grad and evaluated.values.shape == (4, 1)
 
@@ -232,9 +242,9 @@ def test_get_action_is_inference_only_and_its_hidden_state_can_seed_an_update() 
 def test_deterministic_actions_and_generators_are_reproducible() -> None:
     bundle = perturbed_bundle()
     first, second = _rollout(bundle, deterministic=True), _rollout(bundle, deterministic=True)
-    assert all(torch.equal(first.actions[h], second.actions[h]) for h in HEAD_ORDER)
+    assert torch.equal(first.actions, second.actions)
     sampled_a, sampled_b = _rollout(bundle), _rollout(bundle)  # same generator seed inside
-    assert all(torch.equal(sampled_a.actions[h], sampled_b.actions[h]) for h in HEAD_ORDER)
+    assert torch.equal(sampled_a.actions, sampled_b.actions)
 
 
 @settings(max_examples=25, deadline=None)
@@ -245,12 +255,12 @@ def test_sampled_actions_respect_the_masks(batch: list[EnvObservation], seed_val
     result = bundle.get_action(
         encoded, bundle.initial_hidden(len(batch)), generator=torch.Generator().manual_seed(seed_value)
     )
-    ops = result.actions[ActionHead.OP]
+    ops = result.actions[:, HEAD_INDEX[ActionHead.OP]]
     assert bool(encoded.masks.op.gather(1, ops.unsqueeze(1)).all())
     for row, op in enumerate(ops.tolist()):
-        for head in HEAD_ORDER:
-            action = int(result.actions[head][row])
-            assert bool(result.masks[head][row, action])
+        for head, column in HEAD_INDEX.items():
+            action = int(result.actions[row, column])
+            assert bool(result.masks[row, column, action])
             if head is ActionHead.SLOT:
                 assert bool(encoded.masks.slot_by_op[row, op, action])
             elif head is not ActionHead.OP and is_relevant(LifecycleOp(op), head):
@@ -271,17 +281,18 @@ def test_inputs_are_validated_at_the_boundary() -> None:
         bundle.get_action(replace(encoded, inputs={**encoded.inputs, "features": features.long()}), hidden)
     with pytest.raises(FeatureWidthError, match=r"policy inputs are \['features'\], this policy reads"):
         bundle.get_action(replace(encoded, inputs={"features": features}), hidden)
-    short_style: Mapping[ActionHead, torch.Tensor] = {
-        **encoded.masks.heads,
-        ActionHead.STYLE: encoded.masks.heads[ActionHead.STYLE][:, :2],
-    }
-    bad_masks = ActionMasks(encoded.masks.op, encoded.masks.slot_by_op, short_style)
-    with pytest.raises(MaskShapeError, match=r"style mask has shape \[4, 2\], expected \[4, 4\]"):
+    short_style = {**encoded.masks.heads, ActionHead.STYLE: encoded.masks.heads[ActionHead.STYLE][:, :2]}
+    bad_masks = ActionMasks.of(encoded.masks.op, encoded.masks.slot_by_op, short_style)
+    with pytest.raises(
+        MaskShapeError, match=r"head sizes \{[^}]*'style': 2[^}]*\}, this policy's are \{[^}]*'style': 4"
+    ):
         bundle.get_action(replace(encoded, masks=bad_masks), hidden)
-    with pytest.raises(MaskShapeError, match="slot_by_op"):
-        bundle.get_action(
-            replace(encoded, masks=ActionMasks(encoded.masks.op, encoded.masks.op, encoded.masks.heads)), hidden
-        )
+    columns = encoded.masks.side_by_side.shape[1]
+    three_rows = ActionMasks(encoded.masks.side_by_side[:3], encoded.masks.head_sizes)
+    with pytest.raises(
+        MaskShapeError, match=rf"side-by-side mask has shape \[3, {columns}\], expected \[4, {columns}\]"
+    ):
+        bundle.get_action(replace(encoded, masks=three_rows), hidden)
     with pytest.raises(ConfigError, match=r"hidden state h has shape \[1, 3, 64\]"):
         bundle.get_action(encoded, bundle.initial_hidden(3))
     rollout = _rollout(bundle, steps=2)
@@ -292,16 +303,21 @@ def test_inputs_are_validated_at_the_boundary() -> None:
             rollout.masks,
             rollout.initial_hidden,
         )
-    wrong_op = {**rollout.masks, ActionHead.OP: rollout.masks[ActionHead.OP][..., :5]}
-    with pytest.raises(MaskShapeError, match="op mask"):
-        bundle.evaluate_actions(rollout.inputs, rollout.actions, wrong_op, rollout.initial_hidden)
+    heads, width = len(HEAD_ORDER), bundle.network.layout.width
+    with pytest.raises(
+        MaskShapeError, match=rf"stored mask has shape \[4, 2, {heads}, 5\], expected \[4, 2, {heads}, {width}\]"
+    ):
+        bundle.evaluate_actions(rollout.inputs, rollout.actions, rollout.masks[..., :5], rollout.initial_hidden)
+    with pytest.raises(MaskShapeError, match=rf"stored actions are torch.int64 \[4, 2, {heads - 1}\], expected int64"):
+        bundle.evaluate_actions(rollout.inputs, rollout.actions[..., 1:], rollout.masks, rollout.initial_hidden)
 
 
 def test_an_all_false_stored_mask_row_always_raises() -> None:
     bundle = perturbed_bundle()
     assert not bundle.validate_masks
     rollout = _rollout(bundle, steps=2)
-    forbidden = {**rollout.masks, ActionHead.OP: torch.zeros_like(rollout.masks[ActionHead.OP])}
+    forbidden = rollout.masks.clone()
+    forbidden[..., HEAD_INDEX[ActionHead.OP], :] = False
     with pytest.raises(InvalidStateMachineError, match="all-false op mask"):
         bundle.evaluate_actions(rollout.inputs, rollout.actions, forbidden, rollout.initial_hidden)
 
@@ -311,7 +327,7 @@ def test_an_all_false_mask_row_or_a_nan_policy_raises_when_acting() -> None:
     assert not bundle.validate_masks
     encoded = bundle.encode([observation(germinations_remaining=2)])
     hidden = bundle.initial_hidden(1)
-    empty = replace(encoded.masks, op=torch.zeros_like(encoded.masks.op))
+    empty = ActionMasks.of(torch.zeros_like(encoded.masks.op), encoded.masks.slot_by_op, encoded.masks.heads)
     with pytest.raises(InvalidStateMachineError, match="all-false op mask"):
         bundle.get_action(replace(encoded, masks=empty), hidden)
     with torch.no_grad():
@@ -369,11 +385,15 @@ def test_placement_and_identity() -> None:
 
 
 def test_validation_accepts_padding_steps_whose_masks_allow_everything() -> None:
-    """Simic pads finished envs with all-true masks and zero actions; validation must not mistake that for a bug."""
+    """Simic pads finished envs with masks allowing every action of every head (padding columns stay False) and
+    zero actions; validation must not mistake that for a bug."""
     bundle = perturbed_bundle()
     bundle.validate_masks = True
     rollout = _rollout(bundle, steps=2)
-    padded_masks = {h: torch.ones_like(m) for h, m in rollout.masks.items()}
-    padded_actions = {h: torch.zeros_like(a) for h, a in rollout.actions.items()}
-    result = bundle.evaluate_actions(rollout.inputs, padded_actions, padded_masks, rollout.initial_hidden)
-    assert all(torch.isfinite(result.log_probs[h]).all() for h in HEAD_ORDER)
+    padded_masks = torch.zeros_like(rollout.masks)
+    for column, size in enumerate(bundle.network.layout.sizes):
+        padded_masks[..., column, :size] = True
+    result = bundle.evaluate_actions(
+        rollout.inputs, torch.zeros_like(rollout.actions), padded_masks, rollout.initial_hidden
+    )
+    assert torch.isfinite(result.log_probs).all()

@@ -10,14 +10,15 @@ import pytest
 import torch
 from _tamiyo_fixtures import SLOTS, perturbed_bundle, varied_observations
 
-from esper.leyline import HEAD_ORDER, CheckpointError, SlotConfig, Topology
+from esper.leyline import HEAD_INDEX, CheckpointError, SlotConfig, Topology
 from esper.tamiyo import LSTMPolicyBundle, NetworkSizes
 
 
 def _actions(bundle: LSTMPolicyBundle) -> dict[str, list[float]]:
     encoded = bundle.encode(varied_observations())
     result = bundle.get_action(encoded, bundle.initial_hidden(4), deterministic=True)
-    return {head.value: result.log_probs[head].tolist() for head in HEAD_ORDER} | {"values": result.values.tolist()}
+    per_head = {head.value: result.log_probs[:, column].tolist() for head, column in HEAD_INDEX.items()}
+    return per_head | {"values": result.values.tolist()}
 
 
 def _through_bytes(state: dict[str, Any]) -> dict[str, Any]:

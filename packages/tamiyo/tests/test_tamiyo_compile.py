@@ -9,7 +9,7 @@ import pytest
 import torch
 from _tamiyo_fixtures import SLOTS, perturbed_bundle, varied_observations
 
-from esper.leyline import HEAD_ORDER, ActionResult
+from esper.leyline import ActionResult
 from esper.tamiyo import LSTMPolicyBundle
 
 # Inductor's CPU backend compiles generated C++; without a C++ compiler there is nothing to test.
@@ -26,9 +26,8 @@ def _act(bundle: LSTMPolicyBundle) -> ActionResult:
 
 
 def _assert_same(result: ActionResult, expected: ActionResult) -> None:
-    for head in HEAD_ORDER:
-        assert torch.equal(result.actions[head], expected.actions[head])
-        torch.testing.assert_close(result.log_probs[head], expected.log_probs[head], rtol=1e-5, atol=1e-5)
+    assert torch.equal(result.actions, expected.actions)
+    torch.testing.assert_close(result.log_probs, expected.log_probs, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(result.values, expected.values, rtol=1e-5, atol=1e-5)
 
 

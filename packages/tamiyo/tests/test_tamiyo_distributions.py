@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -19,24 +20,25 @@ from esper.tamiyo.policy.distributions import (
     require_finite,
     require_sound,
 )
-from esper.tamiyo.policy.factored_heads import masked_log_softmax_row, pick
+from esper.tamiyo.policy.factored_heads import exponential_log, masked_log_softmax_row, pick
 
 
-def _picks(distribution: MaskedCategorical, noise: np.ndarray) -> np.ndarray:
+def _picks(distribution: MaskedCategorical, noise: np.ndarray, uniform: bool) -> np.ndarray:
     """``pick`` on every row of the distribution (row ``r``'s noise starts at ``r * width``)."""
     log_probs = np.ascontiguousarray(distribution.log_probs.numpy())
     mask = np.ascontiguousarray(distribution.mask.expand(log_probs.shape).numpy())
     width = log_probs.shape[-1]
-    return np.array([pick(log_probs[r], mask[r], noise, r * width) for r in range(log_probs.shape[0])])
+    return np.array([pick(log_probs[r], mask[r], noise, uniform, r * width) for r in range(log_probs.shape[0])])
 
 
 def _sample(distribution: MaskedCategorical, generator: torch.Generator) -> np.ndarray:
-    noise = log_noise((distribution.log_probs.numel(),), distribution.log_probs.device, generator)
-    return _picks(distribution, noise.numpy())
+    """What the rollout does on the CPU: float64 uniforms, turned into noise inside ``pick``."""
+    uniforms = torch.empty(distribution.log_probs.numel(), dtype=torch.float64).uniform_(generator=generator)
+    return _picks(distribution, uniforms.numpy(), uniform=True)
 
 
 def _mode(distribution: MaskedCategorical) -> np.ndarray:
-    return _picks(distribution, np.empty(0, dtype=np.float32))
+    return _picks(distribution, np.empty(0, dtype=np.float64), uniform=False)
 
 
 @st.composite
@@ -128,15 +130,37 @@ def test_sampling_follows_the_probabilities() -> None:
     np.testing.assert_allclose(counts, [0.7, 0.2, 0.1, 0.0], atol=0.015)
 
 
-def test_the_noise_is_exponential_draws_value_for_value_and_leaves_the_generator_alike() -> None:
-    """Pinned actions and results were recorded with ``exponential_``: ``log_noise`` must be its log exactly."""
+@numba.njit(cache=False)
+def _exponential_logs(uniforms: np.ndarray, out: np.ndarray) -> None:
+    for index in range(uniforms.shape[0]):
+        out[index] = exponential_log(uniforms[index])
+
+
+def test_the_cpu_noise_is_exponential_draws_value_for_value_and_leaves_the_generator_alike() -> None:
+    """Pinned actions and results were recorded with ``exponential_``: the compiled noise from float64 uniforms
+    is its draw exactly, logged in float64 (torch's float32 log may round the other way in the last bit), and
+    drawing the uniforms moves the generator as ``exponential_`` does."""
     count = 10_000_000
     ours, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
-    noise = log_noise((count,), torch.device("cpu"), ours)
-    reference = torch.empty(count).exponential_(generator=theirs).log()
-    assert noise.dtype == torch.float32
-    assert torch.equal(noise, reference)
+    uniforms = torch.empty(count, dtype=torch.float64).uniform_(generator=ours).numpy()
+    noise = np.empty(count, dtype=np.float32)
+    _exponential_logs(uniforms, noise)
+    exponential = torch.empty(count).exponential_(generator=theirs)
+    assert np.array_equal(noise, np.log(exponential.numpy().astype(np.float64)).astype(np.float32))
+    assert np.abs(noise.view(np.int32) - exponential.log().numpy().view(np.int32)).max() <= 1
     assert torch.equal(torch.rand(4, generator=ours), torch.rand(4, generator=theirs))
+
+
+def test_both_forms_of_the_noise_pick_the_same_actions() -> None:
+    """An accelerator's rollout passes ``log_noise`` values, the CPU's uniforms: the same generator state gives
+    the same draws either way (barring a tie within the last bit of a log, which these rows do not have)."""
+    logits = torch.randn(4000, 8, generator=torch.Generator().manual_seed(3)) * 3
+    mask = torch.rand(4000, 8, generator=torch.Generator().manual_seed(4)) > 0.3
+    mask[:, 5] = True
+    distribution = MaskedCategorical(logits, mask)
+    uniform_draws = _sample(distribution, torch.Generator().manual_seed(9))
+    noise = log_noise((logits.numel(),), torch.device("cpu"), torch.Generator().manual_seed(9))
+    assert np.array_equal(uniform_draws, _picks(distribution, noise.numpy().astype(np.float64), uniform=False))
 
 
 @settings(max_examples=60, deadline=None)

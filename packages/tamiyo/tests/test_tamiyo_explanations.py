@@ -9,6 +9,8 @@ import torch
 from _tamiyo_fixtures import SLOTS, observation, perturbed_bundle, seed, slot, varied_observations
 
 from esper.leyline import (
+    HEAD_INDEX,
+    HEAD_ORDER,
     ActionHead,
     ExplainingController,
     FactoredAction,
@@ -85,15 +87,14 @@ def test_the_bundle_explains_without_changing_its_actions() -> None:
     generator = torch.Generator().manual_seed(3)
     explained = bundle.get_action(encoded, hidden, False, generator, explain=True)
     assert plain.explanation is None and explained.explanation is not None
-    for head in plain.actions:
-        assert torch.equal(plain.actions[head], explained.actions[head])
-        assert torch.equal(plain.log_probs[head], explained.log_probs[head])
+    assert torch.equal(plain.actions, explained.actions)
+    assert torch.equal(plain.log_probs, explained.log_probs)
     probabilities = explained.explanation.op_probabilities
     assert probabilities.shape == encoded.masks.op.shape
     assert torch.all(probabilities[~encoded.masks.op] == 0)
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(4))
-    ops = explained.actions[ActionHead.OP]
-    chosen = probabilities.gather(1, ops.unsqueeze(1)).squeeze(1)
-    assert torch.allclose(chosen, explained.log_probs[ActionHead.OP].exp())  # the op's probability, as sampled
-    for entropy in explained.explanation.entropy.values():
-        assert entropy.shape == (4,) and bool(((entropy >= 0) & (entropy <= 1 + 1e-6)).all())
+    op = HEAD_INDEX[ActionHead.OP]
+    chosen = probabilities.gather(1, explained.actions[:, op].unsqueeze(1)).squeeze(1)
+    assert torch.allclose(chosen, explained.log_probs[:, op].exp())  # the op's probability, as sampled
+    entropy = explained.explanation.entropy
+    assert entropy.shape == (4, len(HEAD_ORDER)) and bool(((entropy >= 0) & (entropy <= 1 + 1e-6)).all())

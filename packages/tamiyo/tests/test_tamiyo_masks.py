@@ -62,6 +62,7 @@ def _expected_slot_mask(obs: EnvObservation, op: LifecycleOp) -> list[bool]:
 def test_masks_follow_every_rule(batch: list[EnvObservation], topology: Topology) -> None:
     masks = build_action_masks(batch, SLOTS, topology)
     sizes = head_sizes(SLOTS, topology)
+    assert dict(masks.head_sizes) == sizes  # laid out for this action space
     assert masks.op.shape == (len(batch), len(LifecycleOp)) and masks.op.dtype == torch.bool
     assert masks.slot_by_op.shape == (len(batch), len(LifecycleOp), 3)
     for row, obs in enumerate(batch):

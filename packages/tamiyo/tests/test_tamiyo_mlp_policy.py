@@ -6,7 +6,7 @@ import pytest
 import torch
 from _tamiyo_fixtures import SLOTS, varied_observations
 
-from esper.leyline import HEAD_ORDER, CheckpointError, ConfigError, PolicyBundle, Topology
+from esper.leyline import CheckpointError, ConfigError, PolicyBundle, Topology
 from esper.tamiyo import (
     MLPPolicyBundle,
     create_policy,
@@ -19,17 +19,18 @@ from esper.tamiyo.policy.network import FeedForwardCore
 register_builtin_policies()
 
 
-def _scores(bundle: PolicyBundle, first_epoch: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Log-probs and values of the same stored actions over a 3-step sequence whose first step varies."""
+def _scores(bundle: PolicyBundle, first_epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs ``[4, 3, H]`` and values ``[4, 3]`` of the same stored actions over a 3-step sequence whose
+    first step varies."""
     encoded = [bundle.encode(varied_observations(epoch)) for epoch in (first_epoch, 20, 21)]
     hidden = bundle.initial_hidden(4)
     result = bundle.get_action(encoded[1], hidden, deterministic=True)
     inputs = {name: torch.stack([e.inputs[name] for e in encoded], dim=1) for name in encoded[0].inputs}
-    actions = {h: result.actions[h].unsqueeze(1).expand(4, 3) for h in HEAD_ORDER}
-    masks = {h: result.masks[h].unsqueeze(1).expand(4, 3, -1) for h in HEAD_ORDER}
+    actions = result.actions.unsqueeze(1).expand(4, 3, -1)
+    masks = result.masks.unsqueeze(1).expand(4, 3, -1, -1)
     with torch.no_grad():
         evaluated = bundle.evaluate_actions(inputs, actions, masks, bundle.initial_hidden(4))
-    return {h.value: evaluated.log_probs[h] for h in HEAD_ORDER}, evaluated.values
+    return evaluated.log_probs, evaluated.values
 
 
 def test_the_mlp_kind_is_registered_and_has_no_memory_state() -> None:
@@ -51,9 +52,7 @@ def test_only_the_lstm_lets_an_earlier_step_change_a_later_decision(kind: str, r
     early, early_values = _scores(bundle, first_epoch=2)
     late, late_values = _scores(bundle, first_epoch=40)
     assert not torch.allclose(early_values[:, 0], late_values[:, 0])  # the first step itself differs
-    later_steps_equal = torch.equal(early_values[:, 1:], late_values[:, 1:]) and all(
-        torch.equal(early[name][:, 1:], late[name][:, 1:]) for name in early
-    )
+    later_steps_equal = torch.equal(early_values[:, 1:], late_values[:, 1:]) and torch.equal(early[:, 1:], late[:, 1:])
     assert later_steps_equal is not remembers
 
 

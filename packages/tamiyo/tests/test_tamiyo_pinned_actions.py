@@ -19,7 +19,7 @@ from _tamiyo_fixtures import SLOTS, observation, seed, slot
 
 from esper.leyline import (
     FAILURE_STAGES,
-    HEAD_ORDER,
+    HEAD_INDEX,
     HISTORY_LENGTH,
     SEED_BEARING_STAGES,
     TOPOLOGY_BLUEPRINTS,
@@ -169,15 +169,15 @@ def _rollout(deterministic: bool) -> tuple[list[torch.Tensor], list[torch.Tensor
     actions, log_probs = [], []
     for step in range(STEPS):
         result = bundle.get_action(bundle.encode(pinned_observations(step)), hidden, deterministic, generator)
-        actions.append(torch.stack([result.actions[head] for head in HEAD_ORDER], dim=-1))
-        log_probs.append(torch.stack([result.log_probs[head] for head in HEAD_ORDER], dim=-1))
+        actions.append(result.actions)
+        log_probs.append(result.log_probs)
         hidden = result.hidden
     return actions, log_probs
 
 
 def test_sampled_actions_are_pinned() -> None:
     actions, log_probs = _rollout(deterministic=False)
-    ops = HEAD_ORDER.index(ActionHead.OP)
+    ops = HEAD_INDEX[ActionHead.OP]
     assert tuple("".join(map(str, step[:, ops].tolist())) for step in actions) == PINNED_OPS
     assert _digest(actions) == "8f09553b7a34a9af"
     torch.testing.assert_close(torch.stack(log_probs).sum(dim=(0, 1)), torch.tensor(PINNED_LOG_PROB_SUMS))

@@ -7,6 +7,7 @@ depend on the contracts without a deep-learning stack.
 from esper.leyline.actions import (
     ALPHA_SPEED_TICKS,
     CAUSAL_RELEVANCE,
+    HEAD_INDEX,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     STYLE_TABLE,
@@ -22,6 +23,7 @@ from esper.leyline.actions import (
     Tempo,
     head_sizes,
     is_relevant,
+    mask_width,
     relevance_rows,
 )
 from esper.leyline.blueprints import (
@@ -78,6 +80,7 @@ from esper.leyline.protocols import (
     HiddenState,
     PolicyBundle,
     PolicyInputs,
+    mask_columns,
 )
 from esper.leyline.reports import (
     AlphaMode,
@@ -120,6 +123,7 @@ __all__ = [
     "FAILURE_STAGES",
     "FOSSILIZABLE_STAGES",
     "GERMINATION_BLOCKING_STAGES",
+    "HEAD_INDEX",
     "HEAD_ORDER",
     "HEAD_PLACEHOLDERS",
     "HISTORY_LENGTH",
@@ -187,6 +191,8 @@ __all__ = [
     "legal_blueprints",
     "legal_slots_by_op",
     "lifecycle_refusal",
+    "mask_columns",
+    "mask_width",
     "refusal",
     "relevance_rows",
     "safe",

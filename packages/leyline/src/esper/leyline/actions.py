@@ -26,6 +26,9 @@ class ActionHead(StrEnum):
 
 
 HEAD_ORDER: tuple[ActionHead, ...] = tuple(ActionHead)
+#: Column of each head in the per-head tensors of the policy seam (``ActionResult``, ``EvalResult``,
+#: ``PolicyBundle.evaluate_actions``): ``HEAD_ORDER[i]`` is column ``i``.
+HEAD_INDEX: Mapping[ActionHead, int] = MappingProxyType({head: index for index, head in enumerate(HEAD_ORDER)})
 
 
 class LifecycleOp(IntEnum):
@@ -125,6 +128,12 @@ def head_sizes(slot_config: SlotConfig, topology: Topology) -> dict[ActionHead, 
     sizes = {ActionHead.SLOT: slot_config.num_slots, ActionHead.BLUEPRINT: len(TOPOLOGY_BLUEPRINTS[topology])}
     sizes.update(_FIXED_HEAD_SIZES)
     return {head: sizes[head] for head in HEAD_ORDER}
+
+
+def mask_width(sizes: Mapping[ActionHead, int]) -> int:
+    """Width of the padded per-head masks of the policy seam (``ActionResult.masks``): the largest head. Head ``h``
+    uses its first ``sizes[h]`` columns; the columns after them are padding and always False."""
+    return max(sizes[head] for head in HEAD_ORDER)
 
 
 _H = ActionHead

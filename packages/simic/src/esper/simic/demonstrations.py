@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     HEAD_PLACEHOLDERS,
     ActionHead,
@@ -29,6 +30,7 @@ from esper.leyline import (
     PolicyBundle,
     head_sizes,
     is_relevant,
+    mask_width,
 )
 from esper.simic.envs.episode_records import EpisodeSummary, StepResult
 from esper.simic.envs.pools import EnvPool
@@ -78,37 +80,34 @@ def demonstrated_result(actions: Sequence[FactoredAction], masks: ActionMasks, b
     topology = bundle.topology
     rows = [action.canonical().head_indices(topology) for action in actions]
     batch = torch.arange(len(rows))
-    ops = torch.tensor([row[ActionHead.OP] for row in rows], dtype=torch.int64)
+    chosen = torch.tensor([[row[head] for head in HEAD_ORDER] for row in rows], dtype=torch.int64)
+    ops = chosen[:, HEAD_INDEX[ActionHead.OP]]
     # Which heads each demonstrated op reads: leyline's table (the demonstrator is not the policy).
     relevant = torch.tensor([[is_relevant(action.op, head) for head in HEAD_ORDER] for action in actions])
     slot_masks = masks.slot_by_op.cpu()[batch, ops]
     observed = {**{h: m.cpu() for h, m in masks.heads.items()}, ActionHead.OP: masks.op.cpu()}
     observed[ActionHead.SLOT] = slot_masks
-    chosen: dict[ActionHead, torch.Tensor] = {}
-    stored: dict[ActionHead, torch.Tensor] = {}
+    stored = torch.zeros(len(rows), len(HEAD_ORDER), mask_width(masks.head_sizes), dtype=torch.bool)
     for column, head in enumerate(HEAD_ORDER):
-        indices = torch.tensor([row[head] for row in rows], dtype=torch.int64)
+        size = masks.head_sizes[head]
         placeholder = (
             slot_masks.int().argmax(dim=1)
             if head is ActionHead.SLOT
-            else torch.full_like(indices, HEAD_PLACEHOLDERS.get(head, 0))
+            else torch.full((len(rows),), HEAD_PLACEHOLDERS.get(head, 0), dtype=torch.int64)
         )
-        indices = torch.where(relevant[:, column], indices, placeholder)
-        one_hot = torch.nn.functional.one_hot(placeholder, observed[head].shape[1]).bool()
-        head_mask = torch.where(relevant[:, column : column + 1], observed[head], one_hot)
-        if not bool(head_mask[batch, indices].all()):
+        chosen[:, column] = torch.where(relevant[:, column], chosen[:, column], placeholder)
+        one_hot = torch.nn.functional.one_hot(placeholder, size).bool()
+        stored[:, column, :size] = torch.where(relevant[:, column : column + 1], observed[head], one_hot)
+        if not bool(stored[batch, column, chosen[:, column]].all()):
             raise InvalidStateMachineError(f"a demonstrated action is forbidden by the {head.value} mask")
-        chosen[head] = indices.to(bundle.device)
-        stored[head] = head_mask.to(bundle.device)
     zeros = torch.zeros(len(rows), device=bundle.device)
-    empty_hidden = bundle.initial_hidden(len(rows))
     return ActionResult(
-        actions=chosen,
-        log_probs={head: zeros for head in HEAD_ORDER},
-        masks=stored,
-        relevant={head: relevant[:, column].to(bundle.device) for column, head in enumerate(HEAD_ORDER)},
+        actions=chosen.to(bundle.device),
+        log_probs=torch.zeros(len(rows), len(HEAD_ORDER), device=bundle.device),
+        masks=stored.to(bundle.device),
+        relevant=relevant.to(bundle.device),
         values=zeros,
-        hidden=empty_hidden,
+        hidden=bundle.initial_hidden(len(rows)),
     )
 
 

@@ -22,9 +22,11 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from esper.leyline import (
+    HEAD_INDEX,
     HEAD_ORDER,
     ActionExplanation,
     ActionHead,
+    ActionMasks,
     ActionResult,
     EncodedObservations,
     EnvObservation,
@@ -37,6 +39,7 @@ from esper.leyline import (
     Topology,
     head_sizes,
     is_relevant,
+    mask_width,
 )
 from esper.leyline.protocols import HiddenState
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
@@ -65,9 +68,9 @@ def check_policy_bundle(bundle: object, *, n_envs: int = 3, steps: int = 4, seed
     for t in range(steps):
         observations = [_observation(bundle.slot_config, t, steps, env) for env in range(n_envs)]
         encoded = bundle.encode(observations)
-        _check_encoded(encoded, n_envs, bundle.slot_config, sizes)
-        result = _act_reproducibly(bundle, encoded, hidden, generator)
-        _check_result(result, encoded, hidden, n_envs, sizes)
+        _check_encoded(encoded, n_envs, sizes)
+        result = _act_reproducibly(bundle, encoded, hidden, generator, sizes)
+        _check_result(result, encoded, hidden, sizes)
         buffer.add(range(n_envs), encoded.inputs, result, [0.0] * n_envs, [t == steps - 1] * n_envs)
         hidden = result.hidden
     for parameter in parameters:
@@ -145,9 +148,7 @@ def _check_hidden(name: str, hidden: object, n_envs: int, like: HiddenState | No
             )
 
 
-def _check_encoded(
-    encoded: object, n_envs: int, slot_config: SlotConfig, sizes: Mapping[ActionHead, int]
-) -> EncodedObservations:
+def _check_encoded(encoded: object, n_envs: int, sizes: Mapping[ActionHead, int]) -> EncodedObservations:
     if not isinstance(encoded, EncodedObservations):
         raise PolicyContractError(f"encode() returned a {type(encoded).__name__}, expected EncodedObservations")
     if not isinstance(encoded.inputs, Mapping) or not encoded.inputs:
@@ -159,21 +160,30 @@ def _check_encoded(
             raise PolicyContractError(
                 f"encode() input {name!r} has shape {list(value.shape)}, expected [{n_envs}, ...]"
             )
-    num_ops = len(LifecycleOp)
     masks = encoded.masks
-    _shape("encode() op mask", masks.op, (n_envs, num_ops), torch.bool)
-    _shape("encode() slot_by_op mask", masks.slot_by_op, (n_envs, num_ops, slot_config.num_slots), torch.bool)
-    for head in HEAD_ORDER:
-        if head in (ActionHead.OP, ActionHead.SLOT):
-            continue
-        if head not in masks.heads:
-            raise PolicyContractError(f"encode() masks lack the {head.value} head")
-        _shape(f"encode() {head.value} mask", masks.heads[head], (n_envs, sizes[head]), torch.bool)
+    if not isinstance(masks, ActionMasks):
+        raise PolicyContractError(f"encode() masks are a {type(masks).__name__}, expected ActionMasks")
+    if dict(masks.head_sizes) != dict(sizes):
+        raise PolicyContractError(
+            f"encode() masks have head sizes {_sizes(masks.head_sizes)}, expected {_sizes(sizes)} "
+            "(leyline's head_sizes of the bundle's slot config and topology)"
+        )
+    others = sum(sizes[head] for head in HEAD_ORDER if head not in (ActionHead.OP, ActionHead.SLOT))
+    columns = sizes[ActionHead.OP] * (1 + sizes[ActionHead.SLOT]) + others
+    _shape("encode() masks side_by_side", masks.side_by_side, (n_envs, columns), torch.bool)
     return encoded
 
 
+def _sizes(sizes: Mapping[ActionHead, int]) -> dict[str, int]:
+    return {head.value: sizes[head] for head in HEAD_ORDER}
+
+
 def _act_reproducibly(
-    bundle: PolicyBundle, encoded: EncodedObservations, hidden: HiddenState, generator: torch.Generator
+    bundle: PolicyBundle,
+    encoded: EncodedObservations,
+    hidden: HiddenState,
+    generator: torch.Generator,
+    sizes: Mapping[ActionHead, int],
 ) -> ActionResult:
     """``get_action`` twice from the same generator state, once more with ``explain``, and twice
     deterministically: the same actions each time (rollouts are reproducible from their seed, explaining draws
@@ -190,16 +200,12 @@ def _act_reproducibly(
     pairs["with explain=True"] = (first, bundle.get_action(encoded, hidden, False, generator, explain=True))
     if not torch.equal(generator.get_state(), after_first):
         raise PolicyContractError("get_action(explain=True) drew from the generator more than get_action() does")
+    n_envs = encoded.masks.side_by_side.shape[0]
     for how, (one, other) in pairs.items():
         for result in (one, other):
-            if not isinstance(result, ActionResult):
-                raise PolicyContractError(f"get_action() returned a {type(result).__name__}, expected ActionResult")
-        for head in HEAD_ORDER:
-            if (
-                head in one.actions
-                and head in other.actions
-                and not torch.equal(one.actions[head], other.actions[head])
-            ):
+            _check_fields(result, n_envs, sizes)
+        for column, head in enumerate(HEAD_ORDER):
+            if not torch.equal(one.actions[:, column], other.actions[:, column]):
                 raise PolicyContractError(f"get_action() chose different {head.value} actions {how}")
     _check_explanation(pairs["with explain=True"][1], encoded, first.explanation)
     return first
@@ -219,37 +225,55 @@ def _check_explanation(result: ActionResult, encoded: EncodedObservations, unask
         probabilities.sum(dim=1), torch.ones(allowed.shape[0]), atol=1e-4
     ):
         raise PolicyContractError("explanation op probabilities must sum to 1 over the allowed ops, 0 elsewhere")
-    for head in HEAD_ORDER:
-        if head not in explanation.entropy:
-            raise PolicyContractError(f"explanation entropy lacks the {head.value} head")
-        entropy = _shape(f"explanation {head.value} entropy", explanation.entropy[head], (allowed.shape[0],)).cpu()
+    entropies = _shape(
+        "explanation entropy (a column per head, in HEAD_ORDER)",
+        explanation.entropy,
+        (allowed.shape[0], len(HEAD_ORDER)),
+    ).cpu()
+    for column, head in enumerate(HEAD_ORDER):
+        entropy = entropies[:, column]
         if not bool(((entropy >= -1e-6) & (entropy <= 1 + 1e-6)).all()):
             raise PolicyContractError(f"explanation {head.value} entropy must be normalized to [0, 1]")
+
+
+def _check_fields(result: object, n_envs: int, sizes: Mapping[ActionHead, int]) -> ActionResult:
+    """The stacked per-head fields of a ``get_action`` result have the seam's shapes and dtypes (a column per
+    head, in ``HEAD_ORDER``); what is in them is ``_check_result``'s business."""
+    if not isinstance(result, ActionResult):
+        raise PolicyContractError(f"get_action() returned a {type(result).__name__}, expected ActionResult")
+    heads = len(HEAD_ORDER)
+    _shape("get_action() actions [batch, heads]", result.actions, (n_envs, heads), torch.int64)
+    _shape("get_action() log_probs [batch, heads]", result.log_probs, (n_envs, heads))
+    width = mask_width(sizes)
+    _shape("get_action() masks [batch, heads, mask_width]", result.masks, (n_envs, heads, width), torch.bool)
+    _shape("get_action() relevant [batch, heads]", result.relevant, (n_envs, heads), torch.bool)
+    return result
 
 
 def _check_result(
     result: ActionResult,
     encoded: EncodedObservations,
     hidden: HiddenState,
-    n_envs: int,
     sizes: Mapping[ActionHead, int],
 ) -> None:
-    for field_name in ("actions", "log_probs", "masks", "relevant"):
-        missing = [head.value for head in HEAD_ORDER if head not in getattr(result, field_name)]
-        if missing:
-            raise PolicyContractError(f"get_action() {field_name} lack the heads {missing}")
-    ops = _shape("get_action() op actions", result.actions[ActionHead.OP], (n_envs,), torch.int64).cpu()
-    for head in HEAD_ORDER:
-        action = _shape(f"get_action() {head.value} actions", result.actions[head], (n_envs,), torch.int64).cpu()
-        mask = _shape(f"get_action() {head.value} mask", result.masks[head], (n_envs, sizes[head]), torch.bool).cpu()
-        log_prob = _shape(f"get_action() {head.value} log-probs", result.log_probs[head], (n_envs,)).cpu()
-        if bool((action < 0).any()) or bool((action >= sizes[head]).any()):
-            raise PolicyContractError(f"get_action() {head.value} actions are outside [0, {sizes[head]})")
+    """Each head's column of the (already shape-checked) result: actions its mask allows, log-probs <= 0 and
+    exactly 0 where the op ignores the head, leyline's relevance, and no padding column allowed."""
+    n_envs = result.actions.shape[0]
+    actions, masks = result.actions.cpu(), result.masks.cpu()
+    log_probs, relevance = result.log_probs.cpu(), result.relevant.cpu()
+    ops = actions[:, HEAD_INDEX[ActionHead.OP]]
+    for column, head in enumerate(HEAD_ORDER):
+        size = sizes[head]
+        action, mask = actions[:, column], masks[:, column]
+        log_prob, relevant = log_probs[:, column], relevance[:, column]
+        if bool((action < 0).any()) or bool((action >= size).any()):
+            raise PolicyContractError(f"get_action() {head.value} actions are outside [0, {size})")
+        if bool(mask[:, size:].any()):
+            raise PolicyContractError(f"get_action() {head.value} mask allows padding columns past its {size} actions")
         if not bool(mask.gather(1, action.unsqueeze(1)).all()):
             raise PolicyContractError(f"get_action() took a {head.value} action its own mask forbids")
         if not bool(torch.isfinite(log_prob).all()) or bool((log_prob > 0).any()):
             raise PolicyContractError(f"get_action() {head.value} log-probs must be finite and <= 0")
-        relevant = _shape(f"get_action() {head.value} relevance", result.relevant[head], (n_envs,), torch.bool).cpu()
         if relevant.tolist() != [is_relevant(LifecycleOp(op), head) for op in ops.tolist()]:
             raise PolicyContractError(
                 f"get_action() {head.value} relevance differs from leyline's CAUSAL_RELEVANCE for the chosen ops"
@@ -269,30 +293,30 @@ def _check_parity(bundle: PolicyBundle, buffer: RolloutBuffer) -> None:
     device = bundle.device
     evaluated = bundle.evaluate_actions(
         {name: value.to(device) for name, value in buffer.inputs.items()},
-        {head: buffer.actions[head].to(device) for head in HEAD_ORDER},
-        {head: buffer.masks[head].to(device) for head in HEAD_ORDER},
+        buffer.actions.to(device),
+        buffer.masks.to(device),
         (buffer.initial_hidden[0].to(device), buffer.initial_hidden[1].to(device)),
     )
     if not isinstance(evaluated, EvalResult):
         raise PolicyContractError(f"evaluate_actions() returned a {type(evaluated).__name__}, expected EvalResult")
     leading = tuple(buffer.valid.shape)
-    total = torch.zeros((), device=device)
-    for head in HEAD_ORDER:
-        log_prob = _shape(f"evaluate_actions() {head.value} log-probs", evaluated.log_probs.get(head), leading)
-        entropy = _shape(f"evaluate_actions() {head.value} entropy", evaluated.entropy.get(head), leading)
-        if not torch.allclose(
-            log_prob.detach().float().cpu(), buffer.log_probs[head], rtol=PARITY_RTOL, atol=PARITY_ATOL
-        ):
+    per_head = (*leading, len(HEAD_ORDER))
+    log_probs = _shape("evaluate_actions() log_probs [batch, time, heads]", evaluated.log_probs, per_head)
+    entropies = _shape("evaluate_actions() entropy [batch, time, heads]", evaluated.entropy, per_head)
+    scored, entropies = log_probs.detach().float().cpu(), entropies.detach().cpu()
+    for column, head in enumerate(HEAD_ORDER):
+        stored = buffer.log_probs[..., column]
+        if not torch.allclose(scored[..., column], stored, rtol=PARITY_RTOL, atol=PARITY_ATOL):
             raise PolicyContractError(
                 f"evaluate_actions() scores the stored {head.value} actions differently from get_action()"
             )
+        entropy = entropies[..., column]
         if bool((entropy < 0).any()) or bool((entropy > 1 + PARITY_RTOL).any()):
             raise PolicyContractError(f"evaluate_actions() {head.value} entropy must be normalized to [0, 1]")
-        total = total + log_prob.sum()
     values = _shape("evaluate_actions() values", evaluated.values, leading)
     if not torch.allclose(values.detach().float().cpu(), buffer.values, rtol=PARITY_RTOL, atol=PARITY_ATOL):
         raise PolicyContractError("evaluate_actions() values differ from the values get_action() returned")
-    total = total + values.sum()
+    total = log_probs.sum() + values.sum()
     if not total.requires_grad:
         raise PolicyContractError("evaluate_actions() log-probs and values carry no gradient")
     total.backward()  # type: ignore[no-untyped-call]

@@ -93,10 +93,9 @@ class PolicyController:
         result = self.bundle.get_action(encoded, hidden, self.deterministic, self.generator, explain=self.explains)
         state[0][:, rows] = result.hidden[0]
         state[1][:, rows] = result.hidden[1]
-        columns = torch.stack([result.actions[head] for head in HEAD_ORDER], dim=1).cpu().tolist()
         actions = [
             FactoredAction.from_head_indices(dict(zip(HEAD_ORDER, row, strict=True)), self.bundle.topology)
-            for row in columns
+            for row in result.actions.cpu().tolist()
         ]
         if self.explains:
             self._remember_explanations(env_ids, encoded, result, actions)
@@ -114,8 +113,8 @@ class PolicyController:
             raise PolicyContractError(f"{self.bundle.kind}: get_action(explain=True) returned no explanation")
         allowed = encoded.masks.op.cpu().tolist()
         op_probabilities = explanation.op_probabilities.float().cpu().tolist()
-        probabilities = torch.stack([result.log_probs[h] for h in HEAD_ORDER], dim=1).float().exp().cpu().tolist()
-        entropy = torch.stack([explanation.entropy[h] for h in HEAD_ORDER], dim=1).float().cpu().tolist()
+        probabilities = result.log_probs.float().exp().cpu().tolist()
+        entropy = explanation.entropy.float().cpu().tolist()
         values = result.values.float().cpu().tolist()
         slot_names = self.bundle.slot_config.names()
         for row, (env, action) in enumerate(zip(env_ids, actions, strict=True)):

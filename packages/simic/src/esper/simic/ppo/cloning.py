@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from esper.leyline import HEAD_ORDER, ConfigError, EvalResult, NonFiniteError
+from esper.leyline import ConfigError, EvalResult, NonFiniteError
 from esper.simic.ppo.advantages import compute_gae
 from esper.simic.ppo.rollout_buffer import RolloutBuffer
 from esper.simic.ppo.updater import PPOUpdater
@@ -69,8 +69,8 @@ def clone(
     value_targets = updater.returns.normalize(returns)
     # The clone sees the inputs normalized as PPO's first round will (PPO folds each round in after its update).
     updater.bundle.update_normalizer(buffer.valid_inputs())
-    relevant = torch.stack([buffer.relevant[head] for head in HEAD_ORDER]) & valid.unsqueeze(0)
-    choices = relevant & torch.stack([buffer.masks[head].sum(dim=-1) > 1 for head in HEAD_ORDER])
+    # [env, time, heads]: the head mattered for the demonstrated op and had more than one allowed action.
+    choices = buffer.relevant & valid.unsqueeze(-1) & (buffer.masks.sum(dim=-1) > 1)
     n_valid = int(valid.sum())
     initial = _mean_probability(updater, buffer, choices)
 
@@ -84,7 +84,7 @@ def clone(
             rows = order[start : start + config.minibatch_envs]
             evaluated = updater.evaluate_rows(buffer, rows)
             device = updater.bundle.device
-            choice = choices[:, rows].to(device)
+            choice = choices[rows].to(device)
             row_valid = valid[rows].to(device)
             count = row_valid.sum().clamp(min=1)
             joint = _joint_log_prob(evaluated, choice)
@@ -117,4 +117,4 @@ def _mean_probability(updater: PPOUpdater, buffer: RolloutBuffer, choices: torch
 
 def _joint_log_prob(evaluated: EvalResult, choice: torch.Tensor) -> torch.Tensor:
     """``[env, time]`` log-probability of the stored joint action: the sum over the heads that had a choice."""
-    return (torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float() * choice).sum(dim=0)
+    return (evaluated.log_probs.float() * choice).sum(dim=-1)

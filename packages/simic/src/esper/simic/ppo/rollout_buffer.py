@@ -5,7 +5,8 @@ whole transition at once (``add``: the policy's inputs, its result and the env's
 does. The policy's inputs are stored without being read: whatever named tensors the policy's ``encode`` made,
 stacked to ``[env, time, ...]`` and handed back to its ``evaluate_actions``. Steps after an env's terminal step are
 padding: ``valid`` is False there, their inputs are zeros and their masks allow every action, so a forward pass
-over the whole [env, time] block stays finite.
+over the whole [env, time] block stays finite. Per-head fields are stored stacked as the policy returns them
+(``[env, time, H]``, column ``HEAD_INDEX[head]``), so a step is one write per field.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from esper.leyline import (
     FeatureWidthError,
     InvalidStateMachineError,
     PolicyInputs,
+    mask_width,
 )
 from esper.leyline.protocols import HiddenState
 
@@ -39,11 +41,17 @@ class RolloutBuffer:
         self.max_steps = max_steps
         #: The policy's inputs, each ``[env, time, ...]`` (empty until the first ``add``).
         self.inputs: dict[str, torch.Tensor] = {}
-        self.masks = {h: torch.ones(*shape, head_sizes[h], dtype=torch.bool) for h in HEAD_ORDER}
-        self.actions = {h: torch.zeros(shape, dtype=torch.int64) for h in HEAD_ORDER}
-        self.log_probs = {h: torch.zeros(shape) for h in HEAD_ORDER}
+        heads = len(HEAD_ORDER)
+        #: ``[env, time, H, width]``: each head's mask in its first ``head_sizes[head]`` columns, padding False
+        #: after them (on padding steps every action of every head is allowed).
+        self.masks = torch.zeros(*shape, heads, mask_width(head_sizes), dtype=torch.bool)
+        for column, head in enumerate(HEAD_ORDER):
+            self.masks[:, :, column, : head_sizes[head]] = True
+        self.actions = torch.zeros(*shape, heads, dtype=torch.int64)
+        self.log_probs = torch.zeros(*shape, heads)
         #: Whether each head mattered for the stored op (the policy's ``ActionResult.relevant``; False on padding).
-        self.relevant = {h: torch.zeros(shape, dtype=torch.bool) for h in HEAD_ORDER}
+        self.relevant = torch.zeros(*shape, heads, dtype=torch.bool)
+        self.head_sizes = {head: head_sizes[head] for head in HEAD_ORDER}
         self.values = torch.zeros(shape)
         self.rewards = torch.zeros(shape)
         self.terminals = torch.zeros(shape, dtype=torch.bool)
@@ -72,11 +80,10 @@ class RolloutBuffer:
         self._check_inputs(inputs)
         for name, value in inputs.items():
             self.inputs[name][rows, steps] = value.detach().cpu()
-        for head in HEAD_ORDER:
-            self.masks[head][rows, steps] = result.masks[head].cpu()
-            self.actions[head][rows, steps] = result.actions[head].cpu()
-            self.log_probs[head][rows, steps] = result.log_probs[head].float().cpu()
-            self.relevant[head][rows, steps] = result.relevant[head].cpu()
+        self.masks[rows, steps] = result.masks.cpu()
+        self.actions[rows, steps] = result.actions.cpu()
+        self.log_probs[rows, steps] = result.log_probs.float().cpu()
+        self.relevant[rows, steps] = result.relevant.cpu()
         self.values[rows, steps] = result.values.float().cpu()
         self.rewards[rows, steps] = torch.tensor([float(r) for r in rewards])
         self.terminals[rows, steps] = torch.tensor([bool(t) for t in terminals])
@@ -114,18 +121,18 @@ class RolloutBuffer:
         first = buffers[0]
         for buffer in buffers:
             buffer.check_complete()
-            if buffer.max_steps != first.max_steps or set(buffer.inputs) != set(first.inputs):
-                raise FeatureWidthError("buffers to concatenate differ in length or in the policy's inputs")
-        sizes = {head: first.masks[head].shape[-1] for head in HEAD_ORDER}
+            if (
+                buffer.max_steps != first.max_steps
+                or set(buffer.inputs) != set(first.inputs)
+                or buffer.head_sizes != first.head_sizes
+            ):
+                raise FeatureWidthError(
+                    "buffers to concatenate differ in length, in the policy's inputs or in the head sizes"
+                )
         initial = tuple(torch.cat([b.initial_hidden[i] for b in buffers], dim=1) for i in range(2))
-        joined = cls(sum(b.n_envs for b in buffers), first.max_steps, sizes, (initial[0], initial[1]))
+        joined = cls(sum(b.n_envs for b in buffers), first.max_steps, first.head_sizes, (initial[0], initial[1]))
         joined.inputs = {name: torch.cat([b.inputs[name] for b in buffers]) for name in first.inputs}
-        for head in HEAD_ORDER:
-            joined.masks[head] = torch.cat([b.masks[head] for b in buffers])
-            joined.actions[head] = torch.cat([b.actions[head] for b in buffers])
-            joined.log_probs[head] = torch.cat([b.log_probs[head] for b in buffers])
-            joined.relevant[head] = torch.cat([b.relevant[head] for b in buffers])
-        for name in ("values", "rewards", "terminals", "valid"):
+        for name in ("masks", "actions", "log_probs", "relevant", "values", "rewards", "terminals", "valid"):
             setattr(joined, name, torch.cat([getattr(b, name) for b in buffers]))
         joined._next_step = [step for b in buffers for step in b._next_step]
         joined._ended = [True] * joined.n_envs

@@ -15,14 +15,7 @@ from typing import Any, Literal
 
 import torch
 
-from esper.leyline import (
-    HEAD_ORDER,
-    CheckpointError,
-    ConfigError,
-    EvalResult,
-    NonFiniteError,
-    PolicyBundle,
-)
+from esper.leyline import CheckpointError, ConfigError, EvalResult, NonFiniteError, PolicyBundle
 from esper.simic.ppo.adam_state import check_adam_state
 from esper.simic.ppo.advantages import compute_gae
 from esper.simic.ppo.loss import ppo_loss
@@ -134,13 +127,14 @@ class PPOUpdater:
         if cfg.normalize_advantages and n_valid > 1:
             flat = advantages[valid]
             advantages = torch.where(valid, (advantages - flat.mean()) / (flat.std() + 1e-8), 0.0)
-        # [heads, env, time]: the head mattered for the stored op (as the policy reported it with the action);
-        # ``choices``: it also had more than one allowed action. Stacked on the last dimension and permuted, so
-        # the masked sums below add in the same order as they always have (same seeds, same numbers).
-        relevant = torch.stack([buffer.relevant[head] for head in HEAD_ORDER], dim=-1).permute(2, 0, 1)
-        relevant = relevant & valid.unsqueeze(0)
-        choices = relevant & torch.stack([buffer.masks[head].sum(dim=-1) > 1 for head in HEAD_ORDER])
-        old_log_probs = torch.stack([buffer.log_probs[head] for head in HEAD_ORDER])
+        # [heads, env, time], the buffer's [env, time, heads] with the heads moved first: the head mattered for
+        # the stored op (as the policy reported it with the action); ``choices``: it also had more than one
+        # allowed action. The masked sums below add in memory order, so every tensor keeps the layout it has
+        # always had (``relevant`` laid out as the buffer, the others contiguous heads-first): same seeds, same
+        # numbers.
+        relevant = buffer.relevant.permute(2, 0, 1) & valid.unsqueeze(0)
+        choices = relevant & _heads_first(buffer.masks.sum(dim=-1) > 1)
+        old_log_probs = _heads_first(buffer.log_probs)
 
         learning_rate = self.current_learning_rate()
         for group in self.optimizer.param_groups:
@@ -233,9 +227,9 @@ class PPOUpdater:
         evaluated = self.evaluate_rows(buffer, rows)
         valid = buffer.valid[rows].to(device)
         choice = choices[:, rows].to(device)
-        entropy = torch.stack([evaluated.entropy[head] for head in HEAD_ORDER]).float()
+        entropy = _heads_first(evaluated.entropy).float()
         terms = ppo_loss(
-            new_log_probs=torch.stack([evaluated.log_probs[head] for head in HEAD_ORDER]).float(),
+            new_log_probs=_heads_first(evaluated.log_probs).float(),
             old_log_probs=old_log_probs[:, rows].to(device),
             advantages=advantages[rows].to(device),
             relevant=relevant[:, rows].to(device),
@@ -261,8 +255,8 @@ class PPOUpdater:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.autocast_dtype == "bfloat16"):
             return self.bundle.evaluate_actions(
                 {name: value[rows].to(device) for name, value in buffer.inputs.items()},
-                {h: buffer.actions[h][rows].to(device) for h in HEAD_ORDER},
-                {h: buffer.masks[h][rows].to(device) for h in HEAD_ORDER},
+                buffer.actions[rows].to(device),
+                buffer.masks[rows].to(device),
                 hidden,
             )
 
@@ -287,3 +281,8 @@ class PPOUpdater:
         self.returns = returns
         self.rounds_done = state["rounds_done"]
         self.consecutive_skips = state["consecutive_skips"]
+
+
+def _heads_first(per_head: torch.Tensor) -> torch.Tensor:
+    """``[env, time, heads]`` as contiguous ``[heads, env, time]``, the layout of the loss and stats terms."""
+    return per_head.movedim(-1, 0).contiguous()

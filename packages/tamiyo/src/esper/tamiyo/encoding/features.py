@@ -164,10 +164,6 @@ def encode_columns(columns: ObservationColumns) -> FeatureBatch:
     blueprints = np.zeros((envs, num_slots), dtype=np.int64)
     _encode(
         columns.env,
-        columns.loss_seen,
-        columns.accuracy_seen,
-        columns.last_op,
-        columns.last_success,
         columns.stage_and_dwell,
         columns.seed_slots,
         columns.seeds,
@@ -226,10 +222,6 @@ def _log_scaled(value: float) -> float:
 @compiled
 def _encode(
     env: FloatArray,
-    loss_seen: IntArray,
-    accuracy_seen: IntArray,
-    last_op: IntArray,
-    last_success: npt.NDArray[np.bool_],
     stage_and_dwell: IntArray,
     seed_slots: IntArray,
     seeds: FloatArray,
@@ -251,8 +243,8 @@ def _encode(
         loss = numbers[col.VAL_LOSS]
         row[_VAL_LOSS] = _log_scaled(loss) if math.isfinite(loss) else NONFINITE_LOSS
         row[_VAL_LOSS_FINITE] = 1.0 if math.isfinite(loss) else 0.0
-        unseen_losses = HISTORY_LENGTH - loss_seen[env_index]
-        unseen_accuracies = HISTORY_LENGTH - accuracy_seen[env_index]
+        unseen_losses = HISTORY_LENGTH - np.int64(numbers[col.LOSS_SEEN])
+        unseen_accuracies = HISTORY_LENGTH - np.int64(numbers[col.ACCURACY_SEEN])
         for epoch in range(HISTORY_LENGTH):
             loss = numbers[_ENV_LOSS_HISTORY + epoch]
             if epoch < unseen_losses:
@@ -263,9 +255,10 @@ def _encode(
             row[_ACCURACY_HISTORY + epoch] = (
                 HISTORY_SENTINEL if epoch < unseen_accuracies else _scaled(accuracy, 100.0, 0.0)
             )
-        if last_op[env_index] >= 0:
-            row[_LAST_ACTION_SUCCESS] = 1.0 if last_success[env_index] else 0.0
-            row[_LAST_OP + last_op[env_index]] = 1.0
+        last_op = np.int64(numbers[col.LAST_OP])
+        if last_op >= 0:
+            row[_LAST_ACTION_SUCCESS] = 1.0 if numbers[col.LAST_SUCCESS] else 0.0
+            row[_LAST_OP + last_op] = 1.0
         counts[:] = 0
         for slot in range(num_slots):
             stage = stage_and_dwell[env_index * num_slots + slot, 0]

@@ -35,6 +35,7 @@ from esper.leyline import (
     head_sizes,
     legal_blueprints,
     legal_slots_by_op,
+    mask_columns,
 )
 from esper.tamiyo.compiled import compiled
 from esper.tamiyo.encoding import observation_columns as col
@@ -50,59 +51,65 @@ _HOLD = float(AlphaMode.HOLD)
 
 @dataclass(frozen=True, slots=True)
 class MaskArrays:
-    """The masks of a batch as numpy arrays (True = allowed); shapes as in leyline's ``ActionMasks``."""
+    """The masks of a batch as numpy arrays (True = allowed): ``side_by_side`` as in leyline's ``ActionMasks``
+    (for action-space ``head_sizes``), and ``op``, ``slot_by_op`` and ``heads`` as views of it (made when asked:
+    the policy reads only the whole row)."""
 
-    op: BoolArray
-    slot_by_op: BoolArray
-    heads: Mapping[ActionHead, BoolArray]
+    side_by_side: BoolArray
+    head_sizes: Mapping[ActionHead, int]
+
+    @property
+    def op(self) -> BoolArray:
+        """``[batch, num_ops]``."""
+        return self.side_by_side[:, mask_columns(self.head_sizes)[ActionHead.OP]]
+
+    @property
+    def slot_by_op(self) -> BoolArray:
+        """``[batch, num_ops, num_slots]``."""
+        columns = self.side_by_side[:, mask_columns(self.head_sizes)[ActionHead.SLOT]]
+        return columns.reshape(-1, self.head_sizes[ActionHead.OP], self.head_sizes[ActionHead.SLOT])
+
+    @property
+    def heads(self) -> Mapping[ActionHead, BoolArray]:
+        """``{head: [batch, head_size]}`` for every head in ``STATIC_HEADS``."""
+        columns = mask_columns(self.head_sizes)
+        return MappingProxyType({head: self.side_by_side[:, columns[head]] for head in STATIC_HEADS})
 
     def to_tensors(self, device: torch.device | str = "cpu") -> ActionMasks:
-        """The masks as tensors on ``device`` (sharing the arrays' memory on the CPU)."""
-        place = torch.device(device)
-        moved = place.type != "cpu"
-
-        def tensor(array: BoolArray) -> torch.Tensor:
-            return torch.from_numpy(array).to(place) if moved else torch.from_numpy(array)
-
-        return ActionMasks(
-            op=tensor(self.op),
-            slot_by_op=tensor(self.slot_by_op),
-            heads=MappingProxyType({head: tensor(mask) for head, mask in self.heads.items()}),
-        )
+        """The masks as leyline's ``ActionMasks`` on ``device`` (sharing the array's memory on the CPU)."""
+        side_by_side = torch.from_numpy(self.side_by_side)
+        if torch.device(device).type != "cpu":
+            side_by_side = side_by_side.to(device)
+        return ActionMasks(side_by_side, self.head_sizes)
 
 
 class _MaskTable:
     """The whole mask row of every combination of slot conditions seen so far, keyed by the bytes of an env's
     condition codes and its "can germinate" flag. A row is laid side by side: the op mask, leyline's
-    ``legal_slots_by_op`` flattened, then every static head's row, so a batch's masks are one indexing operation
-    and every part of them is a view of its result."""
+    ``legal_slots_by_op`` flattened, then every static head's row (leyline's ``ActionMasks.side_by_side``), so a
+    batch's masks are one indexing operation."""
 
     def __init__(self, num_slots: int, topology: Topology) -> None:
-        self._ops, self._slots = len(LifecycleOp), num_slots
+        ops = len(LifecycleOp)
         statics = static_head_rows(topology)
+        sizes = {ActionHead.OP: ops, ActionHead.SLOT: num_slots, **{h: statics[h].size for h in STATIC_HEADS}}
+        #: The action space's head sizes, the same mapping for every batch.
+        self.head_sizes: Mapping[ActionHead, int] = MappingProxyType({head: sizes[head] for head in ActionHead})
         self._static = np.concatenate([statics[head] for head in STATIC_HEADS])
-        start = self._ops * (1 + num_slots)
-        self._static_columns = {}
-        for head in STATIC_HEADS:
-            self._static_columns[head] = slice(start, start + statics[head].size)
-            start += statics[head].size
+        #: An env's key (its ``num_slots + 1`` codes) read as one bytes value.
+        self._key_bytes = np.dtype((np.void, num_slots + 1))
         self._index: dict[bytes, int] = {}
-        self._rows: BoolArray = np.zeros((0, start), dtype=np.bool_)
+        self._rows: BoolArray = np.zeros((0, ops * (1 + num_slots) + self._static.size), dtype=np.bool_)
 
     def masks(self, keys: npt.NDArray[np.uint8]) -> MaskArrays:
         """The masks of envs with ``keys`` ``[envs, num_slots + 1]`` (codes, then can-germinate); raises
         ``InvalidStateMachineError`` naming the batch rows whose state allows no op."""
-        packed = cast(list[bytes], np.ascontiguousarray(keys).view(np.dtype((np.void, keys.shape[1]))).ravel().tolist())
+        packed = cast(list[bytes], np.ascontiguousarray(keys).view(self._key_bytes).ravel().tolist())
         found = list(map(self._index.get, packed))
         if None in found:
             self._add(packed, found)
             found = list(map(self._index.get, packed))
-        rows = self._rows[np.array(found, dtype=np.intp)]
-        ops, slots = self._ops, self._slots
-        heads = {head: rows[:, columns] for head, columns in self._static_columns.items()}
-        return MaskArrays(
-            rows[:, :ops], rows[:, ops : ops * (1 + slots)].reshape(-1, ops, slots), MappingProxyType(heads)
-        )
+        return MaskArrays(self._rows.take(cast(list[int], found), axis=0), self.head_sizes)
 
     def _add(self, packed: list[bytes], found: list[int | None]) -> None:
         """Ask leyline for the rows of the keys not seen yet; a key whose state allows no op is never stored."""

@@ -13,24 +13,27 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from itertools import chain, compress, repeat
+from itertools import chain, compress, count, repeat
 from operator import add, attrgetter, is_not
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from esper.leyline import HISTORY_LENGTH, EnvObservation, SlotConfig
+from esper.leyline import HISTORY_LENGTH, EnvObservation, LastAction, SlotConfig
 from esper.tamiyo.encoding.observation_checks import require_configured_slots
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-#: Columns of ``ObservationColumns.env``: the scalars, then both histories right-aligned (NaN where unseen).
+#: Columns of ``ObservationColumns.env``: the scalars, both histories right-aligned (NaN where unseen), how many
+#: values each history holds, and the last action (op -1 and success 0 without one).
 EPOCH, MAX_EPOCHS, VAL_LOSS, VAL_ACCURACY, GERMINATIONS_REMAINING, HOST_PARAM_COUNT = range(6)
 LOSS_HISTORY = slice(6, 6 + HISTORY_LENGTH)
 ACCURACY_HISTORY = slice(LOSS_HISTORY.stop, LOSS_HISTORY.stop + HISTORY_LENGTH)
+LOSS_SEEN, ACCURACY_SEEN, LAST_OP, LAST_SUCCESS = range(ACCURACY_HISTORY.stop, ACCURACY_HISTORY.stop + 4)
+ENV_COLUMNS = LAST_SUCCESS + 1
 _ENV_NUMBERS = attrgetter(
     "epoch", "max_epochs", "val_loss", "val_accuracy", "germinations_remaining", "host_param_count"
 )
@@ -86,7 +89,8 @@ _SLOT_POSITION = attrgetter("slot_id.row", "slot_id.col")
 _STAGE_AND_DWELL = attrgetter("stage", "dwell_remaining")
 _SEED = attrgetter("seed")
 _LAST_ACTION = attrgetter("last_action")
-_LAST_ACTION_FIELDS = attrgetter("op", "success")
+#: The last-action columns of an env that has not acted yet.
+_NO_LAST_ACTION = (-1, False)
 _LOSS_HISTORY = attrgetter("loss_history")
 _ACCURACY_HISTORY = attrgetter("accuracy_history")
 #: ``_PADDING[k]``: what puts a history of ``k`` values on the right of ``HISTORY_LENGTH`` columns.
@@ -97,22 +101,16 @@ _PADDING = tuple((None,) * (HISTORY_LENGTH - length) for length in range(HISTORY
 class ObservationColumns:
     """A batch of ``envs`` observations of ``num_slots`` slots each.
 
-    - per env: ``env`` ``[envs, 16]`` float64 (columns ``EPOCH`` ... ``ACCURACY_HISTORY``), the number of values
-      in each history (``loss_seen``, ``accuracy_seen``), and the last action (``last_op`` -1 without one);
-    - per slot, env-major (``envs * num_slots``): ``stage`` and ``dwell_remaining`` ``[slots, 2]`` int64 and
-      ``seeded``;
+    - per env: ``env`` ``[envs, ENV_COLUMNS]`` float64 (columns ``EPOCH`` ... ``LAST_SUCCESS``: one array, so
+      one conversion, even for the counts and the last action);
+    - per slot, env-major (``envs * num_slots``): ``stage`` and ``dwell_remaining`` ``[slots, 2]`` int64;
     - per seed (the seeded slots, in the same order): ``seeds`` ``[seeds, 20]`` float64 (columns
       ``ALPHA_VALUE`` ... ``STYLE``) and ``seed_slots``, the flat slot index of each.
     """
 
     num_slots: int
     env: FloatArray
-    loss_seen: IntArray
-    accuracy_seen: IntArray
-    last_op: IntArray
-    last_success: BoolArray
     stage_and_dwell: IntArray
-    seeded: BoolArray
     seed_slots: IntArray
     seeds: FloatArray
 
@@ -136,30 +134,22 @@ def read_columns(observations: Sequence[EnvObservation], slot_config: SlotConfig
     env_rows = map(add, env_rows, losses)
     env_rows = map(add, env_rows, map(_PADDING.__getitem__, accuracy_seen))
     env_rows = map(add, env_rows, accuracies)
+    env_rows = map(add, env_rows, zip(loss_seen, accuracy_seen, strict=True))
+    env_rows = map(add, env_rows, map(_last_action_numbers, map(_LAST_ACTION, observations)))
     seeds = list(map(_SEED, reports))
     seeded = list(map(is_not, seeds, repeat(None)))
-    seed_rows = list(map(_SEED_FIELDS, compress(seeds, seeded)))
-    last_actions = list(map(_LAST_ACTION, observations))
-    acted = list(map(is_not, last_actions, repeat(None)))
-    last = _numbers(map(_LAST_ACTION_FIELDS, compress(last_actions, acted)), np.int64, 2)
-    last_op = np.full(envs, -1, dtype=np.int64)
-    last_success = np.zeros(envs, dtype=np.bool_)
-    if last.size:
-        last_op[acted] = last[:, 0]
-        last_success[acted] = last[:, 1]
-    seeded_array = np.array(seeded, dtype=np.bool_)
     return ObservationColumns(
         num_slots=slot_config.num_slots,
-        env=_numbers(env_rows, np.float64, ACCURACY_HISTORY.stop),
-        loss_seen=np.array(loss_seen, dtype=np.int64),
-        accuracy_seen=np.array(accuracy_seen, dtype=np.int64),
-        last_op=last_op,
-        last_success=last_success,
+        env=_numbers(env_rows, np.float64, ENV_COLUMNS),
         stage_and_dwell=_numbers(map(_STAGE_AND_DWELL, reports), np.int64, 2),
-        seeded=seeded_array,
-        seed_slots=np.flatnonzero(seeded_array),
-        seeds=_numbers(seed_rows, np.float64, STYLE + 1),
+        seed_slots=np.fromiter(compress(count(), seeded), dtype=np.int64),
+        seeds=_numbers(map(_SEED_FIELDS, compress(seeds, seeded)), np.float64, STYLE + 1),
     )
+
+
+def _last_action_numbers(action: LastAction | None) -> tuple[int, bool]:
+    """An env's last-action columns: the op and whether it succeeded."""
+    return _NO_LAST_ACTION if action is None else (action.op, action.success)
 
 
 def _numbers(rows: Iterable[tuple[object, ...]], dtype: type[np.generic], width: int) -> npt.NDArray[Any]:

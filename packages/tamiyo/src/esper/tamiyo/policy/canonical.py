@@ -18,8 +18,7 @@ from functools import cache
 import numpy as np
 import numpy.typing as npt
 
-from esper.leyline import HEAD_ORDER, HEAD_PLACEHOLDERS, ActionHead, relevance_rows
-from esper.tamiyo.policy.head_layout import HEAD_INDEX
+from esper.leyline import HEAD_INDEX, HEAD_ORDER, HEAD_PLACEHOLDERS, ActionHead, relevance_rows
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -59,7 +58,7 @@ def canonical_masks(ops: IntArray, masks: BoolArray) -> BoolArray:
     """The masks ``[..., H, width]`` each head is actually scored with, given the chosen ``ops`` (broadcast
     against the leading dimensions of ``masks``).
 
-    ``masks`` is the padded per-head mask (``HeadLayout``) whose slot row is already conditioned on the op (the
+    ``masks`` is the padded per-head mask (``ActionResult.masks``) whose slot row is already conditioned on the op (the
     ``slot_by_op`` row of that op). Relevant heads keep their row; irrelevant heads get the one-hot placeholder
     row.
     """

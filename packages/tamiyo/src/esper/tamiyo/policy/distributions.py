@@ -62,16 +62,10 @@ class MaskedCategorical:
 
 
 def log_noise(shape: tuple[int, ...], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
-    """``log E`` with ``E ~ Exp(1)`` (float32, from ``generator`` when given): ``log p - log E`` is Gumbel-max.
-
-    On the CPU, ``E = -log1p(-U)`` for a float64 uniform ``U``, rounded to float32: exactly the values, and the
-    generator state, of ``Tensor.exponential_`` (its CPU kernel computes the same; the tests check ten million
-    draws), at less than half its cost on the act path's 64 envs. Other devices keep ``exponential_`` (their
-    kernels draw differently, and MPS has no float64)."""
-    if device.type != "cpu":
-        return torch.empty(shape, dtype=torch.float32, device=device).exponential_(generator=generator).log()
-    uniform = torch.empty(shape, dtype=torch.float64).uniform_(generator=generator)
-    return uniform.neg_().log1p_().neg_().to(torch.float32).log_()
+    """``log E`` with ``E ~ Exp(1)`` (float32, on ``device``, from ``generator`` when given): ``log p - log E`` is
+    Gumbel-max. The rollout on an accelerator draws with it; on the CPU the compiled sampler takes the uniforms
+    and computes the same ``E`` itself (``factored_heads.exponential_log``)."""
+    return torch.empty(shape, dtype=torch.float32, device=device).exponential_(generator=generator).log()
 
 
 def require_sound(masks: BoolArray) -> None:

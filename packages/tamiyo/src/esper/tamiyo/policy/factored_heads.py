@@ -11,7 +11,6 @@ stored action gets the log-prob it is re-scored with, up to the last bits of ``e
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import cast
 
@@ -19,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
+from esper.leyline import HEAD_INDEX, HEAD_ORDER, ActionExplanation, ActionHead, ActionMasks, InvalidStateMachineError
 from esper.tamiyo.compiled import compiled
 from esper.tamiyo.policy.canonical import canonical_masks, placeholder_rows, relevance_table
 from esper.tamiyo.policy.distributions import (
@@ -29,7 +28,7 @@ from esper.tamiyo.policy.distributions import (
     require_finite,
     require_sound,
 )
-from esper.tamiyo.policy.head_layout import HEAD_INDEX, HeadLayout, host, on_device
+from esper.tamiyo.policy.head_layout import HeadLayout, host, on_device
 
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -40,23 +39,24 @@ _SLOT = HEAD_INDEX[ActionHead.SLOT]
 
 @dataclass(frozen=True, slots=True)
 class SampledActions:
-    """Per head: ``actions`` ``[batch]`` int64, ``log_probs`` ``[batch]`` float32, ``masks`` ``[batch, n]``
-    bool (the canonical mask the action was drawn from, which the update must score with) and ``relevant``
-    ``[batch]`` bool (the head matters for the drawn op)."""
+    """One column per head (``HEAD_INDEX``), as ``ActionResult`` carries them: ``actions`` ``[batch, H]`` int64,
+    ``log_probs`` ``[batch, H]`` float32, ``masks`` ``[batch, H, width]`` bool (the canonical mask each action was
+    drawn from, which the update must score with) and ``relevant`` ``[batch, H]`` bool (the head matters for the
+    drawn op)."""
 
-    actions: dict[ActionHead, torch.Tensor]
-    log_probs: dict[ActionHead, torch.Tensor]
-    masks: dict[ActionHead, torch.Tensor]
-    relevant: dict[ActionHead, torch.Tensor]
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    masks: torch.Tensor
+    relevant: torch.Tensor
     explanation: ActionExplanation | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ScoredActions:
-    """Per head, ``[batch, time]`` float32 log-probs and normalized entropies of stored actions."""
+    """``[batch, time, H]`` float32 log-probs and normalized entropies of stored actions."""
 
-    log_probs: dict[ActionHead, torch.Tensor]
-    entropy: dict[ActionHead, torch.Tensor]
+    log_probs: torch.Tensor
+    entropy: torch.Tensor
 
 
 def sample_actions(
@@ -73,15 +73,21 @@ def sample_actions(
     ``explain`` adds the op probabilities and each head's normalized entropy (computed, never drawn).
 
     The noise is one draw from ``generator`` (the op's ``[batch, width]`` values, then the heads'
-    ``[batch, H, width]``); everything after it is one compiled pass over the batch (``_draw_factored``). An
-    irrelevant head gets its one-hot canonical mask, hence its placeholder with log-prob exactly 0, as it would
-    if it were scored under that mask."""
+    ``[batch, H, width]``): on the CPU float64 uniforms, which the compiled pass turns into ``log E`` only where it
+    reads them (``exponential_log``: the values of ``Tensor.exponential_``, which the same generator state would
+    give), elsewhere ``log_noise``'s values. Everything after the draw is one compiled pass over the batch
+    (``_draw_factored``). An irrelevant head gets its one-hot canonical mask, hence its placeholder with log-prob
+    exactly 0, as it would if it were scored under that mask."""
     device = logits.device
     batch, heads, width = logits.shape
-    side_by_side = layout.side_by_side(masks)
-    noise = _NO_NOISE
+    side_by_side = host(masks.side_by_side)
+    noise, uniform = _NO_NOISE, device.type == "cpu"
     if not deterministic:
-        noise = host(log_noise((batch * width * (1 + heads),), device, generator))
+        count = batch * width * (1 + heads)
+        if uniform:
+            noise = host(torch.empty(count, dtype=torch.float64).uniform_(generator=generator))
+        else:
+            noise = host(log_noise((count,), device, generator)).astype(np.float64)
     actions = np.empty((batch, heads), dtype=np.int64)
     picked = np.empty((batch, heads), dtype=np.float32)
     canonical = np.empty((batch, heads, width), dtype=np.bool_)
@@ -95,6 +101,7 @@ def sample_actions(
         relevance_table(),
         placeholder_rows(width),
         noise,
+        uniform,
         actions,
         picked,
         canonical,
@@ -108,12 +115,12 @@ def sample_actions(
     if explain:
         distribution = MaskedCategorical(logits, on_device(canonical, device))
         op_probabilities = distribution.log_probs[:, _OP, : layout.sizes[_OP]].exp()
-        explanation = ActionExplanation(op_probabilities, layout.columns(distribution.entropy()))
+        explanation = ActionExplanation(op_probabilities, distribution.entropy())
     return SampledActions(
-        actions=layout.columns(on_device(actions, device)),
-        log_probs=layout.columns(on_device(picked, device)),
-        masks=layout.split(on_device(canonical, device)),
-        relevant=layout.columns(on_device(relevant, device)),
+        actions=on_device(actions, device),
+        log_probs=on_device(picked, device),
+        masks=on_device(canonical, device),
+        relevant=on_device(relevant, device),
         explanation=explanation,
     )
 
@@ -121,7 +128,7 @@ def sample_actions(
 #: ``_draw_factored``'s outcomes: every row drawn, a non-finite logit, a canonical mask row that allows nothing.
 _DRAWN, _NONFINITE, _UNSOUND = 0, 1, 2
 #: The noise argument of a deterministic draw.
-_NO_NOISE = np.empty(0, dtype=np.float32)
+_NO_NOISE = np.empty(0, dtype=np.float64)
 _MASKED_LOGIT = np.float32(MASKED_LOGIT_VALUE)
 
 
@@ -155,18 +162,32 @@ def masked_log_softmax_row(
 
 
 @compiled
-def pick(log_probs: npt.NDArray[np.float32], allowed: BoolArray, noise: npt.NDArray[np.float32], start: int) -> int:
-    """One action from one row of ``log_probs``: with ``noise`` (``log_noise`` values, this row's from
-    ``start``) a sample, the allowed column with the largest ``log p - log E`` (Gumbel-max); with an empty
-    ``noise`` the most probable allowed column. The first one on ties, 0 when nothing is allowed."""
+def pick(
+    log_probs: npt.NDArray[np.float32], allowed: BoolArray, noise: npt.NDArray[np.float64], uniform: bool, start: int
+) -> int:
+    """One action from one row of ``log_probs``: with ``noise`` (this row's from ``start``: uniforms if
+    ``uniform``, else ``log_noise`` values) a sample, the allowed column with the largest ``log p - log E``
+    (Gumbel-max); with an empty ``noise`` the most probable allowed column. The first one on ties, 0 when nothing
+    is allowed."""
     best, best_score, found = 0, np.float32(0.0), False
     for column in range(log_probs.shape[0]):
         if not allowed[column]:
             continue
-        score = log_probs[column] - noise[start + column] if noise.shape[0] else log_probs[column]
+        score = log_probs[column]
+        if noise.shape[0]:
+            score -= exponential_log(noise[start + column]) if uniform else np.float32(noise[start + column])
         if not found or score > best_score:
             best, best_score, found = column, score, True
     return best
+
+
+@compiled
+def exponential_log(uniform: float) -> np.float32:
+    """``log E`` for ``E ~ Exp(1)`` from a float64 uniform: ``E = -log1p(-U)`` rounded to float32, which is exactly
+    ``Tensor.exponential_``'s CPU draw from the same generator state, then its log in float64 rounded to float32
+    (torch's vectorized float32 log may differ from it in the last bit)."""
+    exponential = np.float32(-math.log1p(-uniform))
+    return np.float32(math.log(np.float64(exponential)))
 
 
 @compiled
@@ -178,7 +199,8 @@ def _draw_factored(
     rows_for_ops: IntArray,
     relevance: BoolArray,
     placeholders: BoolArray,
-    noise: npt.NDArray[np.float32],
+    noise: npt.NDArray[np.float64],
+    uniform: bool,
     actions: IntArray,
     picked: npt.NDArray[np.float32],
     canonical: BoolArray,
@@ -199,7 +221,7 @@ def _draw_factored(
         start = _OP * width
         gather, real = candidate_source[start : start + width], candidate_real[start : start + width]
         masked_log_softmax_row(logits[row, _OP], gather, real, side_by_side[row], op_log_probs, op_allowed)
-        op = pick(op_log_probs, op_allowed, noise, row * width)
+        op = pick(op_log_probs, op_allowed, noise, uniform, row * width)
         for head in range(heads):
             is_relevant = relevance[op, head]
             relevant[row, head] = is_relevant
@@ -212,7 +234,7 @@ def _draw_factored(
                 start = rows_for_ops[op, head] * width
                 gather, real = candidate_source[start : start + width], candidate_real[start : start + width]
                 masked_log_softmax_row(logits[row, head], gather, real, side_by_side[row], log_probs, mask)
-                action = pick(log_probs, mask, noise, (batch + row * heads + head) * width)
+                action = pick(log_probs, mask, noise, uniform, (batch + row * heads + head) * width)
                 actions[row, head] = action
                 picked[row, head] = log_probs[action]
             else:  # its placeholder; the slot head's is the first slot the op allows (0 if none)
@@ -233,31 +255,20 @@ def _draw_factored(
     return status
 
 
-def score_actions(
-    logits: torch.Tensor,
-    actions: Mapping[ActionHead, torch.Tensor],
-    masks: Mapping[ActionHead, torch.Tensor],
-    layout: HeadLayout,
-    *,
-    validate: bool,
-) -> ScoredActions:
-    """Log-probs and normalized entropies of stored ``actions[head]`` ``[batch, time]`` under the stored
-    ``masks[head]`` ``[batch, time, n]``, from padded ``logits`` ``[batch, time, H, width]`` (the stored masks
-    are re-canonicalized from the stored ops, which is idempotent). An all-false stored row raises; non-finite
+def score_actions(logits: torch.Tensor, actions: torch.Tensor, masks: torch.Tensor, *, validate: bool) -> ScoredActions:
+    """Log-probs and normalized entropies of stored ``actions`` ``[batch, time, H]`` under the stored ``masks``
+    ``[batch, time, H, width]``, from padded ``logits`` ``[batch, time, H, width]`` (the stored masks are
+    re-canonicalized from the stored ops, which is idempotent). An all-false stored row raises; non-finite
     logits are left to the update, which skips a non-finite loss. ``validate`` also checks that every stored
     action is allowed by its stored mask."""
-    stacked = torch.stack([actions[head] for head in HEAD_ORDER], dim=-1)
-    stored = layout.pad_masks(masks)
-    host_actions = host(stacked)
+    stored = host(masks)
+    host_actions = host(actions)
     canonical = canonical_masks(host_actions[..., _OP], stored)
     require_sound(canonical)
     if validate:
         _check_actions_allowed(stored, host_actions)
     distribution = MaskedCategorical(logits, on_device(canonical, logits.device))
-    return ScoredActions(
-        log_probs=layout.columns(distribution.log_prob(stacked)),
-        entropy=layout.columns(distribution.entropy()),
-    )
+    return ScoredActions(log_probs=distribution.log_prob(actions), entropy=distribution.entropy())
 
 
 def _check_actions_allowed(masks: BoolArray, actions: IntArray) -> None:

@@ -1,53 +1,48 @@
-"""All action heads side by side in one ``[..., num_heads, width]`` array (``width`` = the largest head).
+"""All action heads side by side in one ``[..., num_heads, width]`` array (``width`` = the largest head, leyline's
+``mask_width``).
 
 Heads have different sizes; padding each to the widest one lets the masked-distribution math run once for all
-heads instead of once per head (the act path's main cost). Padding columns are always masked out, so a padded
-head is exactly the same categorical distribution as the unpadded one. Head ``i`` is ``HEAD_ORDER[i]``.
+heads instead of once per head (the act path's main cost), and it is the layout of the per-head tensors at the
+policy seam (``ActionResult.masks``). Padding columns are always masked out, so a padded head is exactly the same
+categorical distribution as the unpadded one. Head ``i`` is ``HEAD_ORDER[i]`` (leyline's ``HEAD_INDEX``).
 
-Masks are padded on the host as numpy arrays, whatever the number of heads, with one concatenation (torch, on
-the masks' device) and one gather through a precomputed index: every padded position reads its head's column or
-is padding, cleared by a fixed mask. The rollout's candidate rows (``candidate_source``, ``candidate_real``) are
-such an index too, read row by row by the compiled sampler.
+The rollout's candidate rows (``candidate_source``, ``candidate_real``) are a precomputed gather index into the
+masks laid side by side (``ActionMasks.side_by_side``), read row by row by the compiled sampler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from esper.leyline import HEAD_ORDER, ActionHead, ActionMasks, ConfigError, LifecycleOp
+from esper.leyline import HEAD_INDEX, HEAD_ORDER, ActionHead, ConfigError, LifecycleOp, mask_width
 
 BoolArray = npt.NDArray[np.bool_]
 IndexArray = npt.NDArray[np.intp]
 IntArray = npt.NDArray[np.int64]
 
-#: Column of each head in the padded layout.
-HEAD_INDEX: Mapping[ActionHead, int] = MappingProxyType({head: index for index, head in enumerate(HEAD_ORDER)})
 _SLOT = HEAD_INDEX[ActionHead.SLOT]
 #: The heads whose step mask does not depend on the op (``ActionMasks.heads``), in HEAD_ORDER.
 _STATIC_HEADS = tuple(head for head in HEAD_ORDER if head not in (ActionHead.OP, ActionHead.SLOT))
 
 
 class HeadLayout:
-    """Padding of per-head masks ``[..., size_h]`` into ``[..., H, width]`` (numpy), and the per-head views of
-    padded tensors."""
+    """The head sizes, the padded width, and the candidate rows the rollout samples from."""
 
     def __init__(self, head_sizes: Mapping[ActionHead, int]) -> None:
         missing = [head.value for head in HEAD_ORDER if head not in head_sizes]
         if missing:
             raise ConfigError(f"head sizes are missing heads {missing}")
         self.sizes: tuple[int, ...] = tuple(head_sizes[head] for head in HEAD_ORDER)
-        self.width = max(self.sizes)
-        self._pad = self._gather(list(zip(_starts(self.sizes), self.sizes, strict=True)))
+        self.width = mask_width(head_sizes)
         candidates = self._gather(self._candidate_runs(head_sizes))
-        #: The candidate rows, ``[H + num_ops - 1]`` rows of ``width`` positions, flattened: which column of the
-        #: masks laid side by side (``side_by_side``) each position reads, and whether it is a real column (padding
-        #: reads column 0 and is never allowed). Rows: every head's step mask (HEAD_ORDER; the slot row is op 0's),
+        #: The candidate rows, ``[H + num_ops - 1]`` rows of ``width`` positions, flattened: which column of
+        #: ``ActionMasks.side_by_side`` each position reads, and whether it is a real column (padding reads column
+        #: 0 and is never allowed). Rows: every head's step mask (HEAD_ORDER; the slot row is op 0's),
         #: then the slot mask of every other op. Scoring these rows gives every log-prob any op could need, so the
         #: op and the heads it implies come from one pass.
         self.candidate_source: IndexArray = candidates.source
@@ -59,31 +54,6 @@ class HeadLayout:
         self.rows_for_ops[1:, _SLOT] = np.arange(len(HEAD_ORDER), len(HEAD_ORDER) + num_ops - 1)
         for table in (self.candidate_source, self.candidate_real, self.rows_for_ops):
             table.flags.writeable = False
-
-    def pad_masks(self, masks: Mapping[ActionHead, torch.Tensor]) -> BoolArray:
-        """``[..., H, width]`` on the host; padding columns are False (never allowed)."""
-        side_by_side = host(torch.cat([masks[head] for head in HEAD_ORDER], dim=-1))
-        leading = side_by_side.shape[:-1]
-        return self._pad.read(side_by_side).reshape(*leading, len(HEAD_ORDER), self.width)
-
-    @staticmethod
-    def side_by_side(masks: ActionMasks) -> BoolArray:
-        """One step's masks on the host, laid side by side: ``[batch, op | slot_by_op flattened | other heads]``
-        (the layout the candidate rows read)."""
-        parts = (masks.op, masks.slot_by_op.flatten(1), *(masks.heads[head] for head in _STATIC_HEADS))
-        return host(torch.cat(parts, dim=-1))
-
-    def split(self, padded: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
-        """``[..., H, width]`` -> ``{head: [..., size_h]}`` (views)."""
-        return {
-            head: row if size == self.width else row[..., :size]
-            for head, size, row in zip(HEAD_ORDER, self.sizes, padded.unbind(-2), strict=True)
-        }
-
-    @staticmethod
-    def columns(per_head_values: torch.Tensor) -> dict[ActionHead, torch.Tensor]:
-        """``[..., H]`` -> ``{head: [...]}`` (views)."""
-        return dict(zip(HEAD_ORDER, per_head_values.unbind(-1), strict=True))
 
     def _candidate_runs(self, head_sizes: Mapping[ActionHead, int]) -> list[tuple[int, int]]:
         """Where each row of ``candidates`` reads from the masks side by side."""
@@ -99,7 +69,7 @@ class HeadLayout:
 
     def _gather(self, runs: list[tuple[int, int]]) -> _Gather:
         """Padded rows where row ``r`` reads the ``runs[r] = (start, size)`` columns of the masks laid side by
-        side, then False up to ``width``."""
+        side (``ActionMasks.side_by_side``), then False up to ``width``."""
         columns = [(start + c, c < size) for start, size in runs for c in range(self.width)]
         return _Gather(
             np.array([column if real else 0 for column, real in columns], dtype=np.intp),
@@ -109,14 +79,10 @@ class HeadLayout:
 
 class _Gather(NamedTuple):
     """Where each padded position reads (``source``) and whether it is a real column (``real``; padding reads
-    column 0 and is then cleared)."""
+    column 0 and is never allowed)."""
 
     source: IndexArray
     real: BoolArray
-
-    def read(self, side_by_side: BoolArray) -> BoolArray:
-        """``[..., len(index)]``: the padded positions of masks laid side by side."""
-        return side_by_side.take(self.source, axis=-1) & self.real
 
 
 def host(tensor: torch.Tensor) -> npt.NDArray[Any]:

@@ -16,7 +16,6 @@ from esper.leyline import (
     ActionMasks,
     ConfigError,
     FeatureWidthError,
-    LifecycleOp,
     MaskShapeError,
 )
 
@@ -55,35 +54,27 @@ def check_mask(name: str, mask: torch.Tensor, expected: tuple[int, ...]) -> None
 
 
 def check_step_masks(masks: ActionMasks, batch: int, head_sizes: Mapping[ActionHead, int]) -> None:
-    """Leyline ``ActionMasks`` of one step: ``op`` ``[batch, ops]``, ``slot_by_op`` ``[batch, ops, slots]`` and
-    every other head ``[batch, head_size]``."""
-    num_ops = len(LifecycleOp)
-    check_mask(ActionHead.OP.value, masks.op, (batch, num_ops))
-    check_mask("slot_by_op", masks.slot_by_op, (batch, num_ops, head_sizes[ActionHead.SLOT]))
-    for head in HEAD_ORDER:
-        if head in (ActionHead.OP, ActionHead.SLOT):
-            continue
-        if head not in masks.heads:
-            raise MaskShapeError(f"action masks lack the {head.value} head")
-        check_mask(head.value, masks.heads[head], (batch, head_sizes[head]))
+    """Leyline ``ActionMasks`` of one step for this policy's action space: ``batch`` bool rows laid out for
+    ``head_sizes`` (``ActionMasks`` checked its width against its own sizes when it was built)."""
+    if masks.head_sizes != head_sizes:
+        raise MaskShapeError(
+            f"action masks are for head sizes {_listed(masks.head_sizes)}, this policy's are {_listed(head_sizes)}"
+        )
+    check_mask("side-by-side", masks.side_by_side, (batch, masks.side_by_side.shape[1]))
 
 
-def check_sequence_heads(
-    actions: Mapping[ActionHead, torch.Tensor],
-    masks: Mapping[ActionHead, torch.Tensor],
-    leading: tuple[int, ...],
-    head_sizes: Mapping[ActionHead, int],
-) -> None:
-    """Stored ``actions[head]`` ``[*leading]`` int64 and ``masks[head]`` ``[*leading, head_size]`` bool."""
-    for head in HEAD_ORDER:
-        if head not in actions or head not in masks:
-            raise MaskShapeError(f"stored actions and masks need every head; {head.value} is missing")
-        action = actions[head]
-        if action.dtype != torch.int64 or tuple(action.shape) != leading:
-            raise MaskShapeError(
-                f"{head.value} actions are {action.dtype} {list(action.shape)}, expected int64 {list(leading)}"
-            )
-        check_mask(head.value, masks[head], (*leading, head_sizes[head]))
+def check_stored_actions(actions: torch.Tensor, masks: torch.Tensor, leading: tuple[int, ...], width: int) -> None:
+    """Stored ``actions`` ``[*leading, H]`` int64 and ``masks`` ``[*leading, H, width]`` bool."""
+    expected = (*leading, len(HEAD_ORDER))
+    if actions.dtype != torch.int64 or tuple(actions.shape) != expected:
+        raise MaskShapeError(
+            f"stored actions are {actions.dtype} {list(actions.shape)}, expected int64 {list(expected)}"
+        )
+    check_mask("stored", masks, (*expected, width))
+
+
+def _listed(sizes: Mapping[ActionHead, int]) -> dict[str, int]:
+    return {head.value: sizes[head] for head in HEAD_ORDER if head in sizes}
 
 
 def check_hidden(hidden: tuple[torch.Tensor, torch.Tensor], expected: tuple[int, int, int]) -> None:

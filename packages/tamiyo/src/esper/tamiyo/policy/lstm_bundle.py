@@ -14,8 +14,6 @@ from typing import Any, ClassVar, Final, Self
 import torch
 
 from esper.leyline import (
-    HEAD_ORDER,
-    ActionHead,
     ActionResult,
     CheckpointError,
     ConfigError,
@@ -39,8 +37,8 @@ from esper.tamiyo.policy.input_checks import (
     check_features,
     check_hidden,
     check_input_names,
-    check_sequence_heads,
     check_step_masks,
+    check_stored_actions,
 )
 from esper.tamiyo.policy.network import FactoredRecurrentActorCritic, NetworkOutput, NetworkSizes
 
@@ -86,6 +84,9 @@ class LSTMPolicyBundle:
             sizes=self._sizes,
             recurrent=self.RECURRENT,
         )
+        #: A parameter every network has, to read ``device`` and ``dtype`` from on every act call without walking
+        #: modules (moving a module keeps its parameter objects and swaps their data).
+        self._probe = self._network.heads.output_bias
         self._compiled: Callable[..., NetworkOutput] | None = None
         self._compile_mode: str | None = None
         self.validate_masks = validate_masks
@@ -134,14 +135,13 @@ class LSTMPolicyBundle:
 
     @property
     def device(self) -> torch.device:
-        """Where the parameters and normalizer buffers live (read from the heads' output bias, which every
-        network has: cheaper than walking the modules on every act call)."""
-        return self._network.heads.output_bias.device
+        """Where the parameters and normalizer buffers live (read from the heads' output bias)."""
+        return self._probe.device
 
     @property
     def dtype(self) -> torch.dtype:
         """Dtype of the floating parameters (read from the heads' output bias, like ``device``)."""
-        return self._network.heads.output_bias.dtype
+        return self._probe.dtype
 
     @property
     def is_compiled(self) -> bool:
@@ -153,6 +153,7 @@ class LSTMPolicyBundle:
         if self.is_compiled:
             raise ConfigError("cannot move a compiled policy bundle: place it on its device before compile()")
         self._network.to(torch.device(device))
+        self._probe = self._network.heads.output_bias  # the same object unless torch was told to replace them
         return self
 
     def compile(self, mode: str) -> None:
@@ -183,7 +184,7 @@ class LSTMPolicyBundle:
         masks, on ``device``; raises ``InvalidStateMachineError`` on an all-false mask row."""
         columns = read_columns(observations, self._slot_config)
         batch = encode_columns(columns)
-        device = self.device
+        device = self._probe.device
         masks = masks_of_columns(columns, self._topology).to_tensors(device)
         inputs = {FEATURES: batch.features.to(device), BLUEPRINT_INDICES: batch.blueprint_indices.to(device)}
         return EncodedObservations(inputs=MappingProxyType(inputs), masks=masks)
@@ -211,11 +212,11 @@ class LSTMPolicyBundle:
         check_blueprint_indices(inputs[BLUEPRINT_INDICES], (batch,), self._slot_config.num_slots)
         check_step_masks(observations.masks, batch, self._head_sizes)
         check_hidden(hidden, self._network.state_shape(batch))
-        device = self.device
+        device = self._probe.device
         with torch.inference_mode():
             # The one place a single step becomes a length-1 sequence ([batch, 1, ...]) and back.
             output = self._forward(
-                inputs[FEATURES].to(device=device, dtype=self.dtype).unsqueeze(1),
+                inputs[FEATURES].to(device=device, dtype=self._probe.dtype).unsqueeze(1),
                 inputs[BLUEPRINT_INDICES].to(device).unsqueeze(1),
                 (hidden[0].to(device), hidden[1].to(device)),
             )
@@ -229,31 +230,27 @@ class LSTMPolicyBundle:
             )
             values = output.values[:, 0].float()
         return ActionResult(
-            actions=MappingProxyType(sampled.actions),
-            log_probs=MappingProxyType(sampled.log_probs),
-            masks=MappingProxyType(sampled.masks),
-            relevant=MappingProxyType(sampled.relevant),
+            actions=sampled.actions,
+            log_probs=sampled.log_probs,
+            masks=sampled.masks,
+            relevant=sampled.relevant,
             values=values,
             hidden=output.hidden,
             explanation=sampled.explanation,
         )
 
     def evaluate_actions(
-        self,
-        inputs: PolicyInputs,
-        actions: Mapping[ActionHead, torch.Tensor],
-        masks: Mapping[ActionHead, torch.Tensor],
-        hidden: HiddenState,
+        self, inputs: PolicyInputs, actions: torch.Tensor, masks: torch.Tensor, hidden: HiddenState
     ) -> EvalResult:
         """Re-score stored sequences with gradients: ``inputs`` ``features`` ``[batch, time, feature_dim]`` and
-        ``blueprint_indices`` ``[batch, time, num_slots]``, ``actions[head]`` ``[batch, time]``, ``masks[head]``
-        ``[batch, time, head_size]`` (as returned by ``get_action``), ``hidden`` the state before the first step
-        (an inference-mode tensor is copied first, since autograd cannot save it)."""
+        ``blueprint_indices`` ``[batch, time, num_slots]``, ``actions`` ``[batch, time, H]`` and ``masks``
+        ``[batch, time, H, width]`` (as returned by ``get_action``), ``hidden`` the state before the first step
+        (inference-mode actions and state are copied first, since autograd cannot save them)."""
         check_input_names(inputs, _INPUT_NAMES)
         features, blueprint_indices = inputs[FEATURES], inputs[BLUEPRINT_INDICES]
         leading = check_features(features, 3, self._feature_dim)
         check_blueprint_indices(blueprint_indices, leading, self._slot_config.num_slots)
-        check_sequence_heads(actions, masks, leading, self._head_sizes)
+        check_stored_actions(actions, masks, leading, self._network.layout.width)
         check_hidden(hidden, self._network.state_shape(leading[0]))
         device = self.device
         initial = tuple(t.clone() if t.is_inference() else t for t in hidden)
@@ -262,18 +259,9 @@ class LSTMPolicyBundle:
             blueprint_indices.to(device),
             (initial[0].to(device), initial[1].to(device)),
         )
-        scored = score_actions(
-            output.logits,
-            {head: actions[head].to(device) for head in HEAD_ORDER},
-            {head: masks[head].to(device) for head in HEAD_ORDER},
-            self._network.layout,
-            validate=self.validate_masks,
-        )
-        return EvalResult(
-            log_probs=MappingProxyType(scored.log_probs),
-            entropy=MappingProxyType(scored.entropy),
-            values=output.values.float(),
-        )
+        stored = actions.clone() if actions.is_inference() else actions  # gather saves it for backward
+        scored = score_actions(output.logits, stored.to(device), masks.to(device), validate=self.validate_masks)
+        return EvalResult(log_probs=scored.log_probs, entropy=scored.entropy, values=output.values.float())
 
     # --- learning state -------------------------------------------------------------------------------------
 
