@@ -25,7 +25,6 @@ from esper.tamiyo.encoding.observation_checks import require_configured_slots
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
 
 #: Columns of ``ObservationColumns.env``: the scalars, both histories right-aligned (NaN where unseen), how many
 #: values each history holds, and the last action (op -1 and success 0 without one).
