@@ -39,6 +39,7 @@ from esper.leyline import (
     Topology,
     head_sizes,
     is_relevant,
+    mask_columns,
     mask_width,
 )
 from esper.leyline.protocols import HiddenState
@@ -168,8 +169,7 @@ def _check_encoded(encoded: object, n_envs: int, sizes: Mapping[ActionHead, int]
             f"encode() masks have head sizes {_sizes(masks.head_sizes)}, expected {_sizes(sizes)} "
             "(leyline's head_sizes of the bundle's slot config and topology)"
         )
-    others = sum(sizes[head] for head in HEAD_ORDER if head not in (ActionHead.OP, ActionHead.SLOT))
-    columns = sizes[ActionHead.OP] * (1 + sizes[ActionHead.SLOT]) + others
+    columns = max(part.stop for part in mask_columns(sizes).values())
     _shape("encode() masks side_by_side", masks.side_by_side, (n_envs, columns), torch.bool)
     return encoded
 
